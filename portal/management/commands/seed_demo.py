@@ -1,0 +1,48 @@
+"""Demo data for `make run`. Safe to run again: it converges, it never duplicates."""
+
+from __future__ import annotations
+
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+DEMO_PASSWORD = "clareza-demo"  # noqa: S105 - printed for the newcomer on purpose
+
+DEMO_USERS = [
+    # email, first name, language, staff
+    ("ana@example.com", "Ana", "en", False),
+    ("joao@example.com", "João", "pt-br", False),
+    ("staff@example.com", "Sofia", "en", True),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the demo customers and the demo staff member (idempotent)."
+
+    @transaction.atomic
+    def handle(self, *args, **options) -> None:
+        User = get_user_model()
+        for email, first_name, language, staff in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                email=email,
+                defaults={"first_name": first_name, "language": language},
+            )
+            user.is_staff = user.is_superuser = staff
+            user.is_active = True
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            EmailAddress.objects.update_or_create(
+                user=user, email=email, defaults={"verified": True, "primary": True}
+            )
+            verb = "created" if created else "refreshed"
+            self.stdout.write(f"  {verb} {'staff' if staff else 'customer'} {email}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                "Demo logins (password for all: "
+                f"{DEMO_PASSWORD}):\n"
+                "  customer  ana@example.com   (English)\n"
+                "  customer  joao@example.com  (Português)\n"
+                "  staff     staff@example.com (superuser, /admin/)"
+            )
+        )

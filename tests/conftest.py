@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
+
+from portal.celery import app as celery_app
+
+PASSWORD = "a-long-Test-passphrase-42"
+
+
+def make_user(email: str, *, language: str = "en", staff: bool = False, verified: bool = True):
+    User = get_user_model()
+    user = User.objects.create_user(
+        email=email, password=PASSWORD, language=language, is_staff=staff, is_superuser=staff
+    )
+    EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
+    return user
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def customer(db):
+    return make_user("customer@example.com")
+
+
+@pytest.fixture
+def other_customer(db):
+    return make_user("other@example.com")
+
+
+@pytest.fixture
+def staff(db):
+    return make_user("staff@example.com", staff=True)
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(request):
+    """In-process tests run Celery tasks eagerly even when REDIS_URL points at a
+    real broker; tests marked `worker` use a real worker process instead."""
+    if request.node.get_closest_marker("worker"):
+        yield
+        return
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate limits live in the cache: each test starts with none spent."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if settings.REDIS_URL:
+        # Never flushdb: the Celery broker shares this Redis database.
+        client = cache._cache.get_client(write=True)
+        prefix = settings.CACHES["default"]["KEY_PREFIX"]
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+    else:
+        cache.clear()
+    yield
