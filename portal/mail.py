@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
@@ -20,6 +21,14 @@ from portal.models import OutboundEmail
 
 def render_email(template_prefix: str, context: dict, *, language: str) -> tuple[str, str, str]:
     """Render templates/<prefix>_subject.txt, _message.txt and (if present) _message.html."""
+    context = {
+        "CONTROLLER_NAME": settings.CONTROLLER_NAME,
+        "CONTROLLER_EMAIL": settings.CONTROLLER_EMAIL,
+        "DPO_NAME": settings.DPO_NAME,
+        "DPO_EMAIL": settings.DPO_EMAIL,
+        "SITE_URL": settings.SITE_URL,
+        **context,
+    }
     with translation.override(language):
         subject = render_to_string(f"{template_prefix}_subject.txt", context)
         subject = " ".join(subject.split())
@@ -41,7 +50,9 @@ def outbound_email_queue(
     email = OutboundEmail.objects.create(
         to=to, subject=subject, body_text=body_text, body_html=body_html, headers=headers or {}
     )
-    transaction.on_commit(lambda: deliver_outbound_email.delay(email.pk))
+    # robust: a broker outage must not turn a committed change into an error
+    # page. The row is safe in the database and the sweep sends it later.
+    transaction.on_commit(lambda: deliver_outbound_email.delay(email.pk), robust=True)
     return email
 
 
@@ -110,13 +121,19 @@ def outbound_email_fail(*, email_id: int, error: str) -> None:
 
 
 def outbound_email_due_ids(*, limit: int = 500) -> list[int]:
-    """Rows that should be sent now: pending or with an expired lease."""
+    """Rows whose task was lost or whose backoff is over: pending for longer than
+    the grace period (their task should have run by then), or with an expired
+    lease. Fresh rows are left to the task queued when they were written."""
     now = timezone.now()
+    unsent = [OutboundEmail.Status.PENDING, OutboundEmail.Status.SENDING]
+    lost = Q(
+        status=OutboundEmail.Status.PENDING,
+        lease_until__isnull=True,
+        created_at__lt=now - settings.OUTBOUND_EMAIL_GRACE,
+    )
+    lease_over = Q(lease_until__lte=now)
     return list(
-        OutboundEmail.objects.filter(
-            status__in=[OutboundEmail.Status.PENDING, OutboundEmail.Status.SENDING]
-        )
-        .exclude(lease_until__gt=now)
+        OutboundEmail.objects.filter(Q(status__in=unsent) & (lost | lease_over))
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
