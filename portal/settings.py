@@ -46,11 +46,18 @@ CSRF_TRUSTED_ORIGINS = [SITE_URL]
 CONTROLLER_NAME = env_str("CONTROLLER_NAME", "Loja Clareza Demo Ltda.")
 CONTROLLER_EMAIL = env_str("CONTROLLER_EMAIL", "privacy@example.com")
 CONTROLLER_ADDRESS = env_str("CONTROLLER_ADDRESS", "Rua Exemplo 100, São Paulo - SP, Brasil")
+CONTROLLER_PHONE = env_str("CONTROLLER_PHONE", "+55 11 4000-0000")
 DPO_NAME = env_str("DPO_NAME", "Encarregada: Maria Souza")
 DPO_EMAIL = env_str("DPO_EMAIL", "dpo@example.com")
 for _name, _value in (("CONTROLLER_EMAIL", CONTROLLER_EMAIL), ("DPO_EMAIL", DPO_EMAIL)):
     if "@" not in _value:
         raise ImproperlyConfigured(f"{_name}={_value!r} is not an email address.")
+
+# Consent receipts are signed with this EC P-256 key (PEM). Unset: a key derived
+# from SECRET_KEY. Its public half is published at /.well-known/jwks.json.
+RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY", "").replace("\\n", "\n")
+# The date /.well-known/gpc.json states the GPC support was last reviewed.
+GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -86,6 +93,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "consents.middleware.GlobalPrivacyControlMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -94,12 +102,25 @@ MIDDLEWARE = [
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
 
+_TEMPLATE_LOADERS = [
+    "django.template.loaders.filesystem.Loader",
+    "django.template.loaders.app_directories.Loader",
+]
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
         "OPTIONS": {
+            # "page.html#partial" names a {% partialdef %} (django-template-partials);
+            # templates are cached except while developing.
+            "loaders": [
+                (
+                    "template_partials.loader.Loader",
+                    _TEMPLATE_LOADERS
+                    if DEBUG
+                    else [("django.template.loaders.cached.Loader", _TEMPLATE_LOADERS)],
+                )
+            ],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.template.context_processors.i18n",
@@ -150,6 +171,8 @@ LOGIN_REDIRECT_URL = "home"
 
 # django-allauth: email is the login, verified before the account is usable.
 ACCOUNT_ADAPTER = "portal.adapters.AccountAdapter"
+# The sign-up form carries one unticked box per optional purpose (consents app).
+ACCOUNT_SIGNUP_FORM_CLASS = "consents.forms.SignupConsentForm"
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
@@ -167,6 +190,7 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if SITE_URL.startswith("https://") else 
 ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 ACCOUNT_RATE_LIMITS = {
     # allauth's defaults, written out so that they are visible and reviewed.
+    "login": "30/m/ip",
     "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
     "confirm_email": "1/3m/key",
@@ -192,6 +216,7 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 LANGUAGE_COOKIE_SECURE = not DEBUG
 LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
 TIME_ZONE = env_str("TIME_ZONE", "America/Sao_Paulo")
 USE_I18N = True
 USE_TZ = True
@@ -273,6 +298,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    "purge-unconfirmed-newsletter-signups": {
+        "task": "consents.tasks.purge_unconfirmed_newsletter_signups",
+        "schedule": timedelta(hours=1),
+    },
     "sweep-outbound-email": {
         "task": "portal.tasks.sweep_outbound_email",
         "schedule": timedelta(minutes=1),
@@ -282,6 +311,8 @@ CELERY_BEAT_SCHEDULE = {
 # Outbound email: how long a claimed row is leased to one worker, and how often it is tried.
 OUTBOUND_EMAIL_LEASE = timedelta(minutes=5)
 OUTBOUND_EMAIL_MAX_ATTEMPTS = 8
+# How long a new row waits for its own task before the sweep treats it as lost.
+OUTBOUND_EMAIL_GRACE = timedelta(minutes=2)
 
 LOGGING = {
     "version": 1,

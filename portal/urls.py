@@ -15,5 +15,7 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("i18n/setlang/", views.set_language, name="set_language"),
     path("accounts/", include("allauth.urls")),
+    path("", include("consents.urls")),
+    path("me/", include("consents.panel_urls")),
     path("admin/", admin.site.urls),
 ]

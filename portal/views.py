@@ -12,7 +12,12 @@ from django.views.i18n import set_language as django_set_language
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+    context = {}
+    if request.user.is_authenticated:
+        from consents.benefits import benefits_for
+
+        context["benefits"] = benefits_for(subject_id=request.user.subject_id)
+    return render(request, "home.html", context)
 
 
 @require_POST
@@ -46,8 +51,10 @@ def _check_redis() -> str:
     try:
         from redis import Redis
 
-        client = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-        client.ping()
+        with Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
+        ) as client:
+            client.ping()
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return "ok"

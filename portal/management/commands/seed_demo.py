@@ -10,10 +10,17 @@ from django.db import transaction
 DEMO_PASSWORD = "clareza-demo"  # noqa: S105 - printed for the newcomer on purpose
 
 DEMO_USERS = [
-    # email, first name, language, staff
-    ("ana@example.com", "Ana", "en", False),
-    ("joao@example.com", "João", "pt-br", False),
-    ("staff@example.com", "Sofia", "en", True),
+    # email, first name, language, staff, granted at sign-up, interests
+    ("ana@example.com", "Ana", "en", False, {"newsletter"}, []),
+    (
+        "joao@example.com",
+        "João",
+        "pt-br",
+        False,
+        {"recommendations", "tailored-offers"},
+        ["bakery", "coffee-tea"],
+    ),
+    ("staff@example.com", "Sofia", "en", True, set(), []),
 ]
 
 
@@ -22,8 +29,13 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        from consents.demo import seed_catalogue, seed_customer_history, seed_inventory
+
+        purposes = seed_inventory()
+        self.stdout.write(f"  inventory: {len(purposes)} purposes")
+        self.stdout.write(f"  catalogue: {seed_catalogue()} products")
         User = get_user_model()
-        for email, first_name, language, staff in DEMO_USERS:
+        for email, first_name, language, staff, granted, interests in DEMO_USERS:
             user, created = User.objects.get_or_create(
                 email=email,
                 defaults={"first_name": first_name, "language": language},
@@ -35,6 +47,10 @@ class Command(BaseCommand):
             EmailAddress.objects.update_or_create(
                 user=user, email=email, defaults={"verified": True, "primary": True}
             )
+            if not staff:
+                seed_customer_history(
+                    subject_id=user.subject_id, granted=granted, interests=interests
+                )
             verb = "created" if created else "refreshed"
             self.stdout.write(f"  {verb} {'staff' if staff else 'customer'} {email}")
         self.stdout.write(

@@ -1,0 +1,211 @@
+"""The hash chain under the consent ledger.
+
+Each event's hash covers its own fields, the hash of the notice text it points
+at, and the previous event's hash. Appends are serialised by a row lock on the
+single LedgerHead row, which also carries an HMAC of the last (seq, hash): an
+attacker who can write to the database but does not hold SECRET_KEY cannot cut
+events off the end or recompute the chain without verify_ledger noticing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from consents.models import ConsentEvent, LedgerHead
+
+GENESIS = "0" * 64
+SEPARATOR = "\x1f"
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_hash(
+    *,
+    seq: int,
+    uuid: object,
+    subject_id: object,
+    purpose_id: int,
+    notice_hash: str,
+    policy_version_id: int | None,
+    decision: str,
+    method: str,
+    created_at: datetime,
+    ip_truncated: str,
+    user_agent_family: str,
+    prev_hash: str,
+) -> str:
+    fields = [
+        "v1",
+        str(seq),
+        str(uuid),
+        str(subject_id),
+        str(purpose_id),
+        notice_hash,
+        "" if policy_version_id is None else str(policy_version_id),
+        decision,
+        method,
+        _timestamp(created_at),
+        ip_truncated,
+        user_agent_family,
+        prev_hash,
+    ]
+    return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
+
+
+def head_signature(seq: int, hash_: str) -> str:
+    key = hashlib.sha256(b"clareza-ledger-head:" + settings.SECRET_KEY.encode()).digest()
+    return hmac.new(key, f"{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
+
+
+def lock_head() -> LedgerHead:
+    """The chain head, locked until the surrounding transaction ends."""
+    assert transaction.get_connection().in_atomic_block, "append inside a transaction"
+    head = LedgerHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        try:
+            with transaction.atomic():
+                LedgerHead.objects.create(pk=1, signature=head_signature(0, GENESIS))
+        except IntegrityError:
+            pass  # another transaction created it first
+        head = LedgerHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def append(head: LedgerHead, **fields: object) -> ConsentEvent:
+    """Append one event after `head` (locked by lock_head) and move the head."""
+    event = ConsentEvent(seq=head.seq + 1, prev_hash=head.hash, **fields)
+    event.hash = event_hash(
+        seq=event.seq,
+        uuid=event.uuid,
+        subject_id=event.subject_id,
+        purpose_id=event.purpose_id,
+        notice_hash=event.notice.content_hash,
+        policy_version_id=event.policy_version_id,
+        decision=event.decision,
+        method=event.method,
+        created_at=event.created_at,
+        ip_truncated=event.ip_truncated,
+        user_agent_family=event.user_agent_family,
+        prev_hash=event.prev_hash,
+    )
+    event.save(force_insert=True)
+    head.seq, head.hash = event.seq, event.hash
+    head.signature = head_signature(head.seq, head.hash)
+    head.updated_at = event.created_at
+    head.save(update_fields=["seq", "hash", "signature", "updated_at"])
+    return event
+
+
+@dataclass(frozen=True)
+class Verdict:
+    intact: bool
+    count: int
+    problem: str = ""
+
+
+CHAIN_FIELDS = (
+    "seq",
+    "uuid",
+    "subject_id",
+    "purpose_id",
+    "notice_id",
+    "policy_version_id",
+    "decision",
+    "method",
+    "created_at",
+    "ip_truncated",
+    "user_agent_family",
+    "prev_hash",
+    "hash",
+)
+
+
+def _rows(chunk_size: int) -> Iterator[tuple]:
+    """Every event in chain order, a chunk at a time: memory stays flat.
+
+    Keyset pagination rather than a server-side cursor, so that it behaves the
+    same on SQLite and PostgreSQL and never holds a long transaction open."""
+    last = None
+    while True:
+        query = ConsentEvent.objects.order_by("seq")
+        if last is not None:
+            query = query.filter(seq__gt=last)
+        chunk = list(query.values_list(*CHAIN_FIELDS)[:chunk_size])
+        if not chunk:
+            return
+        yield from chunk
+        last = chunk[-1][0]
+
+
+def verify(*, chunk_size: int = 5000) -> Verdict:
+    from consents.models import PurposeNotice
+
+    # Notices are few and immutable: one lookup table instead of a join per event.
+    notice_hashes = dict(PurposeNotice.objects.values_list("pk", "content_hash"))
+    expected_prev = GENESIS
+    count = 0
+    for row in _rows(chunk_size):
+        (
+            seq,
+            uuid,
+            subject,
+            purpose,
+            notice_id,
+            policy,
+            decision,
+            method,
+            created,
+            ip,
+            ua,
+            prev,
+            stored,
+        ) = row
+        notice_hash = notice_hashes.get(notice_id, "")
+        count += 1
+        where = f"event #{seq} ({uuid})"
+        if seq != count:
+            if seq > count:
+                return Verdict(
+                    False, count - 1, f"{where}: events before it are missing (expected #{count})"
+                )
+            return Verdict(False, count - 1, f"{where}: out of order")
+        if prev != expected_prev:
+            return Verdict(False, count - 1, f"{where}: does not follow the event before it")
+        computed = event_hash(
+            seq=seq,
+            uuid=uuid,
+            subject_id=subject,
+            purpose_id=purpose,
+            notice_hash=notice_hash,
+            policy_version_id=policy,
+            decision=decision,
+            method=method,
+            created_at=created,
+            ip_truncated=ip,
+            user_agent_family=ua,
+            prev_hash=prev,
+        )
+        if computed != stored:
+            return Verdict(False, count - 1, f"{where}: its content was changed")
+        expected_prev = stored
+    head = LedgerHead.objects.filter(pk=1).first()
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    if head and not hmac.compare_digest(head.signature, head_signature(head.seq, head.hash)):
+        return Verdict(False, count, "the chain head's signature is wrong: the head was rewritten")
+    if (head_seq, head_hash) != (count, expected_prev):
+        return Verdict(
+            False,
+            count,
+            f"the chain ends at #{count} but its signed head says #{head_seq}: "
+            "events were removed from the end or added around the lock",
+        )
+    return Verdict(True, count)

@@ -1,0 +1,423 @@
+"""The data inventory, the purposes' notices, and the consent ledger.
+
+Inventory rows (DataCategory, Purpose) are edited by staff. What a customer
+reads about a purpose is frozen as a PurposeNotice, content-hashed, so that
+every ledger event can point at the exact text that was shown. Ledger events
+(ConsentEvent) are never updated or deleted: the database refuses it, and a
+hash chain anchored in LedgerHead lets verify_ledger prove it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+
+
+def localized(obj: object, field: str) -> str:
+    """The Portuguese text when the active language is Portuguese and one exists."""
+    if (translation.get_language() or "").lower().startswith("pt"):
+        text = getattr(obj, f"{field}_pt", "")
+        if text:
+            return text
+    return getattr(obj, field)
+
+
+class LegalBasis(models.TextChoices):
+    CONSENT = "consent", _("Consent")
+    CONTRACT = "contract", _("Performance of a contract")
+    LEGAL_OBLIGATION = "legal_obligation", _("Legal obligation")
+    LEGITIMATE_INTEREST = "legitimate_interest", _("Legitimate interest")
+
+
+# The article of each law, and the W3C DPV term, for each basis. DPV has no LGPD
+# extension, so LGPD bases carry their article as their code (shared/REQUIREMENTS.md).
+LEGAL_BASIS_CODES = {
+    LegalBasis.CONSENT: {
+        "gdpr": "GDPR Art. 6(1)(a)",
+        "lgpd": "LGPD Art. 7, I",
+        "dpv": "dpv:Consent",
+    },
+    LegalBasis.CONTRACT: {
+        "gdpr": "GDPR Art. 6(1)(b)",
+        "lgpd": "LGPD Art. 7, V",
+        "dpv": "dpv:Contract",
+    },
+    LegalBasis.LEGAL_OBLIGATION: {
+        "gdpr": "GDPR Art. 6(1)(c)",
+        "lgpd": "LGPD Art. 7, II",
+        "dpv": "dpv:LegalObligation",
+    },
+    LegalBasis.LEGITIMATE_INTEREST: {
+        "gdpr": "GDPR Art. 6(1)(f)",
+        "lgpd": "LGPD Art. 7, IX",
+        "dpv": "dpv:LegitimateInterest",
+    },
+}
+
+
+class DataCategory(models.Model):
+    key = models.SlugField(_("key"), max_length=50, unique=True)
+    name = models.CharField(_("name (English)"), max_length=120)
+    name_pt = models.CharField(_("name (Portuguese)"), max_length=120, blank=True)
+    description = models.TextField(_("description (English)"), blank=True)
+    description_pt = models.TextField(_("description (Portuguese)"), blank=True)
+    sensitive = models.BooleanField(
+        _("sensitive"),
+        default=False,
+        help_text=_("Special category data: GDPR Art. 9, LGPD Art. 11 (health, religion, ...)."),
+    )
+    dpv_code = models.CharField(
+        _("DPV code"), max_length=80, blank=True, help_text=_("For example pd:EmailAddress.")
+    )
+
+    class Meta:
+        verbose_name = _("data category")
+        verbose_name_plural = _("data categories")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_name(self) -> str:
+        return localized(self, "name")
+
+    @property
+    def display_description(self) -> str:
+        return localized(self, "description")
+
+
+class Purpose(models.Model):
+    """Why data is processed. Customer-facing texts are edited here; each change
+    freezes a new PurposeNotice (consents.services.purpose_save)."""
+
+    key = models.SlugField(_("key"), max_length=50, unique=True)
+    name = models.CharField(_("name (English)"), max_length=120)
+    name_pt = models.CharField(_("name (Portuguese)"), max_length=120, blank=True)
+    description = models.TextField(_("description (English)"))
+    description_pt = models.TextField(_("description (Portuguese)"), blank=True)
+    benefit = models.CharField(
+        _("what the customer gets (English)"),
+        max_length=200,
+        blank=True,
+        help_text=_('The value offered in exchange, e.g. "10% off your next order".'),
+    )
+    benefit_pt = models.CharField(
+        _("what the customer gets (Portuguese)"), max_length=200, blank=True
+    )
+    legal_basis = models.CharField(_("legal basis"), max_length=24, choices=LegalBasis.choices)
+    data_categories = models.ManyToManyField(
+        DataCategory, related_name="purposes", verbose_name=_("data categories")
+    )
+    retention_days = models.PositiveIntegerField(
+        _("retention (days)"),
+        help_text=_("How long data kept for this purpose is kept after its last use."),
+    )
+    recipients = models.TextField(_("recipients and third parties (English)"), blank=True)
+    recipients_pt = models.TextField(_("recipients and third parties (Portuguese)"), blank=True)
+    transfers_abroad = models.TextField(
+        _("transfers abroad (English)"),
+        blank=True,
+        help_text=_("Countries and safeguards; leave empty when data stays in the country."),
+    )
+    transfers_abroad_pt = models.TextField(_("transfers abroad (Portuguese)"), blank=True)
+    is_sale_or_sharing = models.BooleanField(
+        _("sale, sharing or cross-context advertising"),
+        default=False,
+        help_text=_("Global Privacy Control opts people out of these purposes."),
+    )
+    offered_in_newsletter = models.BooleanField(_("offered in the newsletter form"), default=False)
+    dpv_code = models.CharField(_("DPV purpose"), max_length=80, blank=True)
+    order = models.PositiveSmallIntegerField(_("order"), default=100)
+    retired_at = models.DateTimeField(_("retired at"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("purpose")
+        verbose_name_plural = _("purposes")
+        ordering = ["order", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_optional(self) -> bool:
+        """Only consent can be given or withdrawn; other bases are explained, not asked."""
+        return self.legal_basis == LegalBasis.CONSENT
+
+    @property
+    def is_active(self) -> bool:
+        return self.retired_at is None
+
+    @property
+    def display_name(self) -> str:
+        return localized(self, "name")
+
+    @property
+    def display_description(self) -> str:
+        return localized(self, "description")
+
+    @property
+    def display_benefit(self) -> str:
+        return localized(self, "benefit")
+
+    @property
+    def display_recipients(self) -> str:
+        return localized(self, "recipients")
+
+    @property
+    def display_transfers_abroad(self) -> str:
+        return localized(self, "transfers_abroad")
+
+    @property
+    def legal_basis_codes(self) -> dict[str, str]:
+        return LEGAL_BASIS_CODES[LegalBasis(self.legal_basis)]
+
+
+class PurposeNotice(models.Model):
+    """The exact customer-facing text of a purpose at one moment. Never edited."""
+
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="notices")
+    version = models.PositiveIntegerField()
+    content = models.JSONField(help_text="The notice in every language, as shown.")
+    content_hash = models.CharField(max_length=64, help_text="sha256 of the canonical content.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("purpose notice")
+        verbose_name_plural = _("purpose notices")
+        ordering = ["purpose", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "version"], name="notice_version_unique"),
+            models.UniqueConstraint(fields=["purpose", "content_hash"], name="notice_hash_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose.key} v{self.version}"
+
+    def text(self, language: str | None = None) -> dict:
+        language = (language or translation.get_language() or "en").lower()
+        key = "pt-br" if language.startswith("pt") else "en"
+        return self.content.get(key) or self.content["en"]
+
+
+class Decision(models.TextChoices):
+    GRANTED = "granted", _("Granted")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+    REFUSED = "refused", _("Refused")
+
+
+class Method(models.TextChoices):
+    SIGNUP = "signup", _("Sign-up form")
+    NEWSLETTER = "newsletter", _("Newsletter form")
+    PANEL = "panel", _("Control panel")
+    EMAIL_LINK = "email_link", _("Email link")
+    GPC = "gpc", _("Global Privacy Control")
+    STAFF = "staff", _("Staff, at the customer's request")
+    EXPIRY = "expiry", _("Expiry")
+
+
+class ConsentEvent(models.Model):
+    """One decision, appended to a hash chain. UPDATE and DELETE are refused by
+    a database trigger (migration 0002); consents.ledger computes the hashes."""
+
+    seq = models.BigIntegerField(unique=True, help_text="Position in the chain, from 1.")
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subject_id = models.UUIDField(help_text="Opaque id of the person; never an email or name.")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
+    notice = models.ForeignKey(PurposeNotice, on_delete=models.PROTECT, related_name="events")
+    # The policy version in force: filled by the policies app (roadmap step 4).
+    policy_version_id = models.BigIntegerField(null=True, blank=True)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    method = models.CharField(max_length=12, choices=Method.choices)
+    created_at = models.DateTimeField()
+    ip_truncated = models.CharField(max_length=45, blank=True)
+    user_agent_family = models.CharField(max_length=40, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("consent event")
+        verbose_name_plural = _("consent events")
+        indexes = [
+            # A person's history, newest first (control panel, receipts, data export).
+            models.Index(fields=["subject_id", "-seq"], name="event_subject_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.decision} {self.purpose_id}"
+
+
+class ConsentState(models.Model):
+    """The current decision per person and purpose, derived from the ledger in
+    the same transaction, for fast reads."""
+
+    subject_id = models.UUIDField()
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="states")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="+")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("consent state")
+        verbose_name_plural = _("consent states")
+        constraints = [
+            models.UniqueConstraint(fields=["subject_id", "purpose"], name="state_subject_purpose"),
+        ]
+        indexes = [
+            # Aggregate figures and "who may be emailed": states by purpose and decision.
+            models.Index(fields=["purpose", "decision"], name="state_purpose_decision_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose_id}: {self.decision}"
+
+    @property
+    def is_granted(self) -> bool:
+        return self.decision == Decision.GRANTED
+
+
+class LedgerHead(models.Model):
+    """The single row that serialises appends and anchors the chain: the last
+    seq and hash, signed with an HMAC of the portal's secret, so that cutting
+    events off the end or rewriting the chain without the key is detected."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+    signature = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="ledger_head_single")]
+
+    def __str__(self) -> str:
+        return f"ledger head #{self.seq}"
+
+
+class NewsletterSignup(models.Model):
+    """A visitor without an account. Nothing counts until the emailed link is
+    followed: the purposes and the notices shown wait here, unconfirmed ones
+    are deleted after a week."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting for confirmation")
+        CONFIRMED = "confirmed", _("Confirmed")
+
+    email = models.EmailField(unique=True)
+    subject_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    language = models.CharField(max_length=10, default="en")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    pending_choices = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[{purpose, notice, granted}] as shown, until confirmed.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("newsletter sign-up")
+        verbose_name_plural = _("newsletter sign-ups")
+        indexes = [
+            # The weekly clean-up: pending rows by age.
+            models.Index(fields=["status", "created_at"], name="newsletter_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"newsletter {self.subject_id} ({self.status})"
+
+
+# The value exchange: a demo catalogue, and the zero-party data that chooses from it.
+
+
+class ProductCategory(models.Model):
+    key = models.SlugField(_("key"), max_length=50, unique=True)
+    name = models.CharField(_("name (English)"), max_length=80)
+    name_pt = models.CharField(_("name (Portuguese)"), max_length=80, blank=True)
+    order = models.PositiveSmallIntegerField(_("order"), default=100)
+
+    class Meta:
+        verbose_name = _("product category")
+        verbose_name_plural = _("product categories")
+        ordering = ["order", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_name(self) -> str:
+        return localized(self, "name")
+
+
+class ProductQuerySet(models.QuerySet):
+    def exclude_allergens(self, allergens: list[str]) -> ProductQuerySet:
+        query = self
+        for allergen in allergens:
+            query = query.exclude(allergens__contains=f",{allergen},")
+        return query
+
+
+class Product(models.Model):
+    category = models.ForeignKey(ProductCategory, on_delete=models.CASCADE, related_name="products")
+    name = models.CharField(_("name (English)"), max_length=120)
+    name_pt = models.CharField(_("name (Portuguese)"), max_length=120, blank=True)
+    price = models.DecimalField(_("price (R$)"), max_digits=8, decimal_places=2)
+    allergens = models.CharField(
+        _("allergens"), max_length=200, blank=True, help_text="Comma-framed keys: ,gluten,nuts,"
+    )
+    featured = models.BooleanField(_("featured"), default=False)
+
+    objects = ProductQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_name(self) -> str:
+        return localized(self, "name")
+
+
+class Interest(models.Model):
+    """Zero-party data: a category a customer told us they like. It exists only
+    for the recommendations purpose and is erased when that consent goes."""
+
+    subject_id = models.UUIDField()
+    category = models.ForeignKey(
+        ProductCategory, on_delete=models.CASCADE, related_name="interests", to_field="key"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject_id", "category"], name="interest_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"interest {self.category_id}"
+
+
+class PersonalDatum(models.Model):
+    """One stored field of personal data (consents.personal_data.FIELDS says
+    which, and for which data category)."""
+
+    subject_id = models.UUIDField()
+    field = models.CharField(max_length=40)
+    value = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject_id", "field"], name="datum_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} of a subject"

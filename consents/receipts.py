@@ -1,0 +1,129 @@
+"""Consent receipts: the Kantara Consent Receipt v1.1 fields for one ledger
+event, signed as a compact JWS (ES256) with the portal's key. The public key is
+published at /.well-known/jwks.json, so anyone can verify a receipt."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.urls import reverse
+from joserfc import jws
+from joserfc.jwk import ECKey, KeySet
+
+from consents.models import ConsentEvent, Decision, LegalBasis
+
+ALGORITHM = "ES256"
+COLLECTION_METHODS = {
+    "signup": "web form: sign-up",
+    "newsletter": "web form: newsletter, confirmed by email (double opt-in)",
+    "panel": "web form: control panel",
+    "email_link": "email link",
+    "gpc": "Global Privacy Control signal (Sec-GPC: 1)",
+    "staff": "staff, at the customer's request",
+    "expiry": "purpose retired or consent expired",
+}
+
+
+@cache
+def signing_key() -> ECKey:
+    """RECEIPT_SIGNING_KEY (a PEM EC P-256 private key) when set; otherwise a key
+    derived from SECRET_KEY, stable for as long as SECRET_KEY is."""
+    if settings.RECEIPT_SIGNING_KEY:
+        key = ECKey.import_key(settings.RECEIPT_SIGNING_KEY)
+    else:
+        seed = HKDF(algorithm=SHA256(), length=48, salt=b"clareza-receipts", info=b"es256").derive(
+            settings.SECRET_KEY.encode()
+        )
+        order = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
+        private = ec.derive_private_key(
+            int.from_bytes(seed, "big") % (order - 1) + 1, ec.SECP256R1()
+        )
+        key = ECKey.import_key(private)
+    thumbprint = key.thumbprint()
+    return ECKey.import_key(
+        key.as_dict(private=True), {"kid": thumbprint, "use": "sig", "alg": ALGORITHM}
+    )
+
+
+def public_jwks() -> dict:
+    return KeySet([signing_key()]).as_dict(private=False)
+
+
+def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
+    """Kantara CR v1.1 for one event (`event` with purpose, notice and the
+    purpose's data categories prefetched), plus the ledger position that proves it."""
+    purpose = event.purpose
+    categories = list(purpose.data_categories.all())
+    notice_text = event.notice.text(language)
+    sensitive = [c for c in categories if c.sensitive]
+    site = settings.SITE_URL
+    return {
+        "version": "KI-CR-v1.1.0",
+        "jurisdiction": "BR; EU",
+        "consentTimestamp": int(event.created_at.timestamp()),
+        "collectionMethod": COLLECTION_METHODS.get(event.method, event.method),
+        "consentReceiptID": str(event.uuid),
+        "publicKey": signing_key().as_dict(private=False),
+        "language": language,
+        "piiPrincipalId": str(event.subject_id),
+        "piiControllers": [
+            {
+                "piiController": settings.CONTROLLER_NAME,
+                "contact": settings.DPO_NAME,
+                "address": settings.CONTROLLER_ADDRESS,
+                "email": settings.CONTROLLER_EMAIL,
+                "phone": settings.CONTROLLER_PHONE,
+                "piiControllerUrl": site,
+            }
+        ],
+        "policyUrl": site + reverse("consents:privacy"),
+        "services": [
+            {
+                "service": settings.CONTROLLER_NAME,
+                "purposes": [
+                    {
+                        "purpose": notice_text["name"],
+                        "purposeCategory": [purpose.dpv_code] if purpose.dpv_code else [],
+                        "consentType": "EXPLICIT"
+                        if purpose.legal_basis == LegalBasis.CONSENT
+                        else "NOT APPLICABLE",
+                        "piiCategory": notice_text["data_categories"],
+                        "primaryPurpose": False,
+                        "termination": f"P{purpose.retention_days}D after last use, "
+                        "or on withdrawal",
+                        "thirdPartyDisclosure": bool(purpose.recipients.strip()),
+                        "thirdPartyName": notice_text["recipients"],
+                    }
+                ],
+            }
+        ],
+        "sensitive": bool(sensitive),
+        "spiCat": [c.name for c in sensitive],
+        # Extensions: what was decided, on which exact text, and where in the ledger.
+        "decision": event.decision,
+        "consented": event.decision == Decision.GRANTED,
+        "noticeVersion": event.notice.version,
+        "noticeHash": event.notice.content_hash,
+        "policyVersion": event.policy_version_id,
+        "ledgerSeq": event.seq,
+        "ledgerHash": event.hash,
+    }
+
+
+def receipt_jws(event: ConsentEvent, *, language: str = "en") -> str:
+    payload = json.dumps(receipt_payload(event, language=language), separators=(",", ":"))
+    key = signing_key()
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT", "cty": "kantara-cr+json"}
+    return jws.serialize_compact(header, payload.encode(), key)
+
+
+def receipt_verify(token: str, jwks: dict) -> dict:
+    """Check a receipt against a published key set and return its payload."""
+    keys = KeySet.import_key_set(jwks)
+    result = jws.deserialize_compact(token, keys, algorithms=[ALGORITHM])
+    return json.loads(result.payload)

@@ -1,0 +1,455 @@
+"""Every write to the inventory and the ledger goes through a function here."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Max, OuterRef, Subquery
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from consents import ledger, personal_data
+from consents.models import (
+    ConsentEvent,
+    ConsentState,
+    Decision,
+    Method,
+    NewsletterSignup,
+    Purpose,
+    PurposeNotice,
+)
+
+
+class ConsentError(ValueError):
+    """A decision that cannot be recorded; its message is for the person."""
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the ledger may keep about the request: a truncated address and the
+    browser family, nothing that identifies a device."""
+
+    ip_truncated: str = ""
+    user_agent_family: str = ""
+
+    @classmethod
+    def from_request(cls, request) -> RequestFacts:
+        if request is None:
+            return cls()
+        return cls(
+            ip_truncated=truncate_ip(request.META.get("REMOTE_ADDR", "")),
+            user_agent_family=user_agent_family(request.META.get("HTTP_USER_AGENT", "")),
+        )
+
+
+def truncate_ip(address: str) -> str:
+    """IPv4 to its /24, IPv6 to its /48: enough to see a pattern, not a person."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return ""
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+_BROWSERS = [
+    (re.compile(r"\bEdg(e|A|iOS)?/"), "Edge"),
+    (re.compile(r"\b(OPR|Opera)/"), "Opera"),
+    (re.compile(r"\bSamsungBrowser/"), "Samsung Internet"),
+    (re.compile(r"\b(Firefox|FxiOS)/"), "Firefox"),
+    (re.compile(r"\b(CriOS|Chrome|Chromium)/"), "Chrome"),
+    (re.compile(r"\bSafari/"), "Safari"),
+    (re.compile(r"(bot|crawler|spider|curl|python-requests|wget)", re.I), "Automated"),
+]
+
+
+def user_agent_family(user_agent: str) -> str:
+    if not user_agent:
+        return ""
+    for pattern, family in _BROWSERS:
+        if pattern.search(user_agent):
+            return family
+    return "Other"
+
+
+# The inventory ----------------------------------------------------------------
+
+NOTICE_FIELDS = ("name", "description", "benefit", "recipients", "transfers_abroad")
+
+
+def _notice_content(purpose: Purpose) -> dict:
+    """What a customer reads about a purpose, in every language, as one document."""
+    categories = list(purpose.data_categories.order_by("key"))
+    content: dict = {}
+    for language, suffix in (("en", ""), ("pt-br", "_pt")):
+        texts = {
+            field: (getattr(purpose, f"{field}{suffix}") or getattr(purpose, field)).strip()
+            for field in NOTICE_FIELDS
+        }
+        texts["data_categories"] = [
+            (getattr(c, f"name{suffix}") or c.name).strip() for c in categories
+        ]
+        content[language] = texts
+    content["legal_basis"] = purpose.legal_basis
+    content["retention_days"] = purpose.retention_days
+    content["sale_or_sharing"] = purpose.is_sale_or_sharing
+    content["data_category_keys"] = [c.key for c in categories]
+    return content
+
+
+def _content_hash(content: dict) -> str:
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
+    """Freeze the purpose's current texts as a notice, unless they are unchanged.
+
+    Call after the purpose and its data categories are saved. An unchanged text
+    returns the current notice; a changed one becomes the next version; going
+    back to an old text reuses that old version rather than copying it."""
+    content = _notice_content(purpose)
+    digest = _content_hash(content)
+    with transaction.atomic():
+        Purpose.objects.select_for_update().filter(pk=purpose.pk).first()
+        latest = purpose.notices.order_by("-version").first()
+        if latest is not None and latest.content_hash == digest:
+            return latest
+        existing = purpose.notices.filter(content_hash=digest).first()
+        if existing is not None:
+            # A revert: the same text is the same notice, but it must become current.
+            next_version = (purpose.notices.aggregate(v=Max("version"))["v"] or 0) + 1
+            return PurposeNotice.objects.create(
+                purpose=purpose,
+                version=next_version,
+                content=content,
+                content_hash=_content_hash({"revert_of": existing.version, **content}),
+            )
+        next_version = (latest.version if latest else 0) + 1
+        return PurposeNotice.objects.create(
+            purpose=purpose, version=next_version, content=content, content_hash=digest
+        )
+
+
+def current_notices(purposes: Iterable[Purpose]) -> dict[int, PurposeNotice]:
+    """The current (highest) notice version of each purpose, in one query."""
+    ids = [p.pk for p in purposes]
+    latest = PurposeNotice.objects.filter(purpose=OuterRef("purpose")).order_by("-version")
+    query = PurposeNotice.objects.filter(purpose_id__in=ids, pk=Subquery(latest.values("pk")[:1]))
+    return {notice.purpose_id: notice for notice in query}
+
+
+def purpose_retire(*, purpose: Purpose) -> Purpose:
+    """Stop offering a purpose. Its notices and ledger stay forever; every grant
+    still standing is withdrawn (method: expiry), because the processing ends."""
+    with transaction.atomic():
+        purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
+        if purpose.retired_at is not None:
+            return purpose
+        granted = list(
+            ConsentState.objects.filter(purpose=purpose, decision=Decision.GRANTED).values_list(
+                "subject_id", flat=True
+            )
+        )
+        for subject_id in granted:
+            consent_record(
+                subject_id=subject_id,
+                purpose=purpose,
+                decision=Decision.WITHDRAWN,
+                method=Method.EXPIRY,
+                allow_retired=True,
+            )
+        purpose.retired_at = timezone.now()
+        purpose.save(update_fields=["retired_at"])
+    return purpose
+
+
+# The ledger -------------------------------------------------------------------
+
+
+def _effective_decision(current: str | None, decision: str) -> str | None:
+    """The decision to record, or None when it repeats the current choice."""
+    if current == Decision.GRANTED and decision == Decision.REFUSED:
+        return Decision.WITHDRAWN  # unticking a granted purpose withdraws it
+    if current is None:
+        return None if decision == Decision.WITHDRAWN else decision
+    if (current == Decision.GRANTED) == (decision == Decision.GRANTED):
+        return None
+    return decision
+
+
+def consent_record(
+    *,
+    subject_id: uuid.UUID,
+    purpose: Purpose,
+    decision: str,
+    method: str,
+    notice: PurposeNotice | None = None,
+    facts: RequestFacts | None = None,
+    policy_version_id: int | None = None,
+    allow_retired: bool = False,
+) -> ConsentEvent | None:
+    """Record one decision: an event in the ledger and the current state, in one
+    transaction. Returns None when it repeats the current choice (no event)."""
+    if decision not in Decision.values:
+        raise ConsentError(_("Unknown decision."))
+    if method not in Method.values:
+        raise ConsentError(_("Unknown way of deciding."))
+    if not purpose.is_optional:
+        raise ConsentError(
+            _("“%(purpose)s” does not rest on consent, so there is nothing to grant or withdraw.")
+            % {"purpose": purpose.display_name}
+        )
+    if purpose.retired_at is not None and not allow_retired:
+        raise ConsentError(
+            _("“%(purpose)s” is no longer offered.") % {"purpose": purpose.display_name}
+        )
+    facts = facts or RequestFacts()
+    with transaction.atomic():
+        head = ledger.lock_head()  # serialises appends, so the state read below is current
+        current_notice = current_notices([purpose]).get(purpose.pk)
+        if current_notice is None:
+            raise ConsentError(
+                _("“%(purpose)s” has no published notice yet.") % {"purpose": purpose.display_name}
+            )
+        if notice is None:
+            notice = current_notice
+        elif notice.pk != current_notice.pk or notice.purpose_id != purpose.pk:
+            raise ConsentError(
+                _(
+                    "The description of “%(purpose)s” changed while you were reading it. "
+                    "Please read it again and confirm your choice."
+                )
+                % {"purpose": purpose.display_name}
+            )
+        state = (
+            ConsentState.objects.select_for_update()
+            .filter(subject_id=subject_id, purpose=purpose)
+            .first()
+        )
+        decision = _effective_decision(state.decision if state else None, decision)
+        if decision is None:
+            return None
+        now = timezone.now()
+        event = ledger.append(
+            head,
+            subject_id=subject_id,
+            purpose=purpose,
+            notice=notice,
+            policy_version_id=policy_version_id,
+            decision=decision,
+            method=method,
+            created_at=now,
+            ip_truncated=facts.ip_truncated,
+            user_agent_family=facts.user_agent_family,
+        )
+        if state is None:
+            ConsentState.objects.create(
+                subject_id=subject_id,
+                purpose=purpose,
+                decision=decision,
+                event=event,
+                updated_at=now,
+            )
+        else:
+            state.decision, state.event, state.updated_at = decision, event, now
+            state.save(update_fields=["decision", "event", "updated_at"])
+        if decision == Decision.WITHDRAWN:
+            # Processing ends now: data that only this purpose needed goes with it.
+            personal_data.erase_unneeded(subject_id=subject_id)
+    return event
+
+
+def consent_record_choices(
+    *,
+    subject_id: uuid.UUID,
+    choices: Mapping[Purpose, bool],
+    notices: Mapping[int, PurposeNotice],
+    method: str,
+    facts: RequestFacts | None = None,
+    refusal_method: Mapping[int, str] | None = None,
+) -> list[ConsentEvent]:
+    """A form's answers, all or nothing: a grant for each ticked purpose and a
+    refusal for each one left unticked, against the notices that were shown."""
+    events = []
+    with transaction.atomic():
+        for purpose, granted in choices.items():
+            event = consent_record(
+                subject_id=subject_id,
+                purpose=purpose,
+                decision=Decision.GRANTED if granted else Decision.REFUSED,
+                method=(refusal_method or {}).get(purpose.pk, method),
+                notice=notices[purpose.pk],
+                facts=facts,
+            )
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def consent_withdraw_all(
+    *, subject_id: uuid.UUID, method: str, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """Withdraw every standing grant, in one transaction. Returns the purposes."""
+    withdrawn = []
+    with transaction.atomic():
+        granted = ConsentState.objects.filter(
+            subject_id=subject_id, decision=Decision.GRANTED
+        ).select_related("purpose")
+        for state in list(granted):
+            if consent_record(
+                subject_id=subject_id,
+                purpose=state.purpose,
+                decision=Decision.WITHDRAWN,
+                method=method,
+                facts=facts,
+                allow_retired=True,
+            ):
+                withdrawn.append(state.purpose)
+    return withdrawn
+
+
+def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:
+    """Global Privacy Control: withdraw grants for sale or sharing purposes.
+
+    A grant the person gave again after an earlier GPC withdrawal is their own
+    later choice, and stands. Returns the purposes withdrawn now."""
+    granted = list(
+        ConsentState.objects.filter(
+            subject_id=subject_id,
+            decision=Decision.GRANTED,
+            purpose__is_sale_or_sharing=True,
+            purpose__retired_at__isnull=True,
+        ).select_related("purpose", "event")
+    )
+    if not granted:
+        return []
+    overridden = set(
+        ConsentEvent.objects.filter(
+            subject_id=subject_id,
+            method=Method.GPC,
+            purpose_id__in=[s.purpose_id for s in granted],
+        ).values_list("purpose_id", flat=True)
+    )
+    withdrawn = []
+    for state in granted:
+        if state.purpose_id in overridden:
+            continue
+        if consent_record(
+            subject_id=subject_id,
+            purpose=state.purpose,
+            decision=Decision.WITHDRAWN,
+            method=Method.GPC,
+            facts=facts,
+        ):
+            withdrawn.append(state.purpose)
+    return withdrawn
+
+
+def granted_purpose_keys(*, subject_id: uuid.UUID) -> set[str]:
+    return set(
+        ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED).values_list(
+            "purpose__key", flat=True
+        )
+    )
+
+
+# Newsletter double opt-in -----------------------------------------------------------
+
+NEWSLETTER_CONFIRMATION_DAYS = 7
+
+
+def newsletter_signup_start(
+    *,
+    email: str,
+    choices: Mapping[Purpose, bool],
+    notices: Mapping[int, PurposeNotice],
+    language: str,
+    request=None,
+) -> NewsletterSignup | None:
+    """Keep the choices and the notices shown until the address is confirmed,
+    and email the confirmation link. Nothing reaches the ledger yet. Returns None
+    when the address is already confirmed (the visitor is told the same thing
+    either way, so the form reveals nothing about who subscribes)."""
+    from consents import emails
+
+    email = email.strip().lower()
+    pending = [
+        {"purpose": p.key, "notice": notices[p.pk].pk, "granted": bool(granted)}
+        for p, granted in choices.items()
+    ]
+    with transaction.atomic():
+        signup, created = NewsletterSignup.objects.select_for_update().get_or_create(
+            email=email, defaults={"language": language, "pending_choices": pending}
+        )
+        if not created and signup.status == NewsletterSignup.Status.CONFIRMED:
+            return None
+        if not created:
+            signup.language, signup.pending_choices = language, pending
+            signup.created_at = timezone.now()
+            signup.save(update_fields=["language", "pending_choices", "created_at"])
+        emails.newsletter_confirmation(signup=signup, request=request)
+    return signup
+
+
+def newsletter_signup_confirm(
+    *, signup: NewsletterSignup, facts: RequestFacts | None = None
+) -> list[ConsentEvent]:
+    """The link was followed: record the choices, against the notices shown then.
+
+    A notice that changed since is not silently accepted: that purpose's choice
+    is dropped and the person is asked again on the confirmation page."""
+    with transaction.atomic():
+        signup = NewsletterSignup.objects.select_for_update().get(pk=signup.pk)
+        if signup.status == NewsletterSignup.Status.CONFIRMED:
+            return []
+        purposes = {
+            p.key: p
+            for p in Purpose.objects.filter(
+                key__in=[c["purpose"] for c in signup.pending_choices], retired_at__isnull=True
+            )
+        }
+        current = current_notices(purposes.values())
+        events = []
+        for choice in signup.pending_choices:
+            purpose = purposes.get(choice["purpose"])
+            if purpose is None or current.get(purpose.pk) is None:
+                continue
+            if current[purpose.pk].pk != choice["notice"]:
+                continue
+            event = consent_record(
+                subject_id=signup.subject_id,
+                purpose=purpose,
+                decision=Decision.GRANTED if choice["granted"] else Decision.REFUSED,
+                method=Method.NEWSLETTER,
+                notice=current[purpose.pk],
+                facts=facts,
+            )
+            if event:
+                events.append(event)
+        signup.status = NewsletterSignup.Status.CONFIRMED
+        signup.confirmed_at = timezone.now()
+        signup.pending_choices = []
+        signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
+    return events
+
+
+def newsletter_signups_purge_unconfirmed(*, now=None) -> int:
+    """Delete sign-ups never confirmed within the week: nothing was agreed."""
+    cutoff = (now or timezone.now()) - timedelta(days=NEWSLETTER_CONFIRMATION_DAYS)
+    deleted, _details = NewsletterSignup.objects.filter(
+        status=NewsletterSignup.Status.PENDING, created_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
+def active_language() -> str:
+    return translation.get_language() or "en"

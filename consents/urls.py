@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from consents import views
+
+app_name = "consents"
+
+urlpatterns = [
+    path("privacy/", views.privacy, name="privacy"),
+    path("privacy.json", views.privacy_json, name="privacy_json"),
+    path(".well-known/jwks.json", views.jwks, name="jwks"),
+    path(".well-known/gpc.json", views.gpc_json, name="gpc_json"),
+    path("newsletter/", views.newsletter, name="newsletter"),
+    path("newsletter/sent/", views.newsletter_sent, name="newsletter_sent"),
+    path("newsletter/confirm/<str:token>/", views.newsletter_confirm, name="newsletter_confirm"),
+    path("me/receipts/<uuid:receipt_id>.jws", views.receipt, name="receipt"),
+]

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from consents import emails, receipts, selectors, services
+from consents.forms import NewsletterForm
+from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, NewsletterSignup
+
+# Transparency -----------------------------------------------------------------
+
+
+@require_GET
+def privacy(request: HttpRequest) -> HttpResponse:
+    purposes = list(selectors.active_purposes())
+    return render(
+        request,
+        "consents/privacy.html",
+        {
+            "optional_purposes": [p for p in purposes if p.is_optional],
+            "required_purposes": [p for p in purposes if not p.is_optional],
+            "legal_bases": LegalBasis,
+        },
+    )
+
+
+def _purpose_json(purpose, notice) -> dict:
+    codes = LEGAL_BASIS_CODES[LegalBasis(purpose.legal_basis)]
+    return {
+        "key": purpose.key,
+        "name": {"en": notice.content["en"]["name"], "pt-br": notice.content["pt-br"]["name"]},
+        "description": {
+            "en": notice.content["en"]["description"],
+            "pt-br": notice.content["pt-br"]["description"],
+        },
+        "benefit": {
+            "en": notice.content["en"]["benefit"],
+            "pt-br": notice.content["pt-br"]["benefit"],
+        },
+        "dpv:hasPurpose": purpose.dpv_code or None,
+        "legalBasis": {"code": purpose.legal_basis, **codes},
+        "optional": purpose.is_optional,
+        "dataCategories": [
+            {
+                "key": c.key,
+                "name": {"en": c.name, "pt-br": c.name_pt or c.name},
+                "dpv:hasPersonalData": c.dpv_code or None,
+                "sensitive": c.sensitive,
+            }
+            for c in purpose.data_categories.all()
+        ],
+        "retentionDays": purpose.retention_days,
+        "recipients": {
+            "en": notice.content["en"]["recipients"],
+            "pt-br": notice.content["pt-br"]["recipients"],
+        },
+        "transfersAbroad": {
+            "en": notice.content["en"]["transfers_abroad"],
+            "pt-br": notice.content["pt-br"]["transfers_abroad"],
+        },
+        "saleOrSharing": purpose.is_sale_or_sharing,
+        "notice": {"version": notice.version, "sha256": notice.content_hash},
+    }
+
+
+@require_GET
+def privacy_json(request: HttpRequest) -> JsonResponse:
+    purposes = list(selectors.active_purposes())
+    notices = services.current_notices(purposes)
+    body = {
+        "@context": {
+            "dpv": "https://w3id.org/dpv#",
+            "pd": "https://w3id.org/dpv/pd#",
+        },
+        "controller": {
+            "name": settings.CONTROLLER_NAME,
+            "email": settings.CONTROLLER_EMAIL,
+            "address": settings.CONTROLLER_ADDRESS,
+            "phone": settings.CONTROLLER_PHONE,
+        },
+        "dataProtectionOfficer": {"name": settings.DPO_NAME, "email": settings.DPO_EMAIL},
+        "purposes": [_purpose_json(p, notices[p.pk]) for p in purposes if p.pk in notices],
+        "globalPrivacyControl": {
+            "honoured": True,
+            "scope": "sale, sharing and cross-context advertising",
+        },
+        "receiptKeys": settings.SITE_URL + reverse("consents:jwks"),
+    }
+    return JsonResponse(body, json_dumps_params={"ensure_ascii": False, "indent": 2})
+
+
+@require_GET
+def jwks(request: HttpRequest) -> JsonResponse:
+    response = JsonResponse(receipts.public_jwks())
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_GET
+def gpc_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"gpc": True, "lastUpdate": settings.GPC_LAST_UPDATE})
+
+
+# Newsletter, double opt-in ------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def newsletter(request: HttpRequest) -> HttpResponse:
+    form = NewsletterForm(request.POST or None, gpc=request.gpc)
+    if request.method == "POST" and form.is_valid():
+        choices, notices, _methods = form.consent_choices()
+        services.newsletter_signup_start(
+            email=form.cleaned_data["email"],
+            choices=choices,
+            notices=notices,
+            language=translation.get_language() or settings.LANGUAGE_CODE,
+            request=request,
+        )
+        # The same words whether the address is new, pending or already confirmed.
+        return redirect("consents:newsletter_sent")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "consents/newsletter.html", {"form": form}, status=status)
+
+
+@require_GET
+def newsletter_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "consents/newsletter_sent.html")
+
+
+def _signup_from_token(token: str) -> NewsletterSignup | None:
+    from consents.services import NEWSLETTER_CONFIRMATION_DAYS
+
+    try:
+        data = signing.loads(
+            token, salt=emails.NEWSLETTER_SALT, max_age=NEWSLETTER_CONFIRMATION_DAYS * 24 * 3600
+        )
+    except signing.BadSignature:
+        return None
+    signup = NewsletterSignup.objects.filter(subject_id=data.get("s")).first()
+    if signup is None or signup.created_at.isoformat() != data.get("t"):
+        return None
+    return signup
+
+
+@require_http_methods(["GET", "POST"])
+def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button, POST confirms: link scanners in mail systems follow
+    links, and must not be able to consent on anyone's behalf."""
+    signup = _signup_from_token(token)
+    if signup is None:
+        return render(request, "consents/newsletter_invalid.html", status=400)
+    if request.method == "POST" and signup.status == NewsletterSignup.Status.PENDING:
+        services.newsletter_signup_confirm(
+            signup=signup, facts=services.RequestFacts.from_request(request)
+        )
+        messages.success(request, _("Thank you: your subscription is confirmed."))
+        return redirect("consents:newsletter_confirm", token=token)
+    return render(request, "consents/newsletter_confirm.html", {"signup": signup})
+
+
+# Receipts -------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
+    event = (
+        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=request.user.subject_id)
+        .select_related("purpose", "notice")
+        .prefetch_related("purpose__data_categories")
+        .first()
+    )
+    if event is None:
+        raise Http404
+    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    response = HttpResponse(token, content_type="application/jose")
+    response["Content-Disposition"] = f'attachment; filename="consent-receipt-{event.uuid}.jws"'
+    return response
