@@ -90,13 +90,14 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
                         "purpose": notice_text["name"],
                         "purposeCategory": [purpose.dpv_code] if purpose.dpv_code else [],
                         "consentType": "EXPLICIT"
-                        if purpose.legal_basis == LegalBasis.CONSENT
+                        if event.notice.content["legal_basis"] == LegalBasis.CONSENT
                         else "NOT APPLICABLE",
                         "piiCategory": notice_text["data_categories"],
                         "primaryPurpose": False,
-                        "termination": f"P{purpose.retention_days}D after last use, "
-                        "or on withdrawal",
-                        "thirdPartyDisclosure": bool(purpose.recipients.strip()),
+                        # From the notice the person read, not today's inventory.
+                        "termination": f"P{event.notice.content['retention_days']}D after "
+                        "last use, or on withdrawal",
+                        "thirdPartyDisclosure": bool(notice_text["recipients"]),
                         "thirdPartyName": notice_text["recipients"],
                     }
                 ],

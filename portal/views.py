@@ -62,6 +62,14 @@ def _check_redis() -> str:
 
 @never_cache
 @require_GET
+def live(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers. No database, no cache: a load balancer may
+    call it every second, and benchmarks use it as the bare-view baseline."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@never_cache
+@require_GET
 def health(request: HttpRequest) -> JsonResponse:
     checks = {"database": _check_database()}
     if settings.REDIS_URL:

@@ -73,9 +73,7 @@ def test_the_owner_downloads_a_receipt_that_verifies_against_the_published_keys(
 
     payload = receipt_verify(token, jwks)
 
-    independent = jws.deserialize_compact(
-        token, KeySet.import_key_set(jwks), algorithms=["ES256"]
-    )
+    independent = jws.deserialize_compact(token, KeySet.import_key_set(jwks), algorithms=["ES256"])
     assert independent.headers()["alg"] == "ES256"
     assert independent.headers()["kid"] == jwks["keys"][0]["kid"]
     assert json.loads(independent.payload) == payload
@@ -178,3 +176,25 @@ def test_posting_to_a_receipt_is_not_allowed(client, customer, purposes):
     response = client.post(receipt_url(event))
     assert response.status_code == 405
     assert response["Allow"] == "GET"
+
+
+def test_a_receipt_for_an_earlier_decision_describes_the_notice_its_author_read(
+    client, customer, purposes
+):
+    purpose = purposes["ad-partners"]
+    event = decide(customer, purpose)
+    purpose.retention_days = 30
+    purpose.recipients = ""
+    purpose.recipients_pt = ""
+    purpose.legal_basis = "legitimate_interest"
+    purpose.save()
+    services.purpose_notice_refresh(purpose=purpose)
+    client.force_login(customer)
+
+    payload = receipt_verify(download(client, event), published_jwks(client))
+    (kantara_purpose,) = payload["services"][0]["purposes"]
+    assert payload["noticeVersion"] == 1
+    assert kantara_purpose["termination"] == "P90D after last use, or on withdrawal"
+    assert kantara_purpose["thirdPartyDisclosure"] is True
+    assert "AdNetwork Exemplo S.A." in kantara_purpose["thirdPartyName"]
+    assert kantara_purpose["consentType"] == "EXPLICIT"

@@ -14,7 +14,7 @@ from django.utils.html import escape
 from consents import services
 from consents.demo import seed_inventory
 from consents.models import ConsentEvent, ConsentState, Decision, Method
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_user
 
 EMAIL = "new@example.com"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -187,6 +187,19 @@ def test_signing_up_without_ticking_anything_works_and_refuses_every_optional_pu
     events = ConsentEvent.objects.filter(subject_id=user.subject_id)
     assert sorted(events.values_list("purpose__key", flat=True)) == sorted(OPTIONAL)
     assert set(events.values_list("decision", flat=True)) == {Decision.REFUSED}
+
+
+def test_signing_up_with_an_address_that_has_an_account_records_nothing_for_anyone(
+    client, purposes, django_capture_on_commit_callbacks
+):
+    existing = make_user(EMAIL)
+    hashes = notice_hashes(signup_page(client))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_signup(client, hashes, ["ad-partners", "newsletter"])
+    assert response.status_code == 302
+    assert get_user_model().objects.filter(email=EMAIL).get() == existing
+    assert not ConsentEvent.objects.exists()
+    assert not ConsentState.objects.exists()
 
 
 # Forged or stale forms: refused, nothing recorded

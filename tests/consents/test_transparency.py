@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 from django.conf import settings
+from django.contrib import admin
 from django.test import RequestFactory
 from django.urls import reverse
 from django.utils.html import escape
@@ -178,11 +179,13 @@ def test_the_privacy_page_explains_every_active_purpose_fully(client, purposes):
         assert shown["How to stop it"]
         if purpose.benefit:
             assert shown["What you get"] == purpose.benefit
-    assert "United States, under standard contractual clauses." in purpose_card(
-        html, "ad-partners"
-    )
+    assert "United States, under standard contractual clauses." in purpose_card(html, "ad-partners")
     assert facts(purpose_card(html, "newsletter"))["How to stop it"].startswith("Withdraw")
-    who = facts(re.search(r'<section class="card" aria-labelledby="who-title">.*?</section>', html, re.S).group(0))
+    who = facts(
+        re.search(
+            r'<section class="card" aria-labelledby="who-title">.*?</section>', html, re.S
+        ).group(0)
+    )
     assert settings.CONTROLLER_NAME in who["Controller"]
     assert settings.CONTROLLER_EMAIL in who["Controller"]
     assert settings.DPO_NAME in who["Data protection officer (encarregado)"]
@@ -331,7 +334,8 @@ def test_a_purpose_with_recorded_decisions_cannot_be_deleted_in_the_admin(
     )
     request = RequestFactory().get("/")
     request.user = staff
-    model_admin = PurposeAdmin(Purpose, __import__("django.contrib.admin").contrib.admin.site)
+    model_admin = admin.site.get_model_admin(Purpose)
+    assert isinstance(model_admin, PurposeAdmin)
     assert model_admin.has_delete_permission(request, purpose) is False
     assert model_admin.has_delete_permission(request, purposes["tailored-offers"]) is True
 
