@@ -82,7 +82,7 @@ def fill_ledger(total: int) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     columns = (
         "seq, uuid, subject_id, purpose_id, notice_id, decision, method, created_at, "
-        "ip_truncated, user_agent_family, prev_hash, hash"
+        "ip_truncated, user_agent_family, gpc_signal, prev_hash, hash"
     )
     with (
         connection.cursor() as cursor,
@@ -122,6 +122,7 @@ def fill_ledger(total: int) -> None:
                     created,
                     "203.0.113.0",
                     "Firefox",
+                    False,
                     prev,
                     digest,
                 )

@@ -42,6 +42,7 @@ def event_hash(
     ip_truncated: str,
     user_agent_family: str,
     prev_hash: str,
+    gpc_signal: bool = False,
 ) -> str:
     fields = [
         "v1",
@@ -56,6 +57,7 @@ def event_hash(
         _timestamp(created_at),
         ip_truncated,
         user_agent_family,
+        "gpc" if gpc_signal else "",
         prev_hash,
     ]
     return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
@@ -96,6 +98,7 @@ def append(head: LedgerHead, **fields: object) -> ConsentEvent:
         ip_truncated=event.ip_truncated,
         user_agent_family=event.user_agent_family,
         prev_hash=event.prev_hash,
+        gpc_signal=event.gpc_signal,
     )
     event.save(force_insert=True)
     head.seq, head.hash = event.seq, event.hash
@@ -124,6 +127,7 @@ CHAIN_FIELDS = (
     "created_at",
     "ip_truncated",
     "user_agent_family",
+    "gpc_signal",
     "prev_hash",
     "hash",
 )
@@ -166,6 +170,7 @@ def verify(*, chunk_size: int = 5000) -> Verdict:
             created,
             ip,
             ua,
+            gpc,
             prev,
             stored,
         ) = row
@@ -193,6 +198,7 @@ def verify(*, chunk_size: int = 5000) -> Verdict:
             ip_truncated=ip,
             user_agent_family=ua,
             prev_hash=prev,
+            gpc_signal=gpc,
         )
         if computed != stored:
             return Verdict(False, count - 1, f"{where}: its content was changed")

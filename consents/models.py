@@ -236,6 +236,9 @@ class ConsentEvent(models.Model):
     created_at = models.DateTimeField()
     ip_truncated = models.CharField(max_length=45, blank=True)
     user_agent_family = models.CharField(max_length=40, blank=True)
+    gpc_signal = models.BooleanField(
+        default=False, help_text="The request carried Sec-GPC: 1 when this was decided."
+    )
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 

@@ -155,14 +155,16 @@ def _data_groups(request: HttpRequest, editing: str | None, forms_by_key: dict |
 
 def _field_context(data_field, values, needed, editing, forms_by_key=None) -> dict:
     value = values[data_field.key]
+    allowed = data_field.category in needed
     form = (forms_by_key or {}).get(data_field.key)
-    if form is None and editing == data_field.key:
+    # ?edit= is a URL anyone can type: offer a form only where the Edit link would.
+    if form is None and editing == data_field.key and data_field.editable and allowed:
         form = _field_form(data_field, initial=value)
     return {
         "field": data_field,
         "value": value,
         "display": _display(data_field, value),
-        "allowed": data_field.category in needed,
+        "allowed": allowed,
         "form": form,
     }
 

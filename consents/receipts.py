@@ -57,10 +57,10 @@ def public_jwks() -> dict:
 def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
     """Kantara CR v1.1 for one event (`event` with purpose, notice and the
     purpose's data categories prefetched), plus the ledger position that proves it."""
-    purpose = event.purpose
-    categories = list(purpose.data_categories.all())
+    content = event.notice.content
     notice_text = event.notice.text(language)
-    sensitive = [c for c in categories if c.sensitive]
+    # Everything below comes from the notice the person read, not today's inventory.
+    sensitive = notice_text.get("sensitive_data_categories", [])
     site = settings.SITE_URL
     return {
         "version": "KI-CR-v1.1.0",
@@ -88,13 +88,12 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
                 "purposes": [
                     {
                         "purpose": notice_text["name"],
-                        "purposeCategory": [purpose.dpv_code] if purpose.dpv_code else [],
+                        "purposeCategory": [content["dpv_code"]] if content.get("dpv_code") else [],
                         "consentType": "EXPLICIT"
                         if event.notice.content["legal_basis"] == LegalBasis.CONSENT
                         else "NOT APPLICABLE",
                         "piiCategory": notice_text["data_categories"],
                         "primaryPurpose": False,
-                        # From the notice the person read, not today's inventory.
                         "termination": f"P{event.notice.content['retention_days']}D after "
                         "last use, or on withdrawal",
                         "thirdPartyDisclosure": bool(notice_text["recipients"]),
@@ -104,7 +103,7 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
             }
         ],
         "sensitive": bool(sensitive),
-        "spiCat": [c.name for c in sensitive],
+        "spiCat": sensitive,
         # Extensions: what was decided, on which exact text, and where in the ledger.
         "decision": event.decision,
         "consented": event.decision == Decision.GRANTED,

@@ -39,6 +39,7 @@ class RequestFacts:
 
     ip_truncated: str = ""
     user_agent_family: str = ""
+    gpc_signal: bool = False
 
     @classmethod
     def from_request(cls, request) -> RequestFacts:
@@ -47,6 +48,7 @@ class RequestFacts:
         return cls(
             ip_truncated=truncate_ip(request.META.get("REMOTE_ADDR", "")),
             user_agent_family=user_agent_family(request.META.get("HTTP_USER_AGENT", "")),
+            gpc_signal=bool(getattr(request, "gpc", False)),
         )
 
 
@@ -97,11 +99,15 @@ def _notice_content(purpose: Purpose) -> dict:
         texts["data_categories"] = [
             (getattr(c, f"name{suffix}") or c.name).strip() for c in categories
         ]
+        texts["sensitive_data_categories"] = [
+            (getattr(c, f"name{suffix}") or c.name).strip() for c in categories if c.sensitive
+        ]
         content[language] = texts
     content["legal_basis"] = purpose.legal_basis
     content["retention_days"] = purpose.retention_days
     content["sale_or_sharing"] = purpose.is_sale_or_sharing
     content["data_category_keys"] = [c.key for c in categories]
+    content["dpv_code"] = purpose.dpv_code
     return content
 
 
@@ -143,7 +149,9 @@ def current_notices(purposes: Iterable[Purpose]) -> dict[int, PurposeNotice]:
     """The current (highest) notice version of each purpose, in one query."""
     ids = [p.pk for p in purposes]
     latest = PurposeNotice.objects.filter(purpose=OuterRef("purpose")).order_by("-version")
-    query = PurposeNotice.objects.filter(purpose_id__in=ids, pk=Subquery(latest.values("pk")[:1]))
+    query = PurposeNotice.objects.filter(
+        purpose_id__in=ids, pk=Subquery(latest.values("pk")[:1])
+    ).select_related("purpose")
     return {notice.purpose_id: notice for notice in query}
 
 
@@ -151,9 +159,14 @@ def purpose_retire(*, purpose: Purpose) -> Purpose:
     """Stop offering a purpose. Its notices and ledger stay forever; every grant
     still standing is withdrawn (method: expiry), because the processing ends."""
     with transaction.atomic():
+        # The chain head first, as every append takes it: no grant can slip in
+        # between retiring the purpose and withdrawing what stands.
+        ledger.lock_head()
         purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
         if purpose.retired_at is not None:
             return purpose
+        purpose.retired_at = timezone.now()
+        purpose.save(update_fields=["retired_at"])
         granted = list(
             ConsentState.objects.filter(purpose=purpose, decision=Decision.GRANTED).values_list(
                 "subject_id", flat=True
@@ -167,8 +180,6 @@ def purpose_retire(*, purpose: Purpose) -> Purpose:
                 method=Method.EXPIRY,
                 allow_retired=True,
             )
-        purpose.retired_at = timezone.now()
-        purpose.save(update_fields=["retired_at"])
     return purpose
 
 
@@ -216,6 +227,11 @@ def consent_record(
     with transaction.atomic():
         head = ledger.lock_head()  # serialises appends, so the state read below is current
         current_notice = current_notices([purpose]).get(purpose.pk)
+        # Read again under the lock: the caller's copy may predate a retirement.
+        if current_notice and current_notice.purpose.retired_at and not allow_retired:
+            raise ConsentError(
+                _("“%(purpose)s” is no longer offered.") % {"purpose": purpose.display_name}
+            )
         if current_notice is None:
             raise ConsentError(
                 _("“%(purpose)s” has no published notice yet.") % {"purpose": purpose.display_name}
@@ -250,6 +266,7 @@ def consent_record(
             created_at=now,
             ip_truncated=facts.ip_truncated,
             user_agent_family=facts.user_agent_family,
+            gpc_signal=facts.gpc_signal,
         )
         if state is None:
             ConsentState.objects.create(
@@ -320,8 +337,10 @@ def consent_withdraw_all(
 def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:
     """Global Privacy Control: withdraw grants for sale or sharing purposes.
 
-    A grant the person gave again after an earlier GPC withdrawal is their own
-    later choice, and stands. Returns the purposes withdrawn now."""
+    A grant the person gave while their browser sent the signal, or again after
+    an earlier GPC withdrawal, is their own informed choice, and stands
+    (shared/REQUIREMENTS.md: say so, and let them decide). Returns the purposes
+    withdrawn now."""
     granted = list(
         ConsentState.objects.filter(
             subject_id=subject_id,
@@ -341,7 +360,7 @@ def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> li
     )
     withdrawn = []
     for state in granted:
-        if state.purpose_id in overridden:
+        if state.purpose_id in overridden or state.event.gpc_signal:
             continue
         if consent_record(
             subject_id=subject_id,
@@ -400,17 +419,24 @@ def newsletter_signup_start(
     return signup
 
 
+@dataclass(frozen=True)
+class NewsletterConfirmation:
+    events: list[ConsentEvent]
+    changed: list[str]  # names of purposes whose text changed before confirming
+
+
 def newsletter_signup_confirm(
     *, signup: NewsletterSignup, facts: RequestFacts | None = None
-) -> list[ConsentEvent]:
+) -> NewsletterConfirmation:
     """The link was followed: record the choices, against the notices shown then.
 
-    A notice that changed since is not silently accepted: that purpose's choice
-    is dropped and the person is asked again on the confirmation page."""
+    A grant whose notice changed (or whose purpose was retired) since is not
+    silently carried over: it is left out, and `changed` names it so that the
+    person can be told and choose again on the new text."""
     with transaction.atomic():
         signup = NewsletterSignup.objects.select_for_update().get(pk=signup.pk)
         if signup.status == NewsletterSignup.Status.CONFIRMED:
-            return []
+            return NewsletterConfirmation(events=[], changed=[])
         purposes = {
             p.key: p
             for p in Purpose.objects.filter(
@@ -418,12 +444,13 @@ def newsletter_signup_confirm(
             )
         }
         current = current_notices(purposes.values())
-        events = []
+        events, changed = [], []
         for choice in signup.pending_choices:
             purpose = purposes.get(choice["purpose"])
-            if purpose is None or current.get(purpose.pk) is None:
-                continue
-            if current[purpose.pk].pk != choice["notice"]:
+            notice = current.get(purpose.pk) if purpose else None
+            if notice is None or notice.pk != choice["notice"]:
+                if choice["granted"]:
+                    changed.append(purpose.display_name if purpose else choice["purpose"])
                 continue
             event = consent_record(
                 subject_id=signup.subject_id,
@@ -439,7 +466,7 @@ def newsletter_signup_confirm(
         signup.confirmed_at = timezone.now()
         signup.pending_choices = []
         signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
-    return events
+    return NewsletterConfirmation(events=events, changed=changed)
 
 
 def newsletter_signups_purge_unconfirmed(*, now=None) -> int:

@@ -158,10 +158,20 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if signup is None:
         return render(request, "consents/newsletter_invalid.html", status=400)
     if request.method == "POST" and signup.status == NewsletterSignup.Status.PENDING:
-        services.newsletter_signup_confirm(
+        confirmation = services.newsletter_signup_confirm(
             signup=signup, facts=services.RequestFacts.from_request(request)
         )
         messages.success(request, _("Thank you: your subscription is confirmed."))
+        if confirmation.changed:
+            messages.warning(
+                request,
+                _(
+                    "We changed the description of %(purposes)s after you subscribed, so we "
+                    "did not switch it on. Read the new text and subscribe again if you "
+                    "still want it."
+                )
+                % {"purposes": ", ".join(f"“{name}”" for name in confirmation.changed)},
+            )
         return redirect("consents:newsletter_confirm", token=token)
     return render(request, "consents/newsletter_confirm.html", {"signup": signup})
 
@@ -175,7 +185,6 @@ def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
     event = (
         ConsentEvent.objects.filter(uuid=receipt_id, subject_id=request.user.subject_id)
         .select_related("purpose", "notice")
-        .prefetch_related("purpose__data_categories")
         .first()
     )
     if event is None:

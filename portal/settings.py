@@ -173,6 +173,7 @@ LOGIN_REDIRECT_URL = "home"
 ACCOUNT_ADAPTER = "portal.adapters.AccountAdapter"
 # The sign-up form carries one unticked box per optional purpose (consents app).
 ACCOUNT_SIGNUP_FORM_CLASS = "consents.forms.SignupConsentForm"
+ACCOUNT_FORMS = {"signup": "consents.signup.AtomicSignupForm"}
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]

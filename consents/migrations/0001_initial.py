@@ -123,6 +123,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField()),
                 ('ip_truncated', models.CharField(blank=True, max_length=45)),
                 ('user_agent_family', models.CharField(blank=True, max_length=40)),
+                ('gpc_signal', models.BooleanField(default=False, help_text='The request carried Sec-GPC: 1 when this was decided.')),
                 ('prev_hash', models.CharField(max_length=64)),
                 ('hash', models.CharField(max_length=64, unique=True)),
                 ('purpose', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='events', to='consents.purpose')),

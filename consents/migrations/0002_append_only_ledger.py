@@ -1,6 +1,10 @@
 """The ledger is append-only in the database itself: UPDATE and DELETE on
 consents_consentevent are refused by a trigger, on PostgreSQL and on SQLite.
 
+On SQLite, Django rebuilds a table for most schema changes, which drops its
+triggers: a later migration that alters consents_consentevent must run
+SQLITE_UP again (tests/consents/test_ledger.py fails if it does not).
+
 TRUNCATE is left alone on PostgreSQL: it needs table ownership (an operator,
 not the application), and Django's test-database flush uses it. The hash
 chain and its signed head catch a truncation anyway (verify_ledger)."""

@@ -129,3 +129,19 @@ def test_a_gpc_request_from_a_visitor_records_nothing(client, granted):
     count = ConsentEvent.objects.count()
     assert client.get("/", headers=GPC).status_code == 200
     assert ConsentEvent.objects.count() == count
+
+
+def test_a_grant_given_in_the_panel_while_gpc_is_on_is_the_customers_choice_and_stands(
+    client, customer, purposes
+):
+    client.force_login(customer)
+    page = client.get("/me/", headers=GPC).content.decode()
+    assert "your choice here wins for this purpose" in page
+
+    client.post("/me/consents/ad-partners/", {"decision": "granted"}, headers=GPC)
+    grant = ConsentEvent.objects.get(subject_id=customer.subject_id, purpose__key="ad-partners")
+    assert grant.decision == Decision.GRANTED and grant.gpc_signal is True
+
+    client.get("/", headers=GPC)
+    assert states(customer)["ad-partners"] == Decision.GRANTED
+    assert not gpc_events(customer).exists()

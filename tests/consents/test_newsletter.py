@@ -273,3 +273,20 @@ def test_the_purge_task_deletes_only_pending_signups_older_than_seven_days(purpo
         "recent-pending@example.com",
         "old-confirmed@example.com",
     }
+
+
+def test_a_grant_whose_text_changed_before_confirming_is_not_carried_over_and_is_named(
+    client, purposes, django_capture_on_commit_callbacks
+):
+    subscribe(client, django_capture_on_commit_callbacks, purposes=["newsletter"])
+    path = confirmation_path(mail.outbox[0])
+    newsletter = purposes["newsletter"]
+    newsletter.description = "Two emails a week now."
+    newsletter.save(update_fields=["description"])
+    services.purpose_notice_refresh(purpose=newsletter)
+
+    page = client.post(path, follow=True).content.decode()
+
+    assert "did not switch it on" in page and "“Newsletter”" in page
+    decisions = dict(ConsentEvent.objects.values_list("purpose__key", "decision").order_by("seq"))
+    assert decisions == {"tailored-offers": Decision.REFUSED}

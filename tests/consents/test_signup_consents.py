@@ -302,3 +302,37 @@ def test_a_gpc_header_other_than_1_changes_nothing(
     user = sign_up(client, django_capture_on_commit_callbacks, ["ad-partners"], headers=headers)
     event = ConsentEvent.objects.get(subject_id=user.subject_id, purpose=purposes["ad-partners"])
     assert (event.decision, event.method) == (Decision.GRANTED, Method.SIGNUP)
+
+
+def test_a_purpose_retired_while_the_form_is_being_saved_keeps_nothing(rf, purposes):
+    """The moment between validating and saving: the account and its choices go
+    together or not at all, and the form says why."""
+    from allauth.core import context
+
+    from consents.signup import AtomicSignupForm
+
+    request = rf.post("/accounts/signup/")
+    request.gpc = False
+    request.session = {}
+    with context.request_context(request):
+        form = AtomicSignupForm(
+            data={
+                "email": "race@example.com",
+                "password1": "a-long-Test-passphrase-42",
+                "password2": "a-long-Test-passphrase-42",
+                "purposes": ["newsletter"],
+                **{
+                    f"notice_{p.key}": p.notices.order_by("-version").first().content_hash
+                    for p in purposes.values()
+                    if p.is_optional
+                },
+            }
+        )
+        assert form.is_valid(), form.errors
+        services.purpose_retire(purpose=purposes["newsletter"])
+        user, response = form.try_save(request)
+
+    assert user is None and response.status_code == 400
+    assert "is no longer offered" in str(form.non_field_errors())
+    assert not get_user_model().objects.filter(email="race@example.com").exists()
+    assert not ConsentEvent.objects.exists()
