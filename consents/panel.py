@@ -84,6 +84,7 @@ def consent_switch(request: HttpRequest, key: str) -> HttpResponse:
             decision=decision,
             method=Method.PANEL,
             facts=services.RequestFacts.from_request(request),
+            reconfirm=request.POST.get("reconfirm") == "1",
         )
     except services.ConsentError as exc:
         messages.error(request, str(exc))
@@ -274,12 +275,6 @@ def history_page(request: HttpRequest) -> HttpResponse:
     paginator.count = total  # one count query, not a second one inside the paginator
     page = paginator.get_page(request.GET.get("page"))
     return render(request, "me/history.html", _panel_context(request, "history", page=page))
-
-
-@login_required
-@require_GET
-def policies_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "me/policies.html", _panel_context(request, "policies"))
 
 
 @login_required

@@ -12,6 +12,5 @@ urlpatterns = [
     path("data/<slug:key>/edit/", panel.data_field_edit, name="me_data_edit"),
     path("data/<slug:key>/", panel.data_field_save, name="me_data_save"),
     path("history/", panel.history_page, name="me_history"),
-    path("policies/", panel.policies_page, name="me_policies"),
     path("security/", panel.security_page, name="me_security"),
 ]

@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
-from consents.models import ConsentState, DataCategory, Purpose, PurposeNotice
+from consents.models import ConsentState, DataCategory, Decision, Purpose, PurposeNotice
 from consents.services import current_notices
 
 
@@ -45,3 +45,13 @@ def categories_with_purposes() -> QuerySet[DataCategory]:
 
 def consent_states(*, subject_id: uuid.UUID) -> dict[int, ConsentState]:
     return {s.purpose_id: s for s in ConsentState.objects.filter(subject_id=subject_id)}
+
+
+def subjects_accepting_optional_email() -> QuerySet:
+    """Subject ids with a standing grant for a purpose we email about (those
+    offered in the newsletter form): a subquery, for the policies app."""
+    return ConsentState.objects.filter(
+        decision=Decision.GRANTED,
+        purpose__offered_in_newsletter=True,
+        purpose__retired_at__isnull=True,
+    ).values("subject_id")

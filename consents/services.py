@@ -27,6 +27,19 @@ from consents.models import (
     PurposeNotice,
 )
 
+_policy_version_provider = None
+
+
+def set_policy_version_provider(provider) -> None:
+    """The policies app tells the ledger which policy version is in force
+    (a callable returning its id or None), without consents importing it."""
+    global _policy_version_provider
+    _policy_version_provider = provider
+
+
+def policy_version_in_force() -> int | None:
+    return _policy_version_provider() if _policy_version_provider else None
+
 
 class ConsentError(ValueError):
     """A decision that cannot be recorded; its message is for the person."""
@@ -207,6 +220,7 @@ def consent_record(
     facts: RequestFacts | None = None,
     policy_version_id: int | None = None,
     allow_retired: bool = False,
+    reconfirm: bool = False,
 ) -> ConsentEvent | None:
     """Record one decision: an event in the ledger and the current state, in one
     transaction. Returns None when it repeats the current choice (no event)."""
@@ -251,10 +265,16 @@ def consent_record(
             .filter(subject_id=subject_id, purpose=purpose)
             .first()
         )
+        repeated = decision
         decision = _effective_decision(state.decision if state else None, decision)
+        if decision is None and reconfirm and repeated == Decision.GRANTED:
+            # Given again under a new notice or policy version: a new event.
+            decision = Decision.GRANTED
         if decision is None:
             return None
         now = timezone.now()
+        if policy_version_id is None:
+            policy_version_id = policy_version_in_force()
         event = ledger.append(
             head,
             subject_id=subject_id,
@@ -320,6 +340,30 @@ def consent_withdraw_all(
     with transaction.atomic():
         granted = ConsentState.objects.filter(
             subject_id=subject_id, decision=Decision.GRANTED
+        ).select_related("purpose")
+        for state in list(granted):
+            if consent_record(
+                subject_id=subject_id,
+                purpose=state.purpose,
+                decision=Decision.WITHDRAWN,
+                method=method,
+                facts=facts,
+                allow_retired=True,
+            ):
+                withdrawn.append(state.purpose)
+    return withdrawn
+
+
+def consent_withdraw_emailed(
+    *, subject_id: uuid.UUID, method: str, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """Stop optional emails: withdraw every grant for a purpose we email about."""
+    withdrawn = []
+    with transaction.atomic():
+        granted = ConsentState.objects.filter(
+            subject_id=subject_id,
+            decision=Decision.GRANTED,
+            purpose__offered_in_newsletter=True,
         ).select_related("purpose")
         for state in list(granted):
             if consent_record(

@@ -8,3 +8,9 @@ class PoliciesConfig(AppConfig):
     name = "policies"
     verbose_name = _("Policies")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from consents.services import set_policy_version_provider
+        from policies.selectors import version_in_force_id
+
+        set_policy_version_provider(version_in_force_id)

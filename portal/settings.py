@@ -128,6 +128,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "portal.context_processors.portal",
+                "policies.views.pending_for",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },
@@ -301,6 +302,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    "sweep-policy-notifications": {
+        "task": "policies.tasks.sweep_notifications",
+        "schedule": timedelta(minutes=1),
+    },
+    "expire-changed-grants": {
+        "task": "policies.tasks.expire_changed_grants",
+        "schedule": timedelta(hours=1),
+    },
     "purge-unconfirmed-newsletter-signups": {
         "task": "consents.tasks.purge_unconfirmed_newsletter_signups",
         "schedule": timedelta(hours=1),
@@ -316,6 +325,21 @@ OUTBOUND_EMAIL_LEASE = timedelta(minutes=5)
 OUTBOUND_EMAIL_MAX_ATTEMPTS = 8
 # How long a new row waits for its own task before the sweep treats it as lost.
 OUTBOUND_EMAIL_GRACE = timedelta(minutes=2)
+
+# Policy updates. A material change takes effect at least this many days after
+# it is published, so that people can decide before it applies.
+POLICY_MATERIAL_NOTICE_DAYS = env_int("POLICY_MATERIAL_NOTICE_DAYS", 30, minimum=0)
+# Rows one task claims and sends over one SMTP connection; tasks sending at once.
+POLICY_NOTIFICATION_BATCH = env_int("POLICY_NOTIFICATION_BATCH", 200, minimum=1)
+POLICY_PARALLEL_SENDERS = env_int("POLICY_PARALLEL_SENDERS", 2, minimum=1)
+# A claimed row is leased to one worker this long; a killed worker's rows come
+# back to the sweep after it.
+POLICY_NOTIFICATION_LEASE = timedelta(
+    seconds=env_int("POLICY_NOTIFICATION_LEASE_SECONDS", 300, minimum=1)
+)
+POLICY_NOTIFICATION_MAX_ATTEMPTS = 6
+# How long the links in a policy email work without logging in.
+POLICY_LINK_DAYS = env_int("POLICY_LINK_DAYS", 60, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
+from policies import views as policies_views
 from portal import views
 
 admin.site.site_header = _("Clareza administration")
@@ -17,6 +18,9 @@ urlpatterns = [
     path("i18n/setlang/", views.set_language, name="set_language"),
     path("accounts/", include("allauth.urls")),
     path("", include("consents.urls")),
+    # The panel's frame is consents'; its Policies section is the policies app's.
+    path("me/policies/", policies_views.my_policies, name="me_policies"),
     path("me/", include("consents.panel_urls")),
+    path("policies/", include("policies.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -34,6 +34,9 @@ class Command(BaseCommand):
         purposes = seed_inventory()
         self.stdout.write(f"  inventory: {len(purposes)} purposes")
         self.stdout.write(f"  catalogue: {seed_catalogue()} products")
+        from policies.demo import seed_policies
+
+        self.stdout.write(f"  privacy policy: v1 published, v2 draft ({seed_policies()})")
         User = get_user_model()
         for email, first_name, language, staff, granted, interests in DEMO_USERS:
             user, created = User.objects.get_or_create(

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from policies import emails, services, text
+from policies.models import Notification, Policy, PolicyVersion
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["title", "slug", "order"]
+    prepopulated_fields = {"slug": ["title"]}
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return obj is None or not obj.versions.exists()
+
+
+def delivery(version: PolicyVersion) -> dict:
+    """Counts by state, the send rate over the last minute, and an ETA."""
+    counts = dict(
+        Notification.objects.filter(version=version)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    total = sum(counts.values())
+    sent = counts.get(Notification.Status.SENT, 0)
+    failed = counts.get(Notification.Status.FAILED, 0)
+    left = total - sent - failed
+    minute_ago = timezone.now() - timedelta(minutes=1)
+    rate = Notification.objects.filter(version=version, sent_at__gte=minute_ago).count() / 60
+    eta = timedelta(seconds=round(left / rate)) if rate and left else None
+    return {
+        "version": version,
+        "total": total,
+        "sent": sent,
+        "failed": failed,
+        "pending": left,
+        "rate": rate,
+        "eta": eta,
+        "done": total > 0 and left == 0,
+        "failures": list(
+            Notification.objects.filter(version=version, status=Notification.Status.FAILED)
+            .order_by("pk")
+            .values("email", "attempts", "last_error")[:50]
+        ),
+    }
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "material", "effective_date", "published_at", "sent"]
+    list_filter = ["policy", "status", "material"]
+    filter_horizontal = ["changed_purposes"]
+    change_form_template = "admin/policies/policyversion/change_form.html"
+    fields = [
+        "policy",
+        "material",
+        "effective_date",
+        ("summary", "summary_pt"),
+        ("body", "body_pt"),
+        "changed_purposes",
+    ]
+
+    @admin.display(description=_("emails sent"))
+    def sent(self, obj: PolicyVersion) -> str:
+        if not obj.is_published:
+            return "-"
+        row = Notification.objects.filter(version=obj).aggregate(
+            total=Count("pk"), sent=Count("pk", filter=Q(status=Notification.Status.SENT))
+        )
+        return f"{row['sent']} / {row['total']}"
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.is_published:
+            return [
+                *self.fields[:3],
+                "summary",
+                "summary_pt",
+                "body",
+                "body_pt",
+                "changed_purposes",
+            ]
+        return []
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and obj.is_published:
+            return ["policy", "material", "effective_date", "summary", "summary_pt", "body",
+                    "body_pt", "changed_purposes"]  # fmt: skip
+        return self.fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return obj is None or not obj.is_published
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.policy_version_draft_save(version=obj)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        retry = wrap(require_POST(self.retry_view))
+        return [
+            path("<int:pk>/publish/", wrap(self.publish_view), name="policies_version_publish"),
+            path("<int:pk>/delivery/", wrap(self.delivery_view), name="policies_version_delivery"),
+            path("<int:pk>/retry/", retry, name="policies_version_retry"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if version is not None and version.is_published:
+            extra["delivery"] = delivery(version)
+        elif version is not None:
+            extra["publish_url"] = reverse("admin:policies_version_publish", args=[version.pk])
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def _version(self, request: HttpRequest, pk: int) -> PolicyVersion:
+        version = get_object_or_404(PolicyVersion.objects.select_related("policy"), pk=pk)
+        if not self.has_change_permission(request, version):
+            raise Http404
+        return version
+
+    def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Preview the email and the differences, then publish on confirmation."""
+        version = self._version(request, pk)
+        change_url = reverse("admin:policies_policyversion_change", args=[version.pk])
+        if version.is_published:
+            return redirect(change_url)
+        problem = ""
+        try:
+            services.policy_version_check(version=version)
+        except services.PolicyError as exc:
+            problem = str(exc)
+        if request.method == "POST" and not problem:
+            try:
+                result = services.policy_version_publish(version=version, by=request.user)
+            except services.PolicyError as exc:
+                problem = str(exc)
+            else:
+                self.message_user(
+                    request,
+                    _("Published %(version)s. %(count)s people are being told by email.")
+                    % {"version": result.version, "count": result.notifications},
+                    messages.SUCCESS,
+                )
+                return redirect(change_url)
+        previous = (
+            version.policy.versions.filter(status=PolicyVersion.Status.PUBLISHED)
+            .order_by("-number")
+            .first()
+        )
+        blocks = text.diff(previous.body, version.body) if previous else []
+        sample = Notification(
+            version=version, email="customer@example.com", subject_id=request.user.subject_id,
+            language=translation.get_language() or "en", pk=0,
+        )  # fmt: skip
+        version.number = version.number or ((previous.number if previous else 0) + 1)
+        preview = emails.policy_update(sample)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Publish %(version)s") % {"version": version.policy},
+            "version": version,
+            "previous": previous,
+            "blocks": blocks,
+            "counts": text.counts(blocks),
+            "problem": problem,
+            "recipients": services.recipients_count(version=version) if previous else 0,
+            "preview": preview,
+            "preview_html": dict(preview.alternatives).get("text/html", ""),
+            "opts": self.model._meta,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/policies/policyversion/publish.html", context)
+
+    def delivery_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        version = self._version(request, pk)
+        return TemplateResponse(
+            request, "admin/policies/policyversion/_delivery.html", {"delivery": delivery(version)}
+        )
+
+    def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from policies.tasks import dispatch_notifications
+
+        version = self._version(request, pk)
+        count = services.notifications_retry_failed(version=version)
+        if count:
+            dispatch_notifications.delay(version.pk)
+        self.message_user(
+            request, _("%(count)s failed emails will be tried again.") % {"count": count}
+        )
+        return redirect(reverse("admin:policies_policyversion_change", args=[version.pk]))

@@ -1,0 +1,184 @@
+"""Policies, their immutable published versions, who was told, and who acknowledged."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+
+
+class Policy(models.Model):
+    slug = models.SlugField(_("slug"), max_length=40, unique=True)
+    title = models.CharField(_("title (English)"), max_length=120)
+    title_pt = models.CharField(_("title (Portuguese)"), max_length=120, blank=True)
+    order = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        verbose_name = _("policy")
+        verbose_name_plural = _("policies")
+        ordering = ["order", "slug"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def display_title(self) -> str:
+        if (translation.get_language() or "").startswith("pt") and self.title_pt:
+            return self.title_pt
+        return self.title
+
+
+class PolicyVersion(models.Model):
+    """A draft is edited; a published version never is (policies.services)."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(_("version"), null=True, blank=True, editable=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    body = models.TextField(_("text (English, Markdown)"))
+    body_pt = models.TextField(_("text (Portuguese, Markdown)"), blank=True)
+    summary = models.TextField(
+        _("what changed, in plain words (English)"),
+        help_text=_("Sent in the email and shown above the differences."),
+    )
+    summary_pt = models.TextField(_("what changed, in plain words (Portuguese)"), blank=True)
+    material = models.BooleanField(
+        _("material change"),
+        default=False,
+        help_text=_(
+            "Changes what is done with people's data: everyone is told, even those who "
+            "turned optional emails off, it takes effect only after the notice period, "
+            "and customers are asked to acknowledge it."
+        ),
+    )
+    effective_date = models.DateField(_("takes effect on"))
+    changed_purposes = models.ManyToManyField(
+        "consents.Purpose",
+        blank=True,
+        related_name="policy_versions",
+        verbose_name=_("consent purposes this change affects"),
+        help_text=_("Grants given under an earlier version are asked for again."),
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+
+    class Meta:
+        verbose_name = _("policy version")
+        verbose_name_plural = _("policy versions")
+        ordering = ["policy", "-number", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="policy_version_number"),
+            models.CheckConstraint(
+                condition=models.Q(status="draft") | models.Q(number__isnull=False),
+                name="published_version_has_number",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.number:
+            return f"{self.policy} v{self.number}"
+        return f"{self.policy} ({_('draft')})"
+
+    @property
+    def is_published(self) -> bool:
+        return self.status == self.Status.PUBLISHED
+
+    @property
+    def display_summary(self) -> str:
+        return self.localized("summary")
+
+    def localized(self, field: str, language: str | None = None) -> str:
+        language = language or translation.get_language() or "en"
+        if language.lower().startswith("pt"):
+            return getattr(self, f"{field}_pt") or getattr(self, field)
+        return getattr(self, field)
+
+
+class Notification(models.Model):
+    """One email about one version to one recipient: the outbox row that Celery
+    drains. (version, email) is unique, so publishing twice, retries and restarts
+    never make a second row."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    version = models.ForeignKey(
+        PolicyVersion, on_delete=models.PROTECT, related_name="notifications"
+    )
+    email = models.EmailField()
+    language = models.CharField(max_length=10, default="en")
+    subject_id = models.UUIDField(help_text="The ledger's id of the recipient.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [
+            models.UniqueConstraint(fields=["version", "email"], name="notification_once"),
+        ]
+        indexes = [
+            # The claim: a version's unsent rows in id order (partial, so it stays small).
+            models.Index(
+                fields=["version", "id"],
+                name="notification_unsent_idx",
+                condition=models.Q(status__in=["pending", "sending"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} → {self.status}"
+
+    @property
+    def message_id(self) -> str:
+        """Derived from (version, recipient): a duplicate can be recognised."""
+        token = uuid.uuid5(uuid.NAMESPACE_URL, f"clareza:{self.version_id}:{self.email.lower()}")
+        return f"<policy-{self.version_id}.{token}@clareza>"
+
+
+class Acknowledgement(models.Model):
+    """Someone read a version and said so: a customer (in the portal or from the
+    email) or a newsletter subscriber (from the email)."""
+
+    subject_id = models.UUIDField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="acknowledgements",
+    )
+    version = models.ForeignKey(
+        PolicyVersion, on_delete=models.PROTECT, related_name="acknowledgements"
+    )
+    method = models.CharField(max_length=12)  # "web" or "email_link"
+    acknowledged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("acknowledgement")
+        verbose_name_plural = _("acknowledgements")
+        constraints = [
+            models.UniqueConstraint(fields=["subject_id", "version"], name="acknowledged_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} acknowledged"

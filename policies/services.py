@@ -1,0 +1,353 @@
+"""Publishing policy versions, telling people, and hearing back from them."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.db import transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from consents import selectors as consent_selectors
+from consents.models import Method, NewsletterSignup
+from consents.services import consent_withdraw_emailed
+from policies import emails
+from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
+
+log = logging.getLogger(__name__)
+
+BULK_SIZE = 1000
+
+
+class PolicyError(ValueError):
+    """A change that cannot be made; its message is for staff."""
+
+
+def policy_version_update(*, version: PolicyVersion, **fields) -> PolicyVersion:
+    """Edit a draft. A published version is never edited: publish a new one."""
+    with transaction.atomic():
+        locked = PolicyVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.is_published:
+            raise PolicyError(
+                _("Version %(number)s is published and cannot be changed; publish a new version.")
+                % {"number": locked.number}
+            )
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=list(fields))
+    return locked
+
+
+def policy_version_draft_save(*, version: PolicyVersion) -> PolicyVersion:
+    """Create or edit a draft (the admin form's save)."""
+    with transaction.atomic():
+        if version.pk is not None:
+            stored = PolicyVersion.objects.select_for_update().get(pk=version.pk)
+            if stored.is_published:
+                raise PolicyError(
+                    _("A published version cannot be changed; publish a new version.")
+                )
+        version.status = PolicyVersion.Status.DRAFT
+        version.save()
+    return version
+
+
+def earliest_effective_date(*, material: bool):
+    today = timezone.localdate()
+    return today + timedelta(days=settings.POLICY_MATERIAL_NOTICE_DAYS) if material else today
+
+
+def policy_version_check(*, version: PolicyVersion) -> None:
+    if version.is_published:
+        raise PolicyError(_("This version is already published."))
+    if not version.body.strip() or not version.summary.strip():
+        raise PolicyError(_("A version needs its text and a summary of what changed."))
+    earliest = earliest_effective_date(material=version.material)
+    if version.effective_date < earliest:
+        if version.material:
+            raise PolicyError(
+                _(
+                    "A material change takes effect at least %(days)s days after it is "
+                    "published, so that people can decide before it applies: choose "
+                    "%(date)s or later."
+                )
+                % {"days": settings.POLICY_MATERIAL_NOTICE_DAYS, "date": earliest.isoformat()}
+            )
+        raise PolicyError(_("The effective date cannot be in the past."))
+
+
+@dataclass(frozen=True)
+class Published:
+    version: PolicyVersion
+    notifications: int
+
+
+def policy_version_publish(*, version: PolicyVersion, by=None) -> Published:
+    """Publish a draft and, in the same transaction, write one notification per
+    recipient. The emails leave once it commits (a Celery task, and the
+    periodic sweep should that task be lost)."""
+    from policies.tasks import dispatch_notifications
+
+    with transaction.atomic():
+        Policy.objects.select_for_update().get(pk=version.policy_id)
+        version = PolicyVersion.objects.select_for_update().get(pk=version.pk)
+        policy_version_check(version=version)
+        last = version.policy.versions.aggregate(n=Max("number"))["n"] or 0
+        version.number = last + 1
+        version.status = PolicyVersion.Status.PUBLISHED
+        version.published_at = timezone.now()
+        version.published_by = by
+        version.save(update_fields=["number", "status", "published_at", "published_by"])
+        count = 0
+        if last:  # the first version of a policy changes nothing: nobody to tell
+            count = notifications_create(version=version)
+            transaction.on_commit(lambda: dispatch_notifications.delay(version.pk), robust=True)
+    return Published(version=version, notifications=count)
+
+
+def recipients_count(*, version: PolicyVersion) -> int:
+    return sum(1 for _row in _recipients(version))
+
+
+def _recipients(version: PolicyVersion):
+    """(email, language, subject_id, user_id) of everyone to tell: every active
+    customer with a verified address and every confirmed newsletter subscriber.
+    A change that is not material is optional email: only those who still
+    accept optional emails get it."""
+    users = get_user_model().objects.filter(
+        is_active=True,
+        is_staff=False,
+        emailaddress__primary=True,
+        emailaddress__verified=True,
+    )
+    subscribers = NewsletterSignup.objects.filter(status=NewsletterSignup.Status.CONFIRMED)
+    if not version.material:
+        emailable = consent_selectors.subjects_accepting_optional_email()
+        users = users.filter(subject_id__in=emailable)
+        subscribers = subscribers.filter(subject_id__in=emailable)
+    for email, language, subject_id, user_id in users.values_list(
+        "emailaddress__email", "language", "subject_id", "pk"
+    ).iterator(chunk_size=BULK_SIZE):
+        yield email, language, subject_id, user_id
+    for email, language, subject_id in subscribers.values_list(
+        "email", "language", "subject_id"
+    ).iterator(chunk_size=BULK_SIZE):
+        yield email, language, subject_id, None
+
+
+def notifications_create(*, version: PolicyVersion) -> int:
+    """One row per recipient, in bulk. Running it again adds nobody twice."""
+    before = Notification.objects.filter(version=version).count()
+    batch: list[Notification] = []
+    now = timezone.now()
+    for email, language, subject_id, user_id in _recipients(version):
+        batch.append(
+            Notification(
+                version=version,
+                email=email.lower(),
+                language=language or settings.LANGUAGE_CODE,
+                subject_id=subject_id,
+                user_id=user_id,
+                created_at=now,
+            )
+        )
+        if len(batch) >= BULK_SIZE:
+            Notification.objects.bulk_create(batch, ignore_conflicts=True)
+            batch = []
+    if batch:
+        Notification.objects.bulk_create(batch, ignore_conflicts=True)
+    return Notification.objects.filter(version=version).count() - before
+
+
+# Sending ------------------------------------------------------------------------
+
+
+def _claimable(version_id: int | None, now):
+    due = Q(status=Notification.Status.PENDING, lease_until__isnull=True) | Q(
+        status__in=[Notification.Status.PENDING, Notification.Status.SENDING],
+        lease_until__lte=now,
+    )
+    query = Notification.objects.filter(due)
+    return query if version_id is None else query.filter(version_id=version_id)
+
+
+def notifications_claim(*, version_id: int, limit: int) -> list[Notification]:
+    """Lease up to `limit` rows to this worker. Rows another worker holds are
+    skipped, not waited for (SELECT ... FOR UPDATE SKIP LOCKED)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            _claimable(version_id, now)
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        Notification.objects.filter(id__in=ids).update(
+            status=Notification.Status.SENDING,
+            lease_until=now + settings.POLICY_NOTIFICATION_LEASE,
+            attempts=F("attempts") + 1,
+        )
+    return list(Notification.objects.filter(id__in=ids).select_related("version__policy"))
+
+
+def _release(row: Notification, error: str) -> None:
+    final = row.attempts >= settings.POLICY_NOTIFICATION_MAX_ATTEMPTS
+    Notification.objects.filter(pk=row.pk).update(
+        status=Notification.Status.FAILED if final else Notification.Status.PENDING,
+        lease_until=None if final else timezone.now() + timedelta(seconds=30 * 2**row.attempts),
+        last_error=error[:2000],
+    )
+
+
+class DeliveryInterrupted(Exception):
+    """The mail server went away mid-batch; the rest of the batch was released."""
+
+
+def notification_batch_send(*, version_id: int, limit: int | None = None) -> int:
+    """Claim a batch, send it over one SMTP connection, mark each row sent as
+    soon as its message is accepted. Returns how many were sent."""
+    rows = notifications_claim(
+        version_id=version_id, limit=limit or settings.POLICY_NOTIFICATION_BATCH
+    )
+    if not rows:
+        return 0
+    sent = 0
+    connection = mail.get_connection(fail_silently=False)
+    try:
+        connection.open()
+        for index, row in enumerate(rows):
+            message = emails.policy_update(row, connection=connection)
+            try:
+                message.send()
+            except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
+                for pending in rows[index:]:
+                    _release(pending, f"{type(exc).__name__}: {exc}")
+                raise DeliveryInterrupted(str(exc)) from exc
+            except smtplib.SMTPException as exc:
+                _release(row, f"{type(exc).__name__}: {exc}")
+                continue
+            Notification.objects.filter(pk=row.pk).update(
+                status=Notification.Status.SENT,
+                sent_at=timezone.now(),
+                lease_until=None,
+                last_error="",
+            )
+            sent += 1
+    except OSError as exc:
+        # Could not connect at all: give every row back for a later try.
+        for row in rows:
+            if not Notification.objects.filter(pk=row.pk, status=Notification.Status.SENT).exists():
+                _release(row, f"{type(exc).__name__}: {exc}")
+        raise DeliveryInterrupted(str(exc)) from exc
+    finally:
+        connection.close()
+    return sent
+
+
+def notifications_pending(*, version_id: int | None = None) -> bool:
+    return _claimable(version_id, timezone.now()).exists()
+
+
+def notifications_due_versions() -> list[int]:
+    """Versions with rows that a lost task left behind, or whose backoff is over."""
+    now = timezone.now()
+    stale = Q(status=Notification.Status.PENDING, lease_until__isnull=True) & Q(
+        created_at__lt=now - settings.OUTBOUND_EMAIL_GRACE
+    )
+    expired = Q(
+        status__in=[Notification.Status.PENDING, Notification.Status.SENDING],
+        lease_until__lte=now,
+    )
+    return list(
+        Notification.objects.filter(stale | expired)
+        .values_list("version_id", flat=True)
+        .distinct()
+        .order_by("version_id")
+    )
+
+
+def notifications_retry_failed(*, version: PolicyVersion) -> int:
+    """Staff retry: failed rows go back to pending with a fresh count."""
+    return Notification.objects.filter(version=version, status=Notification.Status.FAILED).update(
+        status=Notification.Status.PENDING, attempts=0, lease_until=None
+    )
+
+
+# Hearing back ---------------------------------------------------------------------
+
+
+def policy_acknowledge(
+    *, subject_id, version: PolicyVersion, method: str, user=None
+) -> Acknowledgement:
+    """Record that someone read a version. Acknowledging twice keeps the first."""
+    ack, _created = Acknowledgement.objects.get_or_create(
+        subject_id=subject_id, version=version, defaults={"method": method, "user": user}
+    )
+    return ack
+
+
+def optional_email_unsubscribe(*, notification: Notification) -> list:
+    """RFC 8058 one-click: the recipient's optional emails stop (their emailed
+    consents are withdrawn, method "email link"). Material policy changes are
+    still announced, as the law requires."""
+    return consent_withdraw_emailed(subject_id=notification.subject_id, method=Method.EMAIL_LINK)
+
+
+def reconsent_expire_due() -> int:
+    """For every version in effect that changes consent purposes: grants of
+    those purposes given before it was published, and not given again since,
+    lapse. The customer is asked again (the banner and the panel show it)."""
+    from consents.models import ConsentState, Decision
+    from consents.services import consent_record
+
+    today = timezone.localdate()
+    expired = 0
+    versions = PolicyVersion.objects.filter(
+        status=PolicyVersion.Status.PUBLISHED, effective_date__lte=today
+    ).prefetch_related("changed_purposes")
+    for version in versions:
+        for purpose in version.changed_purposes.all():
+            stale = ConsentState.objects.filter(
+                purpose=purpose,
+                decision=Decision.GRANTED,
+                event__created_at__lt=version.published_at,
+            ).values_list("subject_id", flat=True)
+            for subject_id in list(stale):
+                if consent_record(
+                    subject_id=subject_id,
+                    purpose=purpose,
+                    decision=Decision.WITHDRAWN,
+                    method=Method.EXPIRY,
+                    allow_retired=True,
+                ):
+                    expired += 1
+    return expired
+
+
+def reconsent_needed(*, subject_id, versions: list[PolicyVersion]) -> list:
+    """Purposes the person granted before a version that changes them was
+    published, and has not granted again: they are asked to decide again."""
+    from consents.models import ConsentState, Decision
+
+    needed = []
+    for version in versions:
+        purposes = list(version.changed_purposes.all())
+        if not purposes:
+            continue
+        stale = ConsentState.objects.filter(
+            subject_id=subject_id,
+            purpose__in=purposes,
+            decision=Decision.GRANTED,
+            event__created_at__lt=version.published_at,
+        ).select_related("purpose")
+        needed += [state.purpose for state in stale]
+    return needed

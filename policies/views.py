@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from policies import emails, selectors, services, text
+from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
+
+
+def _published(policy: Policy):
+    return policy.versions.filter(status=PolicyVersion.Status.PUBLISHED).order_by("-number")
+
+
+def _version(slug: str, number: int | None = None) -> PolicyVersion:
+    policy = get_object_or_404(Policy, slug=slug)
+    versions = _published(policy)
+    version = versions.filter(number=number).first() if number else versions.first()
+    if version is None:
+        raise Http404
+    return version
+
+
+def _previous(version: PolicyVersion) -> PolicyVersion | None:
+    return _published(version.policy).filter(number__lt=version.number).order_by("-number").first()
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    policies = [
+        (policy, _published(policy).first()) for policy in Policy.objects.order_by("order", "slug")
+    ]
+    return render(request, "policies/index.html", {"policies": [(p, v) for p, v in policies if v]})
+
+
+@require_GET
+def current(request: HttpRequest, slug: str) -> HttpResponse:
+    return _show(request, _version(slug))
+
+
+@require_GET
+def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    return _show(request, _version(slug, number))
+
+
+def _show(request: HttpRequest, version: PolicyVersion) -> HttpResponse:
+    latest = _published(version.policy).first()
+    return render(
+        request,
+        "policies/version.html",
+        {
+            "version": version,
+            "body": text.render_markdown(version.localized("body")),
+            "previous": _previous(version),
+            "is_latest": latest.pk == version.pk,
+            "latest": latest,
+        },
+    )
+
+
+@require_GET
+def history(request: HttpRequest, slug: str) -> HttpResponse:
+    policy = get_object_or_404(Policy, slug=slug)
+    versions = list(_published(policy))
+    if not versions:
+        raise Http404
+    return render(request, "policies/history.html", {"policy": policy, "versions": versions})
+
+
+def _diff_context(old: PolicyVersion, new: PolicyVersion) -> dict:
+    blocks = text.diff(old.localized("body"), new.localized("body"))
+    return {"old": old, "new": new, "blocks": blocks, "counts": text.counts(blocks)}
+
+
+@require_GET
+def diff(request: HttpRequest, slug: str, old: int, new: int) -> HttpResponse:
+    if old == new:
+        raise Http404
+    return render(
+        request, "policies/diff.html", _diff_context(_version(slug, old), _version(slug, new))
+    )
+
+
+# Signed links from the email: no login needed, and they expire -------------------
+
+
+def _notification(token: str, salt: str) -> Notification | None:
+    try:
+        data = signing.loads(token, salt=salt, max_age=settings.POLICY_LINK_DAYS * 24 * 3600)
+    except signing.BadSignature:
+        return None
+    return Notification.objects.filter(pk=data.get("n")).select_related("version__policy").first()
+
+
+def _invalid(request: HttpRequest) -> HttpResponse:
+    return render(request, "policies/link_invalid.html", status=400)
+
+
+def _acknowledged(notification: Notification) -> bool:
+    return notification.version.acknowledgements.filter(subject_id=notification.subject_id).exists()
+
+
+@require_GET
+def notice(request: HttpRequest, token: str) -> HttpResponse:
+    """What changed, for the person the email was sent to."""
+    notification = _notification(token, emails.NOTICE_SALT)
+    if notification is None:
+        return _invalid(request)
+    version = notification.version
+    previous = _previous(version)
+    context = {
+        "version": version,
+        "summary": version.localized("summary"),
+        "acknowledge_token": emails.token(notification.pk, emails.ACKNOWLEDGE_SALT),
+        "acknowledged": _acknowledged(notification),
+        "body": text.render_markdown(version.localized("body")) if previous is None else "",
+    }
+    if previous is not None:
+        context.update(_diff_context(previous, version))
+    return render(request, "policies/notice.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows one button; POST records. Mail scanners follow links, and must
+    not acknowledge anything on anyone's behalf."""
+    notification = _notification(token, emails.ACKNOWLEDGE_SALT)
+    if notification is None:
+        return _invalid(request)
+    if request.method == "POST":
+        services.policy_acknowledge(
+            subject_id=notification.subject_id,
+            version=notification.version,
+            method="email_link",
+            user=notification.user,
+        )
+    return render(
+        request,
+        "policies/acknowledge.html",
+        {"version": notification.version, "acknowledged": _acknowledged(notification)},
+    )
+
+
+@csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form token
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    notification = _notification(token, emails.UNSUBSCRIBE_SALT)
+    if notification is None:
+        return _invalid(request)
+    if request.method == "POST":
+        # One click, no redirect (RFC 8058 section 3.2).
+        withdrawn = services.optional_email_unsubscribe(notification=notification)
+        return render(request, "policies/unsubscribed.html", {"withdrawn": withdrawn, "done": True})
+    return render(request, "policies/unsubscribed.html", {"done": False, "token": token})
+
+
+@login_required
+@require_POST
+def acknowledge(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(PolicyVersion, pk=version_id, status=PolicyVersion.Status.PUBLISHED)
+    services.policy_acknowledge(
+        subject_id=request.user.subject_id, version=version, method="web", user=request.user
+    )
+    messages.success(
+        request,
+        _("Thank you: you acknowledged %(version)s.") % {"version": version},
+    )
+    next_url = request.POST.get("next", "")
+    if next_url.startswith("/") and not next_url.startswith("//"):
+        return redirect(next_url)
+    return redirect("me_policies")
+
+
+def pending_for(request: HttpRequest) -> dict:
+    """Context processor: material versions the logged-in customer has not
+    acknowledged, and the purposes they are asked to decide on again."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or user.is_staff:
+        return {}
+    versions = selectors.unacknowledged_material(user)
+    if not versions:
+        return {}
+    return {
+        "policy_updates": versions,
+        "reconsent_purposes": services.reconsent_needed(
+            subject_id=user.subject_id, versions=versions
+        ),
+    }
+
+
+@login_required
+@require_GET
+def my_policies(request: HttpRequest) -> HttpResponse:
+    """The control panel's Policies section: every version this person was sent
+    or acknowledged, and whether they acknowledged it."""
+    subject_id = request.user.subject_id
+    acknowledged = {
+        a.version_id: a
+        for a in Acknowledgement.objects.filter(subject_id=subject_id).select_related(
+            "version__policy"
+        )
+    }
+    sent = {
+        n.version_id: n
+        for n in Notification.objects.filter(subject_id=subject_id).select_related(
+            "version__policy"
+        )
+    }
+    versions = {v.version_id: v.version for v in [*acknowledged.values(), *sent.values()]}
+    rows = [
+        {"version": version, "ack": acknowledged.get(pk), "notification": sent.get(pk)}
+        for pk, version in sorted(
+            versions.items(), key=lambda item: item[1].published_at, reverse=True
+        )
+    ]
+    current = [
+        (
+            policy,
+            policy.versions.filter(status=PolicyVersion.Status.PUBLISHED)
+            .order_by("-number")
+            .first(),
+        )
+        for policy in Policy.objects.order_by("order")
+    ]
+    return render(
+        request,
+        "me/policies.html",
+        {"section": "policies", "rows": rows, "current": [(p, v) for p, v in current if v]},
+    )
