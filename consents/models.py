@@ -103,6 +103,7 @@ class Purpose(models.Model):
         _("what the customer gets (English)"),
         max_length=200,
         blank=True,
+        # xgettext:no-python-format
         help_text=_('The value offered in exchange, e.g. "10% off your next order".'),
     )
     benefit_pt = models.CharField(

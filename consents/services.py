@@ -227,7 +227,7 @@ def consent_record(
     if decision not in Decision.values:
         raise ConsentError(_("Unknown decision."))
     if method not in Method.values:
-        raise ConsentError(_("Unknown way of deciding."))
+        raise ConsentError(_("Unknown collection method."))
     if not purpose.is_optional:
         raise ConsentError(
             _("“%(purpose)s” does not rest on consent, so there is nothing to grant or withdraw.")
@@ -332,14 +332,17 @@ def consent_record_choices(
     return events
 
 
-def consent_withdraw_all(
-    *, subject_id: uuid.UUID, method: str, facts: RequestFacts | None = None
+def _withdraw_granted(
+    *, subject_id: uuid.UUID, method: str, facts: RequestFacts | None, **purpose_filter
 ) -> list[Purpose]:
-    """Withdraw every standing grant, in one transaction. Returns the purposes."""
+    """Withdraw the person's standing grants for the purposes matching the
+    filter, in one transaction. Returns the purposes withdrawn."""
     withdrawn = []
     with transaction.atomic():
         granted = ConsentState.objects.filter(
-            subject_id=subject_id, decision=Decision.GRANTED
+            subject_id=subject_id,
+            decision=Decision.GRANTED,
+            **{f"purpose__{name}": value for name, value in purpose_filter.items()},
         ).select_related("purpose")
         for state in list(granted):
             if consent_record(
@@ -352,30 +355,22 @@ def consent_withdraw_all(
             ):
                 withdrawn.append(state.purpose)
     return withdrawn
+
+
+def consent_withdraw_all(
+    *, subject_id: uuid.UUID, method: str, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """Withdraw every standing grant ("withdraw all optional consents")."""
+    return _withdraw_granted(subject_id=subject_id, method=method, facts=facts)
 
 
 def consent_withdraw_emailed(
     *, subject_id: uuid.UUID, method: str, facts: RequestFacts | None = None
 ) -> list[Purpose]:
     """Stop optional emails: withdraw every grant for a purpose we email about."""
-    withdrawn = []
-    with transaction.atomic():
-        granted = ConsentState.objects.filter(
-            subject_id=subject_id,
-            decision=Decision.GRANTED,
-            purpose__offered_in_newsletter=True,
-        ).select_related("purpose")
-        for state in list(granted):
-            if consent_record(
-                subject_id=subject_id,
-                purpose=state.purpose,
-                decision=Decision.WITHDRAWN,
-                method=method,
-                facts=facts,
-                allow_retired=True,
-            ):
-                withdrawn.append(state.purpose)
-    return withdrawn
+    return _withdraw_granted(
+        subject_id=subject_id, method=method, facts=facts, offered_in_newsletter=True
+    )
 
 
 def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:

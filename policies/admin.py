@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from policies import emails, services, text
@@ -119,7 +120,16 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         version = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if version is not None and version.is_published:
+            if request.method == "POST":
+                # Every field is read-only and save_model would refuse: say so, change nothing.
+                self.message_user(
+                    request,
+                    _("A published version cannot be changed; publish a new version."),
+                    messages.ERROR,
+                )
+                return redirect(request.path)
             extra["delivery"] = delivery(version)
+            extra.update(show_save=False, show_save_and_continue=False)
         elif version is not None:
             extra["publish_url"] = reverse("admin:policies_version_publish", args=[version.pk])
         return super().change_view(request, object_id, form_url, extra_context=extra)
@@ -149,7 +159,11 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             else:
                 self.message_user(
                     request,
-                    _("Published %(version)s. %(count)s people are being told by email.")
+                    ngettext(
+                        "Published %(version)s. %(count)s person is being told by email.",
+                        "Published %(version)s. %(count)s people are being told by email.",
+                        result.notifications,
+                    )
                     % {"version": result.version, "count": result.notifications},
                     messages.SUCCESS,
                 )
@@ -196,6 +210,12 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         if count:
             dispatch_notifications.delay(version.pk)
         self.message_user(
-            request, _("%(count)s failed emails will be tried again.") % {"count": count}
+            request,
+            ngettext(
+                "%(count)s failed email will be tried again.",
+                "%(count)s failed emails will be tried again.",
+                count,
+            )
+            % {"count": count},
         )
         return redirect(reverse("admin:policies_policyversion_change", args=[version.pk]))

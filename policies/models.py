@@ -86,7 +86,7 @@ class PolicyVersion(models.Model):
     def __str__(self) -> str:
         if self.number:
             return f"{self.policy} v{self.number}"
-        return f"{self.policy} ({_('draft')})"
+        return _("%(policy)s (draft)") % {"policy": self.policy}
 
     @property
     def is_published(self) -> bool:

@@ -174,7 +174,7 @@ def test_the_privacy_page_explains_every_active_purpose_fully(client, purposes):
         )
         assert shown["Who receives it"] == (purpose.recipients or "Only us.")
         assert shown["Transfers abroad"] == (
-            purpose.transfers_abroad or "None: the data stays in Brazil."
+            purpose.transfers_abroad or "None: the data is not sent abroad."
         )
         assert shown["How to stop it"]
         if purpose.benefit:
