@@ -49,7 +49,7 @@ def delivery(version: PolicyVersion) -> dict:
         "pending": left,
         "rate": rate,
         "eta": eta,
-        "done": total > 0 and left == 0,
+        "done": left == 0,  # nothing waiting (nor anyone to tell): stop polling
         "failures": list(
             Notification.objects.filter(version=version, status=Notification.Status.FAILED)
             .order_by("pk")

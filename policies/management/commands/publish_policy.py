@@ -60,11 +60,13 @@ class Command(BaseCommand):
         current = policy.versions.filter(status=PolicyVersion.Status.PUBLISHED).first()
         texts = {"body": body, "summary": options["summary"]}
         if options["language"] == "pt-br":
+            # The English text is carried over, but never the old summary: what
+            # changed is said in Portuguese to everyone rather than wrongly in English.
             texts = {
                 "body_pt": body,
                 "summary_pt": options["summary"],
                 "body": current.body if current else body,
-                "summary": current.summary if current else options["summary"],
+                "summary": options["summary"],
             }
         elif current:
             texts |= {"body_pt": current.body_pt, "summary_pt": current.summary_pt}

@@ -1,0 +1,171 @@
+"""After a material change: the banner, acknowledging it, deciding again on the
+purposes it changes, and the lapse of grants not given again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpose
+from consents.services import consent_record
+from policies.models import Acknowledgement, PolicyVersion
+from policies.tasks import expire_changed_grants
+from tests.conftest import make_user
+from tests.policies.conftest import draft, grant, publish, seeded_draft, v1
+
+BANNER = "We changed how we use your data"
+KEEP = "Keep it on under the new terms"
+NAMED = "This change affects what you allowed us to do for:"
+
+
+@pytest.fixture
+def v2(privacy, customer, django_capture_on_commit_callbacks):
+    """The customer joined, allowed recommendations, then the material v2 (which
+    changes recommendations) was published and emailed."""
+    grant(customer, "recommendations")
+    return publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
+
+
+def state(user, key: str) -> ConsentState:
+    return ConsentState.objects.select_related("event").get(
+        subject_id=user.subject_id, purpose__key=key
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/me/", "/policies/"])
+def test_a_customer_who_joined_before_sees_the_banner_on_any_page(client, customer, v2, path):
+    client.force_login(customer)
+    html = client.get(path).content.decode()
+    assert BANNER in html
+    assert v2.summary in html
+    assert 'href="/policies/privacy/diff/1/2/"' in html
+    assert f'action="/policies/versions/{v2.pk}/acknowledge/"' in html
+    assert "I have read it" in html
+
+
+def test_acknowledging_in_the_portal_records_it_and_the_banner_goes(client, customer, v2):
+    client.force_login(customer)
+    response = client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    assert response.status_code == 302
+    assert response["Location"] == "/me/"
+    ack = Acknowledgement.objects.get()
+    assert (ack.subject_id, ack.version, ack.method, ack.user) == (
+        customer.subject_id,
+        v2,
+        "web",
+        customer,
+    )
+    assert BANNER not in client.get("/me/").content.decode()
+    mine = client.get("/me/policies/").content.decode()
+    assert str(v2) in mine
+    assert "You acknowledged it on" in mine
+    assert "Emailed to you on" in mine
+    assert "Not acknowledged yet." not in mine
+
+
+def test_my_policies_lists_an_unacknowledged_version(client, customer, v2):
+    client.force_login(customer)
+    html = client.get("/me/policies/").content.decode()
+    assert str(v2) in html
+    assert "Not acknowledged yet." in html
+    assert "Emailed to you on" in html
+
+
+def test_a_customer_who_joined_after_the_change_sees_no_banner(client, v2):
+    newcomer = make_user("newcomer@example.com")
+    client.force_login(newcomer)
+    assert BANNER not in client.get("/me/").content.decode()
+    assert (
+        "We have not changed a policy since you joined."
+        in client.get("/me/policies/").content.decode()
+    )
+
+
+def test_a_grant_the_change_affects_is_named_and_can_be_kept_under_the_new_terms(
+    client, customer, v2
+):
+    client.force_login(customer)
+    html = client.get("/me/").content.decode()
+    assert NAMED in html
+    assert "<strong>Personalised recommendations</strong>" in html
+    assert html.count(KEEP) == 1
+    response = client.post(
+        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+    )
+    assert response.status_code == 302
+    kept = state(customer, "recommendations")
+    assert kept.decision == Decision.GRANTED
+    assert (kept.event.decision, kept.event.method, kept.event.policy_version_id) == (
+        Decision.GRANTED,
+        Method.PANEL,
+        v2.pk,
+    )
+    assert ConsentEvent.objects.filter(subject_id=customer.subject_id).count() == 2
+    html = client.get("/me/").content.decode()
+    assert KEEP not in html
+    assert NAMED not in html
+    assert BANNER in html  # reading the change is asked for separately
+
+
+def test_a_customer_without_an_affected_grant_is_not_asked_to_decide_again(
+    client, other_customer, v2
+):
+    client.force_login(other_customer)
+    html = client.get("/me/").content.decode()
+    assert BANNER in html
+    assert NAMED not in html
+    assert KEEP not in html
+
+
+def test_grants_not_given_again_lapse_once_the_change_takes_effect(customer, other_customer, v2):
+    grant(other_customer, "recommendations")  # after v2: under the new terms
+    kept = make_user("kept@example.com")
+    untouched = make_user("untouched@example.com")
+    PolicyVersion.objects.filter(pk=v2.pk).update(
+        effective_date=timezone.localdate() + timedelta(days=1)
+    )
+    assert expire_changed_grants() == 0
+    assert state(customer, "recommendations").decision == Decision.GRANTED
+    PolicyVersion.objects.filter(pk=v2.pk).update(
+        effective_date=timezone.localdate() - timedelta(days=1)
+    )  # test set-up: the notice period is over
+    assert expire_changed_grants() == 1
+    lapsed = state(customer, "recommendations")
+    assert lapsed.decision == Decision.WITHDRAWN
+    assert (lapsed.event.method, lapsed.event.policy_version_id) == (Method.EXPIRY, v2.pk)
+    assert state(other_customer, "recommendations").decision == Decision.GRANTED
+    assert not ConsentEvent.objects.filter(subject_id__in=[kept.subject_id, untouched.subject_id])
+    assert expire_changed_grants() == 0
+
+
+def test_a_reconfirmed_grant_and_other_purposes_do_not_lapse(customer, v2, privacy):
+    grant(customer, "newsletter")  # not a purpose v2 changes
+    consent_record(
+        subject_id=customer.subject_id,
+        purpose=Purpose.objects.get(key="recommendations"),
+        decision=Decision.GRANTED,
+        method=Method.PANEL,
+        reconfirm=True,
+    )
+    PolicyVersion.objects.filter(pk=v2.pk).update(
+        effective_date=timezone.localdate() - timedelta(days=1)
+    )
+    assert expire_changed_grants() == 0
+    assert state(customer, "recommendations").decision == Decision.GRANTED
+    assert state(customer, "newsletter").decision == Decision.GRANTED
+
+
+def test_ledger_events_name_the_latest_published_privacy_version(
+    privacy, customer, django_capture_on_commit_callbacks
+):
+    material = seeded_draft(privacy)
+    grant(customer, "newsletter")
+    assert state(customer, "newsletter").event.policy_version_id == v1(privacy).pk
+    draft(privacy)  # a draft is not in force
+    grant(customer, "tailored-offers")
+    assert state(customer, "tailored-offers").event.policy_version_id == v1(privacy).pk
+    v2 = publish(material, django_capture_on_commit_callbacks).version
+    grant(customer, "recommendations")
+    assert state(customer, "recommendations").event.policy_version_id == v2.pk
