@@ -16,16 +16,20 @@ def bench_database_url() -> str:
     return os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
 
 
-def fresh_database() -> str:
-    """Drop and create the bench database; point Django at it; migrate."""
+def fresh_database(benchmark: str) -> str:
+    """Drop and create this benchmark's own database (BENCH_DATABASE_URL's name
+    plus "_<benchmark>", so two benchmarks never drop each other's); point
+    Django at it; migrate."""
     import psycopg
 
-    url = bench_database_url()
-    parts = urlsplit(url)
+    parts = urlsplit(bench_database_url())
     name = parts.path.lstrip("/")
-    if parts.scheme not in {"postgres", "postgresql"} or not name.endswith("bench"):
+    parts = parts._replace(path=f"/{name}_{benchmark}")
+    url = urlunsplit(parts)
+    name = f"{name}_{benchmark}"
+    if parts.scheme not in {"postgres", "postgresql"} or "bench" not in name:
         sys.exit(
-            f"BENCH_DATABASE_URL must be a PostgreSQL database whose name ends in 'bench': {url}"
+            f"BENCH_DATABASE_URL must name a PostgreSQL database with 'bench' in its name: {url}"
         )
     admin_url = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(

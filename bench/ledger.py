@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    url = fresh_database()
+    url = fresh_database("ledger")
     from consents.demo import seed_inventory
 
     seed_inventory()

@@ -82,7 +82,7 @@ def main() -> None:
     }
     os.environ.update(production)
     os.environ.pop("REDIS_URL", None)
-    url = fresh_database()
+    url = fresh_database("panel")
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret

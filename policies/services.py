@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -174,7 +175,9 @@ def _claimable(version_id: int | None, now):
         status__in=[Notification.Status.PENDING, Notification.Status.SENDING],
         lease_until__lte=now,
     )
-    query = Notification.objects.filter(due)
+    # A row that used up its attempts (say, its worker died each time) is not
+    # claimed again: the sweep marks it failed.
+    query = Notification.objects.filter(due, attempts__lt=settings.POLICY_NOTIFICATION_MAX_ATTEMPTS)
     return query if version_id is None else query.filter(version_id=version_id)
 
 
@@ -201,11 +204,25 @@ def notifications_claim(*, version_id: int, limit: int) -> list[Notification]:
 
 def _release(row: Notification, error: str) -> None:
     final = row.attempts >= settings.POLICY_NOTIFICATION_MAX_ATTEMPTS
-    Notification.objects.filter(pk=row.pk).update(
+    Notification.objects.filter(pk=row.pk, status=Notification.Status.SENDING).update(
         status=Notification.Status.FAILED if final else Notification.Status.PENDING,
         lease_until=None if final else timezone.now() + timedelta(seconds=30 * 2**row.attempts),
         last_error=error[:2000],
     )
+
+
+def _renew_lease(rows: list[Notification]) -> list[Notification]:
+    """Extend the lease of the rows still ours; return those. A row whose lease
+    ran out and was claimed by another worker is left to it, not sent twice."""
+    lease_until = timezone.now() + settings.POLICY_NOTIFICATION_LEASE
+    kept = []
+    for row in rows:
+        if Notification.objects.filter(
+            pk=row.pk, status=Notification.Status.SENDING, lease_until=row.lease_until
+        ).update(lease_until=lease_until):
+            row.lease_until = lease_until
+            kept.append(row)
+    return kept
 
 
 class DeliveryInterrupted(Exception):
@@ -221,21 +238,33 @@ def notification_batch_send(*, version_id: int, limit: int | None = None) -> int
     if not rows:
         return 0
     sent = 0
+    renew_every = settings.POLICY_NOTIFICATION_LEASE.total_seconds() / 3
+    renewed_at = time.monotonic()
     connection = mail.get_connection(fail_silently=False)
     try:
         connection.open()
-        for index, row in enumerate(rows):
-            message = emails.policy_update(row, connection=connection)
+        while rows:
+            if time.monotonic() - renewed_at > renew_every:
+                rows, renewed_at = _renew_lease(rows), time.monotonic()
+                if not rows:
+                    break
+            row = rows.pop(0)
             try:
+                message = emails.policy_update(row, connection=connection)
                 message.send()
             except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as exc:
-                for pending in rows[index:]:
+                for pending in [row, *rows]:
                     _release(pending, f"{type(exc).__name__}: {exc}")
                 raise DeliveryInterrupted(str(exc)) from exc
-            except smtplib.SMTPException as exc:
+            except Exception as exc:
+                # This recipient only (refused address, a message that cannot be
+                # built): back off, and after the last attempt, fail with the error.
+                log.warning("notification %s not sent: %s", row.pk, exc)
                 _release(row, f"{type(exc).__name__}: {exc}")
                 continue
-            Notification.objects.filter(pk=row.pk).update(
+            Notification.objects.filter(
+                pk=row.pk, status=Notification.Status.SENDING, lease_until=row.lease_until
+            ).update(
                 status=Notification.Status.SENT,
                 sent_at=timezone.now(),
                 lease_until=None,
@@ -245,8 +274,7 @@ def notification_batch_send(*, version_id: int, limit: int | None = None) -> int
     except OSError as exc:
         # Could not connect at all: give every row back for a later try.
         for row in rows:
-            if not Notification.objects.filter(pk=row.pk, status=Notification.Status.SENT).exists():
-                _release(row, f"{type(exc).__name__}: {exc}")
+            _release(row, f"{type(exc).__name__}: {exc}")
         raise DeliveryInterrupted(str(exc)) from exc
     finally:
         connection.close()
@@ -258,17 +286,31 @@ def notifications_pending(*, version_id: int | None = None) -> bool:
 
 
 def notifications_due_versions() -> list[int]:
-    """Versions with rows that a lost task left behind, or whose backoff is over."""
+    """Versions with rows a lost task or a dead worker left behind, or whose
+    backoff is over, and that no sender is working on now (a live lease)."""
     now = timezone.now()
+    Notification.objects.filter(
+        status__in=[Notification.Status.PENDING, Notification.Status.SENDING],
+        attempts__gte=settings.POLICY_NOTIFICATION_MAX_ATTEMPTS,
+        lease_until__lte=now,
+    ).update(
+        status=Notification.Status.FAILED,
+        lease_until=None,
+        last_error=_("Gave up: every attempt ended without an answer from the mail server."),
+    )
     stale = Q(status=Notification.Status.PENDING, lease_until__isnull=True) & Q(
-        created_at__lt=now - settings.OUTBOUND_EMAIL_GRACE
+        created_at__lt=now - settings.POLICY_NOTIFICATION_GRACE
     )
     expired = Q(
         status__in=[Notification.Status.PENDING, Notification.Status.SENDING],
         lease_until__lte=now,
     )
+    busy = Notification.objects.filter(
+        status=Notification.Status.SENDING, lease_until__gt=now
+    ).values("version_id")
     return list(
         Notification.objects.filter(stale | expired)
+        .exclude(version_id__in=busy)
         .values_list("version_id", flat=True)
         .distinct()
         .order_by("version_id")

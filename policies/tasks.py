@@ -24,7 +24,9 @@ def send_notification_batch(self, version_id: int) -> int:
         sent = services.notification_batch_send(version_id=version_id)
     except services.DeliveryInterrupted as exc:
         # The rows are released with their error; try again later, backing off.
-        countdown = min(15 * 2 ** min(self.request.retries, 6), 900)
+        # Kept under the broker's visibility timeout (600 s), or Redis would hand
+        # the delayed task out a second time.
+        countdown = min(15 * 2 ** min(self.request.retries, 5), 300)
         raise self.retry(exc=exc, countdown=countdown) from exc
     if sent and services.notifications_pending(version_id=version_id):
         send_notification_batch.delay(version_id)

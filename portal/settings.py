@@ -338,6 +338,11 @@ POLICY_NOTIFICATION_LEASE = timedelta(
     seconds=env_int("POLICY_NOTIFICATION_LEASE_SECONDS", 300, minimum=1)
 )
 POLICY_NOTIFICATION_MAX_ATTEMPTS = 6
+# How long new rows wait for the task queued at publishing before the sweep
+# treats them as lost (after a broker outage, say).
+POLICY_NOTIFICATION_GRACE = timedelta(
+    seconds=env_int("POLICY_NOTIFICATION_GRACE_SECONDS", 120, minimum=1)
+)
 # How long the links in a policy email work without logging in.
 POLICY_LINK_DAYS = env_int("POLICY_LINK_DAYS", 60, minimum=1)
 

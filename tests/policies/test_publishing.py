@@ -312,7 +312,7 @@ def test_the_sweep_sends_rows_left_pending_past_the_grace_period_and_leaves_fres
     assert set(statuses(version).values()) == {Notification.Status.PENDING}
     assert mail.outbox == []
     Notification.objects.filter(version=version).update(
-        created_at=timezone.now() - settings.OUTBOUND_EMAIL_GRACE - timedelta(seconds=1)
+        created_at=timezone.now() - settings.POLICY_NOTIFICATION_GRACE - timedelta(seconds=1)
     )
     assert sweep_notifications() == [version.pk]
     assert set(statuses(version).values()) == {Notification.Status.SENT}

@@ -5,39 +5,33 @@ database that a second process can reach); CI has both."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import pytest
 import redis
 from celery.signals import task_prerun
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
-from kombu import Exchange, Queue
 
 from portal.celery import app as celery_app
 from portal.models import OutboundEmail
 from portal.tasks import deliver_outbound_email, sweep_outbound_email
+from tests.worker_support import (
+    NEEDS_REDIS,
+    Worker,
+    default_queue,
+    new_queue_name,
+    skip_unless_postgresql,
+)
+from tests.worker_support import start_worker as start_worker_process
 
-ROOT = Path(__file__).resolve().parents[2]
 DELIVER = deliver_outbound_email.name
 SWEEP = sweep_outbound_email.name
 
-needs_redis = pytest.mark.skipif(
-    not settings.REDIS_URL,
-    reason="needs REDIS_URL: without a broker Celery runs tasks eagerly in-process "
-    "and there is no worker to start (CI sets REDIS_URL and runs these)",
-)
+needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason=NEEDS_REDIS)
 
 
 def test_celery_reads_the_reliability_settings_from_django():
@@ -52,15 +46,6 @@ def test_celery_reads_the_reliability_settings_from_django():
     assert conf.broker_url == (settings.REDIS_URL or "memory://")
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    query = f"?{urlencode(db['OPTIONS'])}" if db.get("OPTIONS") else ""
-    return f"postgres://{user}{password}@{db['HOST']}{port}/{quote(db['NAME'], safe='')}{query}"
-
-
 def _queued(queue: str) -> list[dict]:
     """The task messages waiting in the queue's Redis list, oldest first."""
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -73,26 +58,12 @@ def _queued(queue: str) -> list[dict]:
 @pytest.fixture
 def queue() -> Iterator[str]:
     """A queue of this test's own, that this process publishes to and the worker consumes."""
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "needs DATABASE_URL on PostgreSQL: the worker process must reach the test "
-            "database, and SQLite's test database lives in this process's memory"
-        )
-    name = f"clareza-test-{uuid.uuid4().hex[:12]}"
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = name
-    try:
+    skip_unless_postgresql()
+    with default_queue(new_queue_name()) as name:
         # Verify instead of assuming: the router sends an unrouted task there.
         route = celery_app.amqp.router.route({}, DELIVER, (1,), {})
         assert route["queue"].name == name
         yield name
-    finally:
-        celery_app.conf.task_default_queue = previous
-        with celery_app.connection_for_write() as conn:
-            declared = Queue(name, Exchange(name, "direct"), routing_key=name)(conn.default_channel)
-            declared.declare()
-            declared.purge()
-            declared.delete()
 
 
 @pytest.fixture
@@ -108,83 +79,22 @@ def tasks_run_here() -> Iterator[list[str]]:
     task_prerun.disconnect(record)
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen, log: Path, nodename: str) -> None:
-        self.process = process
-        self.log_path = log
-        self.nodename = nodename
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.log())
-            if match:
-                return match
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"worker log never showed {pattern!r}:\n{self.log()}")
-
-
 @pytest.fixture
 def start_worker(queue, tmp_path) -> Iterator:
     workers: list[Worker] = []
 
     def start() -> Worker:
-        nodename = f"{queue}@localhost"
-        log = tmp_path / f"worker-{len(workers)}.log"
-        env = {
-            **os.environ,
-            "DATABASE_URL": _test_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_QUEUE": queue,
-            "EMAIL_URL": "console://",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "portal",
-                    "worker",
-                    "--pool=solo",
-                    "--concurrency=1",
-                    "-Q",
-                    queue,
-                    "-n",
-                    nodename,
-                    "--loglevel=INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        worker = Worker(process, log, nodename)
+        worker = start_worker_process(
+            queue=queue, log=tmp_path / f"worker-{len(workers)}.log", pool="solo", concurrency=1
+        )
         workers.append(worker)
-        worker.wait_for(rf"{re.escape(nodename)} ready\.")
         return worker
 
     try:
         yield start
     finally:
         for worker in workers:
-            if worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGTERM)  # warm shutdown
-                try:
-                    worker.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    worker.process.kill()
-                    worker.process.wait()
+            worker.stop()
 
 
 def _wait_until_sent(email: OutboundEmail, worker: Worker, timeout: float = 30) -> OutboundEmail:
