@@ -240,7 +240,13 @@ def consent_record(
     facts = facts or RequestFacts()
     with transaction.atomic():
         head = ledger.lock_head()  # serialises appends, so the state read below is current
-        current_notice = current_notices([purpose]).get(purpose.pk)
+        # The highest version of this purpose's notice (an index on purpose, version).
+        current_notice = (
+            PurposeNotice.objects.select_related("purpose")
+            .filter(purpose_id=purpose.pk)
+            .order_by("-version")
+            .first()
+        )
         # Read again under the lock: the caller's copy may predate a retirement.
         if current_notice and current_notice.purpose.retired_at and not allow_retired:
             raise ConsentError(
