@@ -25,6 +25,17 @@ def localized(obj: object, field: str) -> str:
     return getattr(obj, field)
 
 
+class Localized:
+    """`display_name = Localized("name")`: the field in the active language,
+    read from `name_pt` in Portuguese when it is filled in, else from `name`."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj: object, owner: type | None = None):
+        return self if obj is None else localized(obj, self.field)
+
+
 class LegalBasis(models.TextChoices):
     CONSENT = "consent", _("Consent")
     CONTRACT = "contract", _("Performance of a contract")
@@ -81,13 +92,8 @@ class DataCategory(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def display_name(self) -> str:
-        return localized(self, "name")
-
-    @property
-    def display_description(self) -> str:
-        return localized(self, "description")
+    display_name = Localized("name")
+    display_description = Localized("description")
 
 
 class Purpose(models.Model):
@@ -153,25 +159,11 @@ class Purpose(models.Model):
     def is_active(self) -> bool:
         return self.retired_at is None
 
-    @property
-    def display_name(self) -> str:
-        return localized(self, "name")
-
-    @property
-    def display_description(self) -> str:
-        return localized(self, "description")
-
-    @property
-    def display_benefit(self) -> str:
-        return localized(self, "benefit")
-
-    @property
-    def display_recipients(self) -> str:
-        return localized(self, "recipients")
-
-    @property
-    def display_transfers_abroad(self) -> str:
-        return localized(self, "transfers_abroad")
+    display_name = Localized("name")
+    display_description = Localized("description")
+    display_benefit = Localized("benefit")
+    display_recipients = Localized("recipients")
+    display_transfers_abroad = Localized("transfers_abroad")
 
     @property
     def legal_basis_codes(self) -> dict[str, str]:
@@ -352,9 +344,7 @@ class ProductCategory(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def display_name(self) -> str:
-        return localized(self, "name")
+    display_name = Localized("name")
 
 
 class ProductQuerySet(models.QuerySet):
@@ -385,9 +375,7 @@ class Product(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def display_name(self) -> str:
-        return localized(self, "name")
+    display_name = Localized("name")
 
 
 class Interest(models.Model):

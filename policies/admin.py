@@ -39,7 +39,8 @@ def delivery(version: PolicyVersion) -> dict:
     failed = counts.get(Notification.Status.FAILED, 0)
     left = total - sent - failed
     minute_ago = timezone.now() - timedelta(minutes=1)
-    rate = Notification.objects.filter(version=version, sent_at__gte=minute_ago).count() / 60
+    last_minute = Notification.objects.filter(version=version, sent_at__gte=minute_ago).count()
+    rate = last_minute / 60
     eta = timedelta(seconds=round(left / rate)) if rate and left else None
     return {
         "version": version,
@@ -48,6 +49,7 @@ def delivery(version: PolicyVersion) -> dict:
         "failed": failed,
         "pending": left,
         "rate": rate,
+        "rate_per_minute": last_minute,
         "eta": eta,
         "done": left == 0,  # nothing waiting (nor anyone to tell): stop polling
         "failures": list(
