@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Max, OuterRef, Subquery
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from consents import ledger, personal_data
@@ -418,14 +418,6 @@ def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> li
     return withdrawn
 
 
-def granted_purpose_keys(*, subject_id: uuid.UUID) -> set[str]:
-    return set(
-        ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED).values_list(
-            "purpose__key", flat=True
-        )
-    )
-
-
 # Newsletter double opt-in -----------------------------------------------------------
 
 NEWSLETTER_CONFIRMATION_DAYS = 7
@@ -521,7 +513,3 @@ def newsletter_signups_purge_unconfirmed(*, now=None) -> int:
         status=NewsletterSignup.Status.PENDING, created_at__lt=cutoff
     ).delete()
     return deleted
-
-
-def active_language() -> str:
-    return translation.get_language() or "en"

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from policies import emails, services, text
+from policies import emails, selectors, services, text
 from policies.models import Notification, Policy, PolicyVersion
 
 
@@ -170,11 +170,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
                 return redirect(change_url)
-        previous = (
-            version.policy.versions.filter(status=PolicyVersion.Status.PUBLISHED)
-            .order_by("-number")
-            .first()
-        )
+        previous = selectors.published(version.policy).first()
         blocks = text.diff(previous.body, version.body) if previous else []
         sample = Notification(
             version=version, email="customer@example.com", subject_id=request.user.subject_id,

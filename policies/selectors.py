@@ -2,15 +2,23 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from policies.models import Acknowledgement, PolicyVersion
+from policies.models import Acknowledgement, Policy, PolicyVersion
 
 PRIVACY = "privacy"
 
 
-def published(policy_slug: str) -> QuerySet[PolicyVersion]:
-    return PolicyVersion.objects.filter(
-        policy__slug=policy_slug, status=PolicyVersion.Status.PUBLISHED
-    ).order_by("-number")
+def published(policy: Policy | str) -> QuerySet[PolicyVersion]:
+    """A policy's published versions, newest first (the policy or its slug)."""
+    by = {"policy__slug": policy} if isinstance(policy, str) else {"policy": policy}
+    return PolicyVersion.objects.filter(status=PolicyVersion.Status.PUBLISHED, **by).order_by(
+        "-number"
+    )
+
+
+def current_versions() -> list[tuple[Policy, PolicyVersion]]:
+    """Each policy with a published version, and that latest version."""
+    pairs = [(p, published(p).first()) for p in Policy.objects.order_by("order", "slug")]
+    return [(policy, version) for policy, version in pairs if version is not None]
 
 
 def version_in_force_id() -> int | None:

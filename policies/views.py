@@ -14,13 +14,9 @@ from policies import emails, selectors, services, text
 from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
 
 
-def _published(policy: Policy):
-    return policy.versions.filter(status=PolicyVersion.Status.PUBLISHED).order_by("-number")
-
-
 def _version(slug: str, number: int | None = None) -> PolicyVersion:
     policy = get_object_or_404(Policy, slug=slug)
-    versions = _published(policy)
+    versions = selectors.published(policy)
     version = versions.filter(number=number).first() if number else versions.first()
     if version is None:
         raise Http404
@@ -28,15 +24,12 @@ def _version(slug: str, number: int | None = None) -> PolicyVersion:
 
 
 def _previous(version: PolicyVersion) -> PolicyVersion | None:
-    return _published(version.policy).filter(number__lt=version.number).order_by("-number").first()
+    return selectors.published(version.policy).filter(number__lt=version.number).first()
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    policies = [
-        (policy, _published(policy).first()) for policy in Policy.objects.order_by("order", "slug")
-    ]
-    return render(request, "policies/index.html", {"policies": [(p, v) for p, v in policies if v]})
+    return render(request, "policies/index.html", {"policies": selectors.current_versions()})
 
 
 @require_GET
@@ -50,7 +43,7 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
 
 
 def _show(request: HttpRequest, version: PolicyVersion) -> HttpResponse:
-    latest = _published(version.policy).first()
+    latest = selectors.published(version.policy).first()
     return render(
         request,
         "policies/version.html",
@@ -67,7 +60,7 @@ def _show(request: HttpRequest, version: PolicyVersion) -> HttpResponse:
 @require_GET
 def history(request: HttpRequest, slug: str) -> HttpResponse:
     policy = get_object_or_404(Policy, slug=slug)
-    versions = list(_published(policy))
+    versions = list(selectors.published(policy))
     if not versions:
         raise Http404
     return render(request, "policies/history.html", {"policy": policy, "versions": versions})
@@ -219,17 +212,8 @@ def my_policies(request: HttpRequest) -> HttpResponse:
             versions.items(), key=lambda item: item[1].published_at, reverse=True
         )
     ]
-    current = [
-        (
-            policy,
-            policy.versions.filter(status=PolicyVersion.Status.PUBLISHED)
-            .order_by("-number")
-            .first(),
-        )
-        for policy in Policy.objects.order_by("order")
-    ]
     return render(
         request,
         "me/policies.html",
-        {"section": "policies", "rows": rows, "current": [(p, v) for p, v in current if v]},
+        {"section": "policies", "rows": rows, "current": selectors.current_versions()},
     )

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from consents.models import Purpose
-from policies import services
+from policies import selectors, services
 from policies.models import Policy, PolicyVersion
 
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         unknown = set(options["changed_purpose"]) - {p.key for p in purposes}
         if unknown:
             raise CommandError(f"Unknown purpose(s): {', '.join(sorted(unknown))}.")
-        current = policy.versions.filter(status=PolicyVersion.Status.PUBLISHED).first()
+        current = selectors.published(policy).first()
         texts = {"body": body, "summary": options["summary"]}
         if options["language"] == "pt-br":
             # The English text is carried over, but never the old summary: what
