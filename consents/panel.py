@@ -188,6 +188,28 @@ def _field_form(data_field, *, initial=None, data=None):
     return form_class(data=data, initial={"value": initial}, prefix=data_field.key)
 
 
+def _editable_field(key: str) -> personal_data.DataField:
+    data_field = personal_data.FIELDS_BY_KEY.get(key)
+    if data_field is None or not data_field.editable:
+        raise Http404
+    return data_field
+
+
+def _field_row(
+    request: HttpRequest, data_field, *, editing: bool, form=None, message: str = "", status=200
+) -> HttpResponse:
+    """The htmx answer: one field's row, as text or as its form."""
+    values = personal_data.read(user=request.user, fields=[data_field])
+    needed = personal_data.needed_categories(subject_id=request.user.subject_id)
+    forms_by_key = {data_field.key: form} if form is not None else None
+    item = _field_context(
+        data_field, values, needed, data_field.key if editing else None, forms_by_key
+    )
+    return render(
+        request, "me/data.html#field-row", {"item": item, "status": message}, status=status
+    )
+
+
 @login_required
 @require_GET
 def data_page(request: HttpRequest) -> HttpResponse:
@@ -203,23 +225,16 @@ def data_page(request: HttpRequest) -> HttpResponse:
 @require_GET
 def data_field_edit(request: HttpRequest, key: str) -> HttpResponse:
     """htmx: the field's row as a form. Without JavaScript, ?edit= does the same."""
-    data_field = personal_data.FIELDS_BY_KEY.get(key)
-    if data_field is None or not data_field.editable:
-        raise Http404
+    data_field = _editable_field(key)
     if not request.htmx:
         return redirect(reverse("me_data") + f"?edit={key}#field-{key}")
-    values = personal_data.read(user=request.user, fields=[data_field])
-    needed = personal_data.needed_categories(subject_id=request.user.subject_id)
-    item = _field_context(data_field, values, needed, editing=key)
-    return render(request, "me/data.html#field-row", {"item": item})
+    return _field_row(request, data_field, editing=True)
 
 
 @login_required
 @require_POST
 def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
-    data_field = personal_data.FIELDS_BY_KEY.get(key)
-    if data_field is None or not data_field.editable:
-        raise Http404
+    data_field = _editable_field(key)
     form = _field_form(data_field, data=request.POST)
     error = None
     if form.is_valid():
@@ -236,10 +251,7 @@ def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
         if error:
             form.add_error(None, error)
         if request.htmx:
-            values = personal_data.read(user=request.user, fields=[data_field])
-            needed = personal_data.needed_categories(subject_id=request.user.subject_id)
-            item = _field_context(data_field, values, needed, key, {key: form})
-            return render(request, "me/data.html#field-row", {"item": item}, status=status)
+            return _field_row(request, data_field, editing=True, form=form, status=status)
         return render(
             request,
             "me/data.html",
@@ -248,10 +260,7 @@ def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
         )
     message = _("Saved: %(field)s.") % {"field": data_field.label}
     if request.htmx:
-        values = personal_data.read(user=request.user, fields=[data_field])
-        needed = personal_data.needed_categories(subject_id=request.user.subject_id)
-        item = _field_context(data_field, values, needed, editing=None)
-        return render(request, "me/data.html#field-row", {"item": item, "status": message})
+        return _field_row(request, data_field, editing=False, message=message)
     messages.success(request, message)
     return redirect(reverse("me_data") + f"#field-{key}")
 
