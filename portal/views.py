@@ -4,10 +4,11 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils import translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.i18n import set_language as django_set_language
+
+from portal.services import user_language_set
 
 
 @require_GET
@@ -25,15 +26,8 @@ def set_language(request: HttpRequest) -> HttpResponse:
     """Django's set_language, which also stores the choice on the account so that
     emails reach the customer in the same language."""
     response = django_set_language(request)
-    language = request.POST.get("language", "")
-    if (
-        request.user.is_authenticated
-        and translation.check_for_language(language)
-        and language in dict(settings.LANGUAGES)
-        and request.user.language != language
-    ):
-        request.user.language = language
-        request.user.save(update_fields=["language"])
+    if request.user.is_authenticated:
+        user_language_set(user=request.user, language=request.POST.get("language", ""))
     return response
 
 

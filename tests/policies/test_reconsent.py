@@ -169,3 +169,27 @@ def test_ledger_events_name_the_latest_published_privacy_version(
     v2 = publish(material, django_capture_on_commit_callbacks).version
     grant(customer, "recommendations")
     assert state(customer, "recommendations").event.policy_version_id == v2.pk
+
+
+def test_acknowledging_needs_a_login_and_a_post_and_records_nothing_otherwise(client, customer, v2):
+    url = f"/policies/versions/{v2.pk}/acknowledge/"
+    anonymous = client.post(url)
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/accounts/login/")
+    client.force_login(customer)
+    assert client.get(url).status_code == 405
+    assert not Acknowledgement.objects.exists()
+
+
+def test_a_draft_cannot_be_acknowledged(client, customer, privacy):
+    client.force_login(customer)
+    draft_version = seeded_draft(privacy)
+    assert client.post(f"/policies/versions/{draft_version.pk}/acknowledge/").status_code == 404
+    assert not Acknowledgement.objects.exists()
+
+
+@pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/", "javascript:x"])
+def test_acknowledging_never_redirects_off_the_portal(client, customer, v2, next_url):
+    client.force_login(customer)
+    response = client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": next_url})
+    assert response["Location"] == "/me/policies/"

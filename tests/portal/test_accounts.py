@@ -364,3 +364,10 @@ def test_password_reset_answers_the_same_for_an_unknown_email_as_for_a_known_one
     assert pages[0] == pages[1]
     assert "/accounts/password/reset/key/" in only_email_to(customer.email).body
     assert "/accounts/password/reset/key/" not in only_email_to("nobody@example.com").body
+
+
+def test_an_unknown_language_is_not_stored_on_the_account(client, customer):
+    client.force_login(customer)
+    client.post("/i18n/setlang/", {"language": "xx", "next": "/"})
+    customer.refresh_from_db()
+    assert customer.language == "en"
