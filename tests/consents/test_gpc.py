@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from consents import services
-from consents.demo import seed_inventory
 from consents.models import ConsentEvent, ConsentState, Decision, Method
 
 GPC = {"Sec-GPC": "1"}
@@ -14,11 +13,6 @@ TOLD = (
     "Your browser sends a Global Privacy Control signal, so we stopped "
     "“Sharing with advertising partners”."
 )
-
-
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
 
 
 @pytest.fixture

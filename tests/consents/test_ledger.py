@@ -16,11 +16,6 @@ from consents.services import ConsentError, RequestFacts, consent_record, trunca
 TABLE = "consents_consentevent"
 
 
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
-
-
 def record(purposes, subject, key, decision=Decision.GRANTED, method=Method.PANEL):
     return consent_record(
         subject_id=subject, purpose=purposes[key], decision=decision, method=method

@@ -6,9 +6,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import timedelta
-from html.parser import HTMLParser
 
-import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail, signing
@@ -16,10 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from consents import emails, services
-from consents.demo import seed_inventory
 from consents.models import ConsentEvent, ConsentState, Decision, Method, NewsletterSignup
 from consents.tasks import purge_unconfirmed_newsletter_signups
 from tests.conftest import make_user
+from tests.consents.conftest import inputs
 
 NEWSLETTER = "/newsletter/"
 EMAIL = "reader@example.com"
@@ -29,27 +27,10 @@ CHECK_INBOX = "Check your inbox"
 INVALID_LINK = "This link is not valid any more"
 
 
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
-
-
-class _Inputs(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: list[dict] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "input":
-            self.inputs.append(dict(attrs))
-
-
 def offered_keys(html: str) -> list[str]:
-    parser = _Inputs()
-    parser.feed(html)
     return [
         i["value"]
-        for i in parser.inputs
+        for i in inputs(html)
         if i.get("type") == "checkbox" and i.get("name") == "purposes"
     ]
 

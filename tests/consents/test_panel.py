@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from consents import ledger
 from consents.benefits import discount_code
-from consents.demo import seed_catalogue, seed_inventory
+from consents.demo import seed_catalogue
 from consents.models import (
     ConsentEvent,
     ConsentState,
@@ -158,11 +158,6 @@ def _fast_passwords(settings):
     """No test here logs in with a password: make_user need not spend Argon2's
     time and memory on each account (autouse runs before the user fixtures)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
 
 
 def decide(user, purpose, decision=Decision.GRANTED) -> ConsentEvent | None:

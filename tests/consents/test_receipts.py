@@ -14,14 +14,8 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
 from consents import services
-from consents.demo import seed_inventory
 from consents.models import Decision, Method
 from consents.receipts import receipt_verify
-
-
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
 
 
 def decide(user, purpose, decision=Decision.GRANTED):

@@ -4,7 +4,6 @@ every way a forged or stale form is refused without recording anything."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,9 +11,9 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from consents import services
-from consents.demo import seed_inventory
 from consents.models import ConsentEvent, ConsentState, Decision, Method
 from tests.conftest import PASSWORD, make_user
+from tests.consents.conftest import inputs
 
 EMAIL = "new@example.com"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -31,28 +30,11 @@ NOTICE_CHANGED = "is not the one we hold now"
 GPC_NOTE = "your browser sends a Global Privacy Control signal"
 
 
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
-
-
-class _Inputs(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: list[dict] = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "input":
-            self.inputs.append(dict(attrs))
-
-
 def checkboxes(html: str) -> dict[str, dict]:
     """The purpose checkboxes, by value, with their attributes (a bare attribute is None)."""
-    parser = _Inputs()
-    parser.feed(html)
     return {
         i["value"]: i
-        for i in parser.inputs
+        for i in inputs(html)
         if i.get("type") == "checkbox" and i.get("name") == "purposes"
     }
 

@@ -9,7 +9,6 @@ import json
 import re
 from html.parser import HTMLParser
 
-import pytest
 from django.conf import settings
 from django.contrib import admin
 from django.test import RequestFactory
@@ -18,7 +17,6 @@ from django.utils.html import escape
 
 from consents import services
 from consents.admin import PurposeAdmin
-from consents.demo import seed_inventory
 from consents.models import LEGAL_BASIS_CODES, Decision, Method, Purpose, PurposeNotice
 
 ACTIVE = [
@@ -50,11 +48,6 @@ ART_30_COLUMNS = [
     "security measures",
     "DPV purpose",
 ]
-
-
-@pytest.fixture
-def purposes(db):
-    return {p.key: p for p in seed_inventory()}
 
 
 def purpose_card(html: str, key: str) -> str:
