@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.db.models import Q
+from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
@@ -35,10 +36,8 @@ def render_email(template_prefix: str, context: dict, *, language: str) -> tuple
         text = render_to_string(f"{template_prefix}_message.txt", context)
         try:
             html = render_to_string(f"{template_prefix}_message.html", context)
-        except Exception as exc:  # TemplateDoesNotExist, without importing the loader's class
-            if type(exc).__name__ != "TemplateDoesNotExist":
-                raise
-            html = ""
+        except TemplateDoesNotExist:
+            html = ""  # a text-only email
     return subject, text, html
 
 
