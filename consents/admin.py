@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import csv
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from consents import selectors, services
+from consents import changes, selectors, services
 from consents.models import LEGAL_BASIS_CODES, DataCategory, LegalBasis, Purpose, PurposeNotice
 
 
@@ -22,9 +24,10 @@ class DataCategoryAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        # A category's name is part of the notices of the purposes that use it.
+        # A category's name and sensitivity are part of the notices of the purposes
+        # that use it: a category that turns sensitive asks their grantees again.
         for purpose in form.instance.purposes.filter(retired_at__isnull=True):
-            services.purpose_notice_refresh(purpose=purpose)
+            services.purpose_update(purpose=purpose, acting_user=request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return obj is None or not obj.purposes.exists()
@@ -46,8 +49,95 @@ class PurposeNoticeInline(admin.TabularInline):
         return False
 
 
+class PurposeAdminForm(forms.ModelForm):
+    """Before a change that widens processing is saved, staff are told what
+    widens and how many people will be asked again, and confirm it."""
+
+    reconsent_effective_date = forms.DateField(
+        label=_("grants lapse on, unless given again"),
+        required=False,
+        help_text=_(
+            "Only for a change that widens what the purpose does. Empty: the notice "
+            "period after today (POLICY_MATERIAL_NOTICE_DAYS)."
+        ),
+    )
+    confirm_reconsent = forms.BooleanField(
+        label=_("I confirm: ask these people again"),
+        required=False,
+    )
+
+    class Meta:
+        model = Purpose
+        fields = [
+            "key",
+            "legal_basis",
+            "data_categories",
+            "order",
+            "dpv_code",
+            "name",
+            "name_pt",
+            "description",
+            "description_pt",
+            "benefit",
+            "benefit_pt",
+            "retention_days",
+            "recipients",
+            "recipients_pt",
+            "transfers_abroad",
+            "transfers_abroad_pt",
+            "is_sale_or_sharing",
+            "offered_in_newsletter",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        self.widening_preview = None
+        if self.instance.pk is None or self.errors:
+            return cleaned
+        values = {
+            name: cleaned[name]
+            for name in services.PURPOSE_NOTICE_INPUTS
+            if name in cleaned and name != "data_categories"
+        }
+        preview = services.purpose_update_preview(
+            purpose=self.instance,
+            values=values,
+            data_categories=cleaned.get("data_categories"),
+        )
+        if not preview.widening:
+            return cleaned
+        self.widening_preview = preview
+        effective_date = cleaned.get("reconsent_effective_date")
+        if effective_date is not None:
+            try:
+                services.reconsent_date_check(effective_date=effective_date)
+            except services.ConsentError as exc:
+                self.add_error("reconsent_effective_date", str(exc))
+        if not cleaned.get("confirm_reconsent"):
+            changes_text = " ".join(changes.describe(preview.widening))
+            self.add_error(
+                "confirm_reconsent",
+                ngettext(
+                    "This change widens what the purpose does: %(changes)s %(count)s person "
+                    "who granted it will be emailed and asked again; their grant lapses on "
+                    "%(date)s unless they confirm it. Tick the box to save.",
+                    "This change widens what the purpose does: %(changes)s %(count)s people "
+                    "who granted it will be emailed and asked again; their grant lapses on "
+                    "%(date)s unless they confirm it. Tick the box to save.",
+                    preview.asked,
+                )
+                % {
+                    "changes": changes_text,
+                    "count": preview.asked,
+                    "date": (effective_date or services.reconsent_earliest_date()).isoformat(),
+                },
+            )
+        return cleaned
+
+
 @admin.register(Purpose)
 class PurposeAdmin(admin.ModelAdmin):
+    form = PurposeAdminForm
     list_display = ["name", "key", "legal_basis", "retention_days", "is_sale_or_sharing", "status"]
     list_filter = ["legal_basis", "is_sale_or_sharing", "retired_at"]
     search_fields = ["name", "name_pt", "key"]
@@ -80,25 +170,63 @@ class PurposeAdmin(admin.ModelAdmin):
             },
         ),
         (_("Forms"), {"fields": ["offered_in_newsletter"]}),
+        (
+            _("When the change widens what the purpose does"),
+            {"fields": ["reconsent_effective_date", "confirm_reconsent"]},
+        ),
     ]
 
     @admin.display(description=_("status"))
     def status(self, obj: Purpose) -> str:
         return _("retired") if obj.retired_at else _("active")
 
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+        # A change is saved in save_related, with its categories, by services.purpose_update.
+
     def save_related(self, request, form, formsets, change) -> None:
-        super().save_related(request, form, formsets, change)
-        # After the categories are saved: freeze the text customers now read.
+        if not change:
+            super().save_related(request, form, formsets, change)
+            services.purpose_notice_refresh(purpose=form.instance)
+            return
+        values = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in {f.name for f in Purpose._meta.concrete_fields}
+        }
         before = form.instance.notices.order_by("-version").first()
-        notice = services.purpose_notice_refresh(purpose=form.instance)
-        if before is not None and notice.pk != before.pk:
+        updated = services.purpose_update(
+            purpose=form.instance,
+            acting_user=request.user,
+            values=values,
+            data_categories=form.cleaned_data.get("data_categories"),
+            effective_date=form.cleaned_data.get("reconsent_effective_date"),
+        )
+        form.instance.refresh_from_db()
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+        if updated.reconsent is not None:
+            self.message_user(
+                request,
+                ngettext(
+                    "The change widens what the purpose does: %(count)s person was asked "
+                    "again by email; their grant lapses on %(date)s unless they confirm it.",
+                    "The change widens what the purpose does: %(count)s people were asked "
+                    "again by email; their grant lapses on %(date)s unless they confirm it.",
+                    updated.asked,
+                )
+                % {"count": updated.asked, "date": updated.reconsent.effective_date.isoformat()},
+                messages.WARNING,
+            )
+        elif before is not None and updated.notice.pk != before.pk:
             self.message_user(
                 request,
                 _(
-                    "The customer-facing text changed: it is now notice version %(version)s. "
+                    "The customer-facing text is notice version %(version)s. "
                     "Earlier decisions keep pointing at the version their authors read."
                 )
-                % {"version": notice.version},
+                % {"version": updated.notice.version},
                 messages.INFO,
             )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
@@ -274,6 +275,76 @@ class ConsentState(models.Model):
     @property
     def is_granted(self) -> bool:
         return self.decision == Decision.GRANTED
+
+
+class ReconsentRequest(models.Model):
+    """People who granted a purpose before `asked_at` are asked to decide again,
+    because a material policy version changed the purpose or staff widened what
+    it does (a new notice). Their grant stands until `effective_date`; then it
+    lapses (method: expiry) unless they granted it again since `asked_at`,
+    under the new terms. Acknowledging a policy's text (policies.Acknowledgement)
+    is a different act and answers none of this."""
+
+    class Reason(models.TextChoices):
+        POLICY = "policy", _("A policy change")
+        NOTICE = "notice", _("A change to what the purpose does")
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="reconsent_requests"
+    )
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    # The policy version that asked (reason "policy"); consents does not import policies.
+    policy_version_id = models.BigIntegerField(null=True, blank=True)
+    # The notice that widened the purpose, and the one before it (reason "notice").
+    notice = models.ForeignKey(
+        PurposeNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    previous_notice = models.ForeignKey(
+        PurposeNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    differences = models.JSONField(
+        default=list, blank=True, help_text="consents.changes: what widened, per language."
+    )
+    asked_at = models.DateTimeField()
+    effective_date = models.DateField(_("grants lapse on"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    lapsed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the grants not given again were withdrawn."
+    )
+
+    class Meta:
+        verbose_name = _("re-consent request")
+        verbose_name_plural = _("re-consent requests")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "policy_version_id"],
+                condition=models.Q(policy_version_id__isnull=False),
+                name="reconsent_once_per_policy_version",
+            ),
+            models.UniqueConstraint(
+                fields=["notice"],
+                condition=models.Q(notice__isnull=False),
+                name="reconsent_once_per_notice",
+            ),
+        ]
+        indexes = [
+            # The hourly lapse task: open requests whose effective date has come.
+            models.Index(
+                fields=["effective_date"],
+                name="reconsent_open_idx",
+                condition=models.Q(lapsed_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"re-consent {self.purpose_id} by {self.effective_date}"
 
 
 class LedgerHead(models.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import ipaddress
 import json
@@ -9,22 +10,25 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from consents import ledger, personal_data
+from consents import changes, ledger, personal_data
 from consents.models import (
     ConsentEvent,
     ConsentState,
+    DataCategory,
     Decision,
     Method,
     NewsletterSignup,
     Purpose,
     PurposeNotice,
+    ReconsentRequest,
 )
 
 _policy_version_provider = None
@@ -100,9 +104,13 @@ def user_agent_family(user_agent: str) -> str:
 NOTICE_FIELDS = ("name", "description", "benefit", "recipients", "transfers_abroad")
 
 
-def _notice_content(purpose: Purpose) -> dict:
-    """What a customer reads about a purpose, in every language, as one document."""
-    categories = list(purpose.data_categories.order_by("key"))
+def _notice_content(purpose: Purpose, categories: Iterable[DataCategory] | None = None) -> dict:
+    """What a customer reads about a purpose, in every language, as one document.
+    `categories` stands for the purpose's data categories when they are not saved yet."""
+    if categories is None:
+        categories = list(purpose.data_categories.order_by("key"))
+    else:
+        categories = sorted(categories, key=lambda c: c.key)
     content: dict = {}
     for language, suffix in (("en", ""), ("pt-br", "_pt")):
         texts = {
@@ -194,6 +202,218 @@ def purpose_retire(*, purpose: Purpose) -> Purpose:
                 allow_retired=True,
             )
     return purpose
+
+
+# The purpose's fields that its notice is made of (what a change can widen).
+PURPOSE_NOTICE_INPUTS = (
+    *NOTICE_FIELDS,
+    *(f"{name}_pt" for name in NOTICE_FIELDS),
+    "legal_basis",
+    "retention_days",
+    "is_sale_or_sharing",
+    "dpv_code",
+    "data_categories",
+)
+
+
+def reconsent_earliest_date() -> date:
+    """The first day a widening change may take effect: people get the same
+    notice period as for a material policy change."""
+    return timezone.localdate() + timedelta(days=settings.POLICY_MATERIAL_NOTICE_DAYS)
+
+
+def reconsent_date_check(*, effective_date: date) -> None:
+    earliest = reconsent_earliest_date()
+    if effective_date < earliest:
+        raise ConsentError(
+            _(
+                "A change that widens what a purpose does takes effect at least %(days)s "
+                "days after it is saved, so that people can decide first: choose %(date)s "
+                "or later."
+            )
+            % {"days": settings.POLICY_MATERIAL_NOTICE_DAYS, "date": earliest.isoformat()}
+        )
+
+
+@dataclass(frozen=True)
+class PurposeChangePreview:
+    differences: list[dict]
+    widening: list[dict]
+    asked: int  # people whose grant would have to be given again
+
+
+def purpose_update_preview(
+    *,
+    purpose: Purpose,
+    values: Mapping[str, object],
+    data_categories: Iterable[DataCategory] | None = None,
+) -> PurposeChangePreview:
+    """What saving these values would change for the people who granted the
+    purpose, without saving anything (the admin shows it before staff confirm)."""
+    from consents import selectors
+
+    current = purpose.notices.order_by("-version").first()
+    if current is None:
+        return PurposeChangePreview([], [], 0)
+    changed = copy.copy(purpose)
+    for name, value in values.items():
+        setattr(changed, name, value)
+    if data_categories is None:
+        data_categories = list(purpose.data_categories.all())
+    differences = changes.compare(current.content, _notice_content(changed, data_categories))
+    widening = changes.widening(differences) if purpose.is_optional else []
+    asked = selectors.purpose_grantees_count(purpose=purpose) if widening else 0
+    return PurposeChangePreview(differences, widening, asked)
+
+
+@dataclass(frozen=True)
+class PurposeUpdated:
+    purpose: Purpose
+    notice: PurposeNotice
+    differences: list[dict]
+    reconsent: ReconsentRequest | None  # set when the change widened processing
+    asked: int  # people asked to decide again, each emailed
+
+
+def purpose_update(
+    *,
+    purpose: Purpose,
+    acting_user,
+    values: Mapping[str, object] | None = None,
+    data_categories: Iterable[DataCategory] | None = None,
+    effective_date: date | None = None,
+) -> PurposeUpdated:
+    """Change what a purpose is and does, and freeze the text customers now read.
+
+    A change that widens processing (consents.changes.WIDENING) is handled like
+    a material policy change: everyone whose grant was given under the earlier
+    notice is asked again, by email and in the portal, and their grant lapses
+    on `effective_date` unless they confirm it under the new notice."""
+    values = dict(values or {})
+    with transaction.atomic():
+        # Lock order as in purpose_retire: the chain head, then the purpose. No grant
+        # can be recorded between freezing the new notice and reading the grantees.
+        ledger.lock_head()
+        purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
+        previous = purpose.notices.order_by("-version").first()
+        for name, value in values.items():
+            setattr(purpose, name, value)
+        if values:
+            purpose.save(update_fields=list(values))
+        if data_categories is not None:
+            purpose.data_categories.set(data_categories)
+        notice = purpose_notice_refresh(purpose=purpose)
+        if previous is None or notice.pk == previous.pk:
+            return PurposeUpdated(purpose, notice, [], None, 0)
+        differences = changes.compare(previous.content, notice.content)
+        widening = changes.widening(differences)
+        if not widening or not purpose.is_optional or purpose.retired_at is not None:
+            return PurposeUpdated(purpose, notice, differences, None, 0)
+        effective_date = effective_date or reconsent_earliest_date()
+        reconsent_date_check(effective_date=effective_date)
+        request = ReconsentRequest.objects.create(
+            purpose=purpose,
+            reason=ReconsentRequest.Reason.NOTICE,
+            notice=notice,
+            previous_notice=previous,
+            differences=widening,
+            asked_at=timezone.now(),
+            effective_date=effective_date,
+            created_by=acting_user,
+        )
+        asked = _reconsent_notify(request=request)
+    return PurposeUpdated(purpose, notice, differences, request, asked)
+
+
+def _reconsent_notify(*, request: ReconsentRequest) -> int:
+    """One email per person asked, in their language, through the outbox (the
+    rows are part of this transaction; they leave once it commits)."""
+    from django.contrib.auth import get_user_model
+
+    from consents import emails
+
+    subjects = ConsentState.objects.filter(
+        purpose=request.purpose,
+        decision=Decision.GRANTED,
+        event__created_at__lt=request.asked_at,
+    ).values("subject_id")
+    recipients = [
+        (email, language, subject_id, True)
+        for email, language, subject_id in get_user_model()
+        .objects.filter(subject_id__in=subjects, is_active=True)
+        .values_list("email", "language", "subject_id")
+    ] + [
+        (email, language, subject_id, False)
+        for email, language, subject_id in NewsletterSignup.objects.filter(
+            subject_id__in=subjects, status=NewsletterSignup.Status.CONFIRMED
+        ).values_list("email", "language", "subject_id")
+    ]
+    for email, language, subject_id, has_account in recipients:
+        emails.reconsent_request(
+            request=request,
+            email=email,
+            language=language or settings.LANGUAGE_CODE,
+            subject_id=subject_id,
+            has_account=has_account,
+        )
+    return len(recipients)
+
+
+def reconsent_request_create(
+    *,
+    purpose: Purpose,
+    policy_version_id: int,
+    asked_at,
+    effective_date: date,
+    acting_user=None,
+) -> ReconsentRequest:
+    """A policy version changes this purpose: ask those who granted it before
+    the version was published (the version's own emails tell them)."""
+    request, _created = ReconsentRequest.objects.get_or_create(
+        purpose=purpose,
+        policy_version_id=policy_version_id,
+        defaults={
+            "reason": ReconsentRequest.Reason.POLICY,
+            "asked_at": asked_at,
+            "effective_date": effective_date,
+            "created_by": acting_user,
+        },
+    )
+    return request
+
+
+def reconsent_lapse_due(*, today: date | None = None) -> int:
+    """On a request's effective date, the grants it asked for that were not given
+    again lapse (method: expiry). Returns how many lapsed."""
+    today = today or timezone.localdate()
+    lapsed = 0
+    due = ReconsentRequest.objects.filter(lapsed_at__isnull=True, effective_date__lte=today)
+    for request in due.select_related("purpose").order_by("effective_date", "pk"):
+        stale = ConsentState.objects.filter(
+            purpose=request.purpose,
+            decision=Decision.GRANTED,
+            event__created_at__lt=request.asked_at,
+        ).values_list("subject_id", flat=True)
+        for subject_id in list(stale):
+            with transaction.atomic():
+                ledger.lock_head()
+                # Read again under the lock: the person may have confirmed meanwhile.
+                still_stale = ConsentState.objects.filter(
+                    subject_id=subject_id,
+                    purpose=request.purpose,
+                    decision=Decision.GRANTED,
+                    event__created_at__lt=request.asked_at,
+                ).exists()
+                if still_stale and consent_record(
+                    subject_id=subject_id,
+                    purpose=request.purpose,
+                    decision=Decision.WITHDRAWN,
+                    method=Method.EXPIRY,
+                    allow_retired=True,
+                ):
+                    lapsed += 1
+        ReconsentRequest.objects.filter(pk=request.pk).update(lapsed_at=timezone.now())
+    return lapsed
 
 
 # The ledger -------------------------------------------------------------------

@@ -14,5 +14,6 @@ urlpatterns = [
     path("newsletter/", views.newsletter, name="newsletter"),
     path("newsletter/sent/", views.newsletter_sent, name="newsletter_sent"),
     path("newsletter/confirm/<str:token>/", views.newsletter_confirm, name="newsletter_confirm"),
+    path("reconsent/<str:token>/", views.reconsent_link, name="reconsent_link"),
     path("me/receipts/<uuid:receipt_id>.jws", views.receipt, name="receipt"),
 ]

@@ -1,19 +1,35 @@
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import emails, receipts, selectors, services
+from consents import changes, emails, receipts, selectors, services
 from consents.forms import NewsletterForm
-from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, NewsletterSignup
+from consents.models import (
+    LEGAL_BASIS_CODES,
+    ConsentEvent,
+    Decision,
+    LegalBasis,
+    Method,
+    NewsletterSignup,
+    ReconsentRequest,
+)
 
 # Transparency -----------------------------------------------------------------
 
@@ -174,6 +190,63 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
             )
         return redirect("consents:newsletter_confirm", token=token)
     return render(request, "consents/newsletter_confirm.html", {"signup": signup})
+
+
+# Deciding again, from the email ---------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def reconsent_link(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows what changed and two buttons; only POST decides (mail scanners
+    follow links). The link is signed for one person and one request, and
+    decides nothing once the grant was given again, withdrawn or lapsed."""
+    try:
+        data = signing.loads(token, salt=emails.RECONSENT_SALT)
+        subject_id = uuid.UUID(data["s"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        return render(request, "policies/link_invalid.html", status=400)
+    reconsent = ReconsentRequest.objects.select_related("purpose").filter(pk=data.get("r")).first()
+    if reconsent is None:
+        return render(request, "policies/link_invalid.html", status=400)
+    purpose = reconsent.purpose
+    pending = selectors.reconsent_is_pending(subject_id=subject_id, purpose=purpose)
+    if request.method == "POST":
+        decision = request.POST.get("decision")
+        if decision not in (Decision.GRANTED, Decision.WITHDRAWN):
+            return HttpResponseBadRequest(_("Choose to keep it or to withdraw it."))
+        if pending:
+            try:
+                services.consent_record(
+                    subject_id=subject_id,
+                    purpose=purpose,
+                    decision=decision,
+                    method=Method.EMAIL_LINK,
+                    facts=services.RequestFacts.from_request(request),
+                    reconfirm=decision == Decision.GRANTED,
+                )
+            except services.ConsentError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request,
+                    (
+                        _("Thank you: “%(purpose)s” stays on under the new terms.")
+                        if decision == Decision.GRANTED
+                        else _("“%(purpose)s” is off. We stopped using your data for it.")
+                    )
+                    % {"purpose": purpose.display_name},
+                )
+        return redirect("consents:reconsent_link", token=token)
+    return render(
+        request,
+        "consents/reconsent.html",
+        {
+            "purpose": purpose,
+            "reconsent": reconsent,
+            "changes": changes.describe(reconsent.differences),
+            "pending": pending,
+        },
+    )
 
 
 # Receipts -------------------------------------------------------------------------

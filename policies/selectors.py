@@ -41,6 +41,5 @@ def unacknowledged_material(user) -> list[PolicyVersion]:
         )
         .exclude(Exists(acknowledged))
         .select_related("policy")
-        .prefetch_related("changed_purposes")
         .order_by("published_at")
     )

@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from consents import selectors as consent_selectors
 from policies import emails, selectors, services, text
 from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
 
@@ -173,18 +174,16 @@ def acknowledge(request: HttpRequest, version_id: int) -> HttpResponse:
 
 def pending_for(request: HttpRequest) -> dict:
     """Context processor: material versions the logged-in customer has not
-    acknowledged, and the purposes they are asked to decide on again."""
+    acknowledged, and, apart from those, the purposes they are asked to decide
+    on again (acknowledging a version does not answer that)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or user.is_staff:
         return {}
-    versions = selectors.unacknowledged_material(user)
-    if not versions:
-        return {}
+    asks = consent_selectors.reconsent_pending(subject_id=user.subject_id)
     return {
-        "policy_updates": versions,
-        "reconsent_purposes": services.reconsent_needed(
-            subject_id=user.subject_id, versions=versions
-        ),
+        "policy_updates": selectors.unacknowledged_material(user),
+        "reconsent_asks": asks,
+        "reconsent_purposes": [ask.purpose for ask in asks],
     }
 
 

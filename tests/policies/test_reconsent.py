@@ -6,14 +6,25 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.test import Client
+from django.utils import formats, timezone
 
 from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpose
+from consents.selectors import reconsent_pending
 from consents.services import consent_record
 from policies.models import Acknowledgement, PolicyVersion
 from policies.tasks import expire_changed_grants
 from tests.conftest import make_user
-from tests.policies.conftest import draft, grant, publish, seeded_draft, v1
+from tests.policies.conftest import (
+    draft,
+    grant,
+    link,
+    message_to,
+    move_effective_date,
+    publish,
+    seeded_draft,
+    v1,
+)
 
 BANNER = "We changed how we use your data"
 KEEP = "Keep it on under the new terms"
@@ -123,14 +134,11 @@ def test_grants_not_given_again_lapse_once_the_change_takes_effect(customer, oth
     grant(other_customer, "recommendations")  # after v2: under the new terms
     kept = make_user("kept@example.com")
     untouched = make_user("untouched@example.com")
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate() + timedelta(days=1)
-    )
+    move_effective_date(v2, timezone.localdate() + timedelta(days=1))
     assert expire_changed_grants() == 0
     assert state(customer, "recommendations").decision == Decision.GRANTED
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate() - timedelta(days=1)
-    )  # test set-up: the notice period is over
+    # Test set-up: the notice period is over.
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
     assert expire_changed_grants() == 1
     lapsed = state(customer, "recommendations")
     assert lapsed.decision == Decision.WITHDRAWN
@@ -149,9 +157,7 @@ def test_a_reconfirmed_grant_and_other_purposes_do_not_lapse(customer, v2, priva
         method=Method.PANEL,
         reconfirm=True,
     )
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate() - timedelta(days=1)
-    )
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
     assert expire_changed_grants() == 0
     assert state(customer, "recommendations").decision == Decision.GRANTED
     assert state(customer, "newsletter").decision == Decision.GRANTED
@@ -193,3 +199,90 @@ def test_acknowledging_never_redirects_off_the_portal(client, customer, v2, next
     client.force_login(customer)
     response = client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": next_url})
     assert response["Location"] == "/me/policies/"
+
+
+# Acknowledging the text is not deciding again (issue 8, item 7) ---------------------
+
+ASK = "Please decide again"
+
+
+def _asks_to_decide_again(html: str, version: PolicyVersion) -> bool:
+    date = formats.date_format(version.effective_date, "DATE_FORMAT")
+    return (
+        ASK in html
+        and "<strong>Personalised recommendations</strong>" in html
+        and f"Lapses on {date} unless you confirm it." in html
+        and 'action="/me/consents/recommendations/"' in html
+        and 'name="reconfirm" value="1"' in html
+        and 'name="decision" value="withdrawn"' in html
+    )
+
+
+def _pending(user) -> list[str]:
+    return [ask.purpose.key for ask in reconsent_pending(subject_id=user.subject_id)]
+
+
+def test_acknowledging_in_the_banner_still_asks_to_decide_again(client, customer, v2):
+    client.force_login(customer)
+    assert _asks_to_decide_again(client.get("/me/").content.decode(), v2)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    assert Acknowledgement.objects.filter(subject_id=customer.subject_id, version=v2).exists()
+    for path in ("/", "/me/"):
+        html = client.get(path).content.decode()
+        assert BANNER not in html  # the text is acknowledged
+        assert _asks_to_decide_again(html, v2), path  # the decision is still asked
+    assert KEEP in client.get("/me/").content.decode()
+    assert _pending(customer) == ["recommendations"]
+    assert state(customer, "recommendations").decision == Decision.GRANTED
+
+
+def test_acknowledging_from_the_email_still_asks_to_decide_again(client, customer, v2):
+    response = Client().post(link(message_to(customer.email), "acknowledge"))
+    assert response.status_code == 200
+    assert Acknowledgement.objects.filter(subject_id=customer.subject_id, method="email_link")
+    assert _pending(customer) == ["recommendations"]
+    client.force_login(customer)
+    html = client.get("/").content.decode()
+    assert BANNER not in html
+    assert _asks_to_decide_again(html, v2)
+
+
+def test_confirming_after_acknowledging_records_a_grant_under_the_new_terms(client, customer, v2):
+    client.force_login(customer)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    before = state(customer, "recommendations").event
+    response = client.post(
+        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+    )
+    assert response.status_code == 302
+    kept = state(customer, "recommendations")
+    assert kept.event.pk != before.pk
+    assert (kept.decision, kept.event.policy_version_id) == (Decision.GRANTED, v2.pk)
+    current = Purpose.objects.get(key="recommendations").notices.order_by("-version").first()
+    assert kept.event.notice == current
+    assert _pending(customer) == []
+    html = client.get("/me/").content.decode()
+    assert ASK not in html and KEEP not in html
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
+    assert expire_changed_grants() == 0
+    assert state(customer, "recommendations").decision == Decision.GRANTED
+
+
+def test_withdrawing_from_the_banner_answers_the_request(client, customer, v2):
+    client.force_login(customer)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/"})
+    client.post("/me/consents/recommendations/", {"decision": "withdrawn"})
+    assert state(customer, "recommendations").decision == Decision.WITHDRAWN
+    assert _pending(customer) == []
+    assert ASK not in client.get("/").content.decode()
+
+
+def test_who_acknowledged_but_never_decided_lapses_at_the_effective_date(client, customer, v2):
+    client.force_login(customer)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
+    assert expire_changed_grants() == 1
+    lapsed = state(customer, "recommendations")
+    assert (lapsed.decision, lapsed.event.method) == (Decision.WITHDRAWN, Method.EXPIRY)
+    assert _pending(customer) == []
+    assert ASK not in client.get("/me/").content.decode()
