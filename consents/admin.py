@@ -15,8 +15,57 @@ from consents import changes, selectors, services
 from consents.models import LEGAL_BASIS_CODES, DataCategory, LegalBasis, Purpose, PurposeNotice
 
 
+class DataCategoryAdminForm(forms.ModelForm):
+    """A category that becomes sensitive widens every purpose that uses it:
+    staff are told how many people will be asked again before it is saved."""
+
+    confirm_reconsent = forms.BooleanField(
+        label=_("I confirm: ask these people again"), required=False
+    )
+
+    class Meta:
+        model = DataCategory
+        fields = [
+            "key",
+            "name",
+            "name_pt",
+            "description",
+            "description_pt",
+            "sensitive",
+            "dpv_code",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        category = self.instance
+        if category.pk is None or category.sensitive or not cleaned.get("sensitive"):
+            return cleaned
+        purposes = category.purposes.filter(retired_at__isnull=True, legal_basis=LegalBasis.CONSENT)
+        asked = sum(selectors.purpose_grantees_count(purpose=p) for p in purposes)
+        if asked and not cleaned.get("confirm_reconsent"):
+            self.add_error(
+                "confirm_reconsent",
+                ngettext(
+                    "Sensitive data widens what %(purposes)s does: %(count)s person who "
+                    "granted it will be emailed and asked again; their grant lapses on "
+                    "%(date)s unless they confirm it. Tick the box to save.",
+                    "Sensitive data widens what %(purposes)s does: %(count)s people who "
+                    "granted it will be emailed and asked again; their grant lapses on "
+                    "%(date)s unless they confirm it. Tick the box to save.",
+                    asked,
+                )
+                % {
+                    "purposes": ", ".join(p.name for p in purposes),
+                    "count": asked,
+                    "date": services.reconsent_earliest_date().isoformat(),
+                },
+            )
+        return cleaned
+
+
 @admin.register(DataCategory)
 class DataCategoryAdmin(admin.ModelAdmin):
+    form = DataCategoryAdminForm
     list_display = ["name", "key", "sensitive", "dpv_code"]
     list_filter = ["sensitive"]
     search_fields = ["name", "name_pt", "key"]
@@ -27,10 +76,31 @@ class DataCategoryAdmin(admin.ModelAdmin):
         # A category's name and sensitivity are part of the notices of the purposes
         # that use it: a category that turns sensitive asks their grantees again.
         for purpose in form.instance.purposes.filter(retired_at__isnull=True):
-            services.purpose_update(purpose=purpose, acting_user=request.user)
+            updated = services.purpose_update(purpose=purpose, acting_user=request.user)
+            if updated.reconsent is not None:
+                _tell_asked(self, request, updated)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return obj is None or not obj.purposes.exists()
+
+
+def _tell_asked(model_admin, request, updated) -> None:
+    model_admin.message_user(
+        request,
+        ngettext(
+            "The change widens what %(purpose)s does: %(count)s person was asked again "
+            "by email; their grant lapses on %(date)s unless they confirm it.",
+            "The change widens what %(purpose)s does: %(count)s people were asked again "
+            "by email; their grant lapses on %(date)s unless they confirm it.",
+            updated.asked,
+        )
+        % {
+            "purpose": updated.purpose.name,
+            "count": updated.asked,
+            "date": updated.reconsent.effective_date.isoformat(),
+        },
+        messages.WARNING,
+    )
 
 
 class PurposeNoticeInline(admin.TabularInline):
@@ -207,18 +277,7 @@ class PurposeAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
         if updated.reconsent is not None:
-            self.message_user(
-                request,
-                ngettext(
-                    "The change widens what the purpose does: %(count)s person was asked "
-                    "again by email; their grant lapses on %(date)s unless they confirm it.",
-                    "The change widens what the purpose does: %(count)s people were asked "
-                    "again by email; their grant lapses on %(date)s unless they confirm it.",
-                    updated.asked,
-                )
-                % {"count": updated.asked, "date": updated.reconsent.effective_date.isoformat()},
-                messages.WARNING,
-            )
+            _tell_asked(self, request, updated)
         elif before is not None and updated.notice.pk != before.pk:
             self.message_user(
                 request,

@@ -420,3 +420,33 @@ def test_the_admin_saves_a_narrowing_change_without_asking(
     assert recommendations.retention_days == 30
     assert not ReconsentRequest.objects.exists()
     assert not OutboundEmail.objects.exists()
+
+
+def test_the_admin_warns_before_a_category_used_by_granted_purposes_turns_sensitive(
+    client, recommendations, grantees, staff, django_capture_on_commit_callbacks
+):
+    client.force_login(staff)
+    interests = DataCategory.objects.get(key="interests")
+    url = reverse("admin:consents_datacategory_change", args=[interests.pk])
+    data = {
+        "key": interests.key,
+        "name": interests.name,
+        "name_pt": interests.name_pt,
+        "description": interests.description,
+        "description_pt": interests.description_pt,
+        "dpv_code": interests.dpv_code,
+        "sensitive": "on",
+    }
+    response = client.post(url, data)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Sensitive data widens what Personalised recommendations does: 2 people" in html
+    interests.refresh_from_db()
+    assert not interests.sensitive
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {**data, "confirm_reconsent": "on"})
+    assert response.status_code == 302
+    request = ReconsentRequest.objects.get()
+    assert [d["kind"] for d in request.differences] == ["sensitive_categories_added"]
+    assert len(mail.outbox) == 2
+    assert pending(grantees["en"]) == ["recommendations"]
