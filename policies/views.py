@@ -6,12 +6,14 @@ from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from consents import selectors as consent_selectors
+from consents.emails import reconsent_token
 from policies import emails, selectors, services, text
 from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
 
@@ -138,8 +140,29 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
     return render(
         request,
         "policies/acknowledge.html",
-        {"version": notification.version, "acknowledged": _acknowledged(notification)},
+        {
+            "version": notification.version,
+            "acknowledged": _acknowledged(notification),
+            "reconsent_links": _reconsent_links(notification.subject_id),
+        },
     )
+
+
+def _reconsent_links(subject_id) -> list[tuple]:
+    """Acknowledging the text answers nothing about consent: whatever the person
+    is asked to decide again, each with its signed keep-or-withdraw link."""
+    return [
+        (
+            ask,
+            reverse(
+                "consents:reconsent_link",
+                kwargs={
+                    "token": reconsent_token(request_id=ask.requests[0].pk, subject_id=subject_id)
+                },
+            ),
+        )
+        for ask in consent_selectors.reconsent_pending(subject_id=subject_id)
+    ]
 
 
 @csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form token

@@ -3,6 +3,7 @@ purposes it changes, and the lapse of grants not given again."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -245,6 +246,19 @@ def test_acknowledging_from_the_email_still_asks_to_decide_again(client, custome
     html = client.get("/").content.decode()
     assert BANNER not in html
     assert _asks_to_decide_again(html, v2)
+
+
+def test_the_acknowledged_page_links_to_deciding_again_without_logging_in(customer, v2):
+    browser = Client()
+    html = browser.post(link(message_to(customer.email), "acknowledge")).content.decode()
+    assert ASK in html
+    decide = re.search(r'href="(/reconsent/[^"]+/)">Personalised recommendations<', html)
+    assert decide, html
+    assert browser.post(decide.group(1), {"decision": "granted"}).status_code == 302
+    kept = state(customer, "recommendations")
+    assert (kept.decision, kept.event.method) == (Decision.GRANTED, Method.EMAIL_LINK)
+    assert _pending(customer) == []
+    assert ASK not in browser.get(link(message_to(customer.email), "acknowledge")).content.decode()
 
 
 def test_confirming_after_acknowledging_records_a_grant_under_the_new_terms(client, customer, v2):
