@@ -12,7 +12,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from consents import changes, selectors, services
-from consents.models import LEGAL_BASIS_CODES, DataCategory, LegalBasis, Purpose, PurposeNotice
+from consents.models import (
+    LEGAL_BASIS_CODES,
+    DataCategory,
+    LegalBasis,
+    Purpose,
+    PurposeNotice,
+    ReconsentRequest,
+)
 
 
 class DataCategoryAdminForm(forms.ModelForm):
@@ -380,3 +387,21 @@ SECURITY_MEASURES = (
     "subject ids in the consent ledger; append-only, hash-chained ledger; truncated IPs; "
     "strict CSP"
 )
+
+
+@admin.register(ReconsentRequest)
+class ReconsentRequestAdmin(admin.ModelAdmin):
+    """Read-only: requests are written by purpose_update and by publishing a policy."""
+
+    list_display = ["purpose", "reason", "asked_at", "effective_date", "lapsed_at", "created_by"]
+    list_filter = ["reason"]
+    readonly_fields = [f.name for f in ReconsentRequest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -450,3 +450,37 @@ def test_the_admin_warns_before_a_category_used_by_granted_purposes_turns_sensit
     assert [d["kind"] for d in request.differences] == ["sensitive_categories_added"]
     assert len(mail.outbox) == 2
     assert pending(grantees["en"]) == ["recommendations"]
+
+
+def test_confirming_with_htmx_answers_the_row_without_the_question(
+    client, recommendations, grantees, staff, django_capture_on_commit_callbacks
+):
+    widen(recommendations, staff, django_capture_on_commit_callbacks)
+    client.force_login(grantees["en"])
+    response = client.post(
+        "/me/consents/recommendations/",
+        {"decision": "granted", "reconfirm": "1"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="purpose-recommendations"' in html
+    assert "“Personalised recommendations” is on." in html
+    assert "Keep it on under the new terms" not in html
+    assert pending(grantees["en"]) == []
+
+
+def test_staff_can_read_the_requests_but_not_change_them(
+    client, recommendations, grantees, staff, django_capture_on_commit_callbacks
+):
+    updated = widen(recommendations, staff, django_capture_on_commit_callbacks)
+    client.force_login(staff)
+    listing = client.get(reverse("admin:consents_reconsentrequest_changelist"))
+    assert listing.status_code == 200
+    assert "Personalised recommendations" in listing.content.decode()
+    url = reverse("admin:consents_reconsentrequest_change", args=[updated.reconsent.pk])
+    before = updated.reconsent.effective_date
+    client.post(url, {"effective_date": "2000-01-01"})
+    updated.reconsent.refresh_from_db()
+    assert updated.reconsent.effective_date == before
+    assert client.get(reverse("admin:consents_reconsentrequest_add")).status_code == 403
