@@ -32,7 +32,7 @@ def forwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("policies", "0001_initial"),
-        ("consents", "0004_reconsent_request"),
+        ("consents", "0007_reconsent_request"),
     ]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('consents', '0003_value_exchange'),
+        ('consents', '0006_ledger_head_signed_with_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
