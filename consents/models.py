@@ -15,6 +15,8 @@ from django.db import models
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
+from consents.dpv import DPVTermValidator
+
 
 def localized(obj: object, field: str) -> str:
     """The Portuguese text when the active language is Portuguese and one exists."""
@@ -69,6 +71,25 @@ LEGAL_BASIS_CODES = {
 }
 
 
+# Special-category (sensitive) data rests on explicit consent: GDPR Art. 9(2)(a)
+# beside Art. 6(1)(a), and LGPD Art. 11, I in place of Art. 7, I.
+EXPLICIT_CONSENT_CODES = {
+    "label": _("Explicit consent"),
+    "gdpr": "GDPR Art. 6(1)(a) and Art. 9(2)(a)",
+    "lgpd": "LGPD Art. 11, I",
+    "dpv": "dpv:ExplicitlyExpressedConsent",
+}
+
+
+def legal_basis_codes(basis: str, *, sensitive: bool) -> dict:
+    """The label, the articles of each law and the DPV term that a purpose's
+    processing rests on; `sensitive` when it uses special-category data."""
+    basis = LegalBasis(basis)
+    if sensitive and basis == LegalBasis.CONSENT:
+        return EXPLICIT_CONSENT_CODES
+    return {"label": basis.label, **LEGAL_BASIS_CODES[basis]}
+
+
 class DataCategory(models.Model):
     key = models.SlugField(_("key"), max_length=50, unique=True)
     name = models.CharField(_("name (English)"), max_length=120)
@@ -81,7 +102,11 @@ class DataCategory(models.Model):
         help_text=_("Special category data: GDPR Art. 9, LGPD Art. 11 (health, religion, ...)."),
     )
     dpv_code = models.CharField(
-        _("DPV code"), max_length=80, blank=True, help_text=_("For example pd:EmailAddress.")
+        _("DPV code"),
+        max_length=80,
+        blank=True,
+        validators=[DPVTermValidator("pd")],
+        help_text=_("A W3C DPV personal data term, for example pd:EmailAddress."),
     )
 
     class Meta:
@@ -137,7 +162,13 @@ class Purpose(models.Model):
         help_text=_("Global Privacy Control opts people out of these purposes."),
     )
     offered_in_newsletter = models.BooleanField(_("offered in the newsletter form"), default=False)
-    dpv_code = models.CharField(_("DPV purpose"), max_length=80, blank=True)
+    dpv_code = models.CharField(
+        _("DPV purpose"),
+        max_length=80,
+        blank=True,
+        validators=[DPVTermValidator("dpv")],
+        help_text=_("A W3C DPV purpose term, for example dpv:Personalisation."),
+    )
     order = models.PositiveSmallIntegerField(_("order"), default=100)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -164,10 +195,6 @@ class Purpose(models.Model):
     display_benefit = Localized("benefit")
     display_recipients = Localized("recipients")
     display_transfers_abroad = Localized("transfers_abroad")
-
-    @property
-    def legal_basis_codes(self) -> dict[str, str]:
-        return LEGAL_BASIS_CODES[LegalBasis(self.legal_basis)]
 
 
 class PurposeNotice(models.Model):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from joserfc import jws
 from joserfc.jwk import ECKey, KeySet
 
-from consents.models import ConsentEvent, Decision, LegalBasis
+from consents.models import ConsentEvent, Decision, LegalBasis, legal_basis_codes
 
 ALGORITHM = "ES256"
 COLLECTION_METHODS = {
@@ -61,6 +61,7 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
     notice_text = event.notice.text(language)
     # Everything below comes from the notice the person read, not today's inventory.
     sensitive = notice_text.get("sensitive_data_categories", [])
+    basis = legal_basis_codes(content["legal_basis"], sensitive=bool(sensitive))
     site = settings.SITE_URL
     return {
         "version": "KI-CR-v1.1.0",
@@ -105,6 +106,12 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
         "sensitive": bool(sensitive),
         "spiCat": sensitive,
         # Extensions: what was decided, on which exact text, and where in the ledger.
+        "legalBasis": {
+            "code": content["legal_basis"],
+            "gdpr": basis["gdpr"],
+            "lgpd": basis["lgpd"],
+            "dpv": basis["dpv"],
+        },
         "decision": event.decision,
         "consented": event.decision == Decision.GRANTED,
         "noticeVersion": event.notice.version,

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from consents import emails, receipts, selectors, services
 from consents.forms import NewsletterForm
-from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, NewsletterSignup
+from consents.models import ConsentEvent, LegalBasis, NewsletterSignup, legal_basis_codes
 
 # Transparency -----------------------------------------------------------------
 
@@ -21,6 +21,10 @@ from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, Newslet
 @require_GET
 def privacy(request: HttpRequest) -> HttpResponse:
     purposes = list(selectors.active_purposes())
+    for purpose in purposes:
+        purpose.basis = legal_basis_codes(
+            purpose.legal_basis, sensitive=purpose.data_categories_sensitive
+        )
     return render(
         request,
         "consents/privacy.html",
@@ -33,7 +37,7 @@ def privacy(request: HttpRequest) -> HttpResponse:
 
 
 def _purpose_json(purpose, notice) -> dict:
-    codes = LEGAL_BASIS_CODES[LegalBasis(purpose.legal_basis)]
+    codes = legal_basis_codes(purpose.legal_basis, sensitive=purpose.data_categories_sensitive)
     return {
         "key": purpose.key,
         "name": {"en": notice.content["en"]["name"], "pt-br": notice.content["pt-br"]["name"]},
@@ -46,7 +50,13 @@ def _purpose_json(purpose, notice) -> dict:
             "pt-br": notice.content["pt-br"]["benefit"],
         },
         "dpv:hasPurpose": purpose.dpv_code or None,
-        "legalBasis": {"code": purpose.legal_basis, **codes},
+        "legalBasis": {
+            "code": purpose.legal_basis,
+            "gdpr": codes["gdpr"],
+            "lgpd": codes["lgpd"],
+            "dpv": codes["dpv"],
+            "explicitConsent": codes["dpv"] == "dpv:ExplicitlyExpressedConsent",
+        },
         "optional": purpose.is_optional,
         "dataCategories": [
             {
