@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -28,6 +27,8 @@ from consents.models import (
 )
 
 _policy_version_provider = None
+
+logger = logging.getLogger(__name__)
 
 
 def set_policy_version_provider(provider) -> None:
@@ -124,11 +125,6 @@ def _notice_content(purpose: Purpose) -> dict:
     return content
 
 
-def _content_hash(content: dict) -> str:
-    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
     """Freeze the purpose's current texts as a notice, unless they are unchanged.
 
@@ -136,7 +132,7 @@ def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
     returns the current notice; a changed one becomes the next version; going
     back to an old text reuses that old version rather than copying it."""
     content = _notice_content(purpose)
-    digest = _content_hash(content)
+    digest = ledger.notice_content_hash(content)
     with transaction.atomic():
         Purpose.objects.select_for_update().filter(pk=purpose.pk).first()
         latest = purpose.notices.order_by("-version").first()
@@ -150,7 +146,7 @@ def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
                 purpose=purpose,
                 version=next_version,
                 content=content,
-                content_hash=_content_hash({"revert_of": existing.version, **content}),
+                content_hash=ledger.notice_content_hash({"revert_of": existing.version, **content}),
             )
         next_version = (latest.version if latest else 0) + 1
         return PurposeNotice.objects.create(
@@ -239,7 +235,16 @@ def consent_record(
         )
     facts = facts or RequestFacts()
     with transaction.atomic():
-        head = ledger.lock_head()  # serialises appends, so the state read below is current
+        try:
+            head = ledger.lock_head()  # serialises appends, so the state read below is current
+        except ledger.LedgerIntegrityError as exc:
+            logger.critical("The consent ledger refused a decision: %s", exc)
+            raise ConsentError(
+                _(
+                    "Your choice could not be recorded: our consent records failed their "
+                    "integrity check. Nothing was changed, and our team has been alerted."
+                )
+            ) from exc
         # The highest version of this purpose's notice (an index on purpose, version).
         current_notice = (
             PurposeNotice.objects.select_related("purpose")

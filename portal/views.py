@@ -41,6 +41,17 @@ def _check_database() -> str:
     return "ok"
 
 
+def _check_ledger() -> str:
+    """Decisions are refused while the consent ledger's head does not verify."""
+    from consents.ledger import head_problem
+
+    try:
+        problem = head_problem()
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return f"error: {problem}" if problem else "ok"
+
+
 def _check_redis() -> str:
     try:
         from redis import Redis
@@ -66,6 +77,8 @@ def live(request: HttpRequest) -> HttpResponse:
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     checks = {"database": _check_database()}
+    if checks["database"] == "ok":
+        checks["ledger"] = _check_ledger()
     if settings.REDIS_URL:
         checks["redis"] = _check_redis()
     healthy = all(value == "ok" for value in checks.values())
