@@ -93,6 +93,8 @@ def test_staff_without_a_second_factor_are_sent_to_set_one_up_before_any_admin_p
     assert response.status_code == 302
     assert response["Location"] == SETUP_URL
     assert client.post(url, {}).status_code == 302  # nor can they write through it
+    told = client.get(url, follow=True).content.decode()
+    assert "The administration opens only once your account has a second factor." in told
 
 
 def test_once_staff_set_up_a_second_factor_the_admin_opens(client, staff_without_mfa, password):
