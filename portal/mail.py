@@ -20,8 +20,17 @@ from django.utils import timezone, translation
 from portal.models import OutboundEmail
 
 
+def plain_text(rendered: str) -> str:
+    """A template's output as a plain str. render_to_string() marks everything
+    it returns safe for HTML, even a .txt template rendered without autoescaping,
+    whose text is exactly what a person typed: shown inside a page (the admin's
+    publish preview) it would be markup. A plain str is escaped wherever it goes."""
+    return str.__str__(rendered)
+
+
 def render_email(template_prefix: str, context: dict, *, language: str) -> tuple[str, str, str]:
-    """Render templates/<prefix>_subject.txt, _message.txt and (if present) _message.html."""
+    """Render templates/<prefix>_subject.txt, _message.txt and (if present) _message.html.
+    The subject and the text are plain str (see plain_text); the HTML stays safe."""
     context = {
         "CONTROLLER_NAME": settings.CONTROLLER_NAME,
         "CONTROLLER_EMAIL": settings.CONTROLLER_EMAIL,
@@ -32,8 +41,8 @@ def render_email(template_prefix: str, context: dict, *, language: str) -> tuple
     }
     with translation.override(language):
         subject = render_to_string(f"{template_prefix}_subject.txt", context)
-        subject = " ".join(subject.split())
-        text = render_to_string(f"{template_prefix}_message.txt", context)
+        subject = plain_text(" ".join(subject.split()))
+        text = plain_text(render_to_string(f"{template_prefix}_message.txt", context))
         try:
             html = render_to_string(f"{template_prefix}_message.html", context)
         except TemplateDoesNotExist:

@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "portal.middleware.UserLanguageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.StaffSecondFactorMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "consents.middleware.GlobalPrivacyControlMiddleware",
@@ -205,6 +206,16 @@ ACCOUNT_RATE_LIMITS = {
 ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+# The admin opens only to staff with an authenticator app or a security key
+# (portal.middleware.StaffSecondFactorMiddleware). `make run` turns it off for
+# the demo; production refuses to start without it, rather than warn: a warning
+# scrolls away in a log, and this switch is what stands between one stolen
+# staff password and every customer's data.
+STAFF_REQUIRE_MFA = env_bool("STAFF_REQUIRE_MFA", True)
+if not DEBUG and not STAFF_REQUIRE_MFA:
+    raise ImproperlyConfigured(
+        "STAFF_REQUIRE_MFA=0 is for the local demo only; it cannot be turned off when DEBUG is off."
+    )
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_PASSKEY_SIGNUP_ENABLED = False
 MFA_TOTP_ISSUER = env_str("MFA_TOTP_ISSUER", "Clareza")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
@@ -10,6 +11,9 @@ from portal import views
 admin.site.site_header = _("Clareza administration")
 admin.site.site_title = _("Clareza")
 admin.site.index_title = _("Privacy operations")
+# Staff log in through allauth, never Django's own form: its rate limits and
+# its second step (allauth.mfa) apply to /admin/login/ as to every login.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("", views.home, name="home"),
