@@ -148,6 +148,10 @@ class NewsletterForm(ConsentChoicesMixin):
         super().__init__(*args, **kwargs)
         self.setup_consents(gpc=gpc)
 
+    def clean_email(self) -> str:
+        # One address, however it is typed: the sign-up row and the rate limit key.
+        return self.cleaned_data["email"].lower()
+
     def clean(self):
         cleaned = super().clean()
         if not self.errors and not cleaned.get("purposes"):

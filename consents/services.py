@@ -420,7 +420,7 @@ def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> li
 
 # Newsletter double opt-in -----------------------------------------------------------
 
-NEWSLETTER_CONFIRMATION_DAYS = 7
+NEWSLETTER_CONFIRMATION_DAYS = NewsletterSignup.CONFIRMATION_DAYS
 
 
 def newsletter_signup_start(
@@ -432,9 +432,13 @@ def newsletter_signup_start(
     request=None,
 ) -> NewsletterSignup | None:
     """Keep the choices and the notices shown until the address is confirmed,
-    and email the confirmation link. Nothing reaches the ledger yet. Returns None
-    when the address is already confirmed (the visitor is told the same thing
-    either way, so the form reveals nothing about who subscribes)."""
+    and email the confirmation link. Nothing reaches the ledger yet.
+
+    One confirmation is pending per address at a time: while an earlier link
+    still works, nothing is sent or changed and None is returned (the visitor
+    is told the same thing either way, so the form reveals nothing about who
+    subscribes). A confirmed subscriber may ask again, after stopping or to
+    change their choices: that goes through the same double opt-in."""
     from consents import emails
 
     email = email.strip().lower()
@@ -446,7 +450,7 @@ def newsletter_signup_start(
         signup, created = NewsletterSignup.objects.select_for_update().get_or_create(
             email=email, defaults={"language": language, "pending_choices": pending}
         )
-        if not created and signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not created and signup.confirmation_pending:
             return None
         if not created:
             signup.language, signup.pending_choices = language, pending

@@ -11,7 +11,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import emails, receipts, selectors, services
+from consents import emails, ratelimit, receipts, selectors, services
 from consents.forms import NewsletterForm
 from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, NewsletterSignup
 
@@ -116,6 +116,24 @@ def gpc_json(request: HttpRequest) -> JsonResponse:
 def newsletter(request: HttpRequest) -> HttpResponse:
     form = NewsletterForm(request.POST or None, gpc=request.gpc)
     if request.method == "POST" and form.is_valid():
+        wait = ratelimit.consume(
+            request,
+            action="newsletter",
+            rates=settings.NEWSLETTER_RATE_LIMITS,
+            key=form.cleaned_data["email"],
+        )
+        if wait is not None:
+            form.add_error(
+                None,
+                _(
+                    "Too many requests for this address or from your connection. Nothing "
+                    "was sent. Please wait %(wait)s and try again."
+                )
+                % {"wait": ratelimit.wait_text(wait)},
+            )
+            response = render(request, "consents/newsletter.html", {"form": form}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         choices, notices, _methods = form.consent_choices()
         services.newsletter_signup_start(
             email=form.cleaned_data["email"],
@@ -124,7 +142,8 @@ def newsletter(request: HttpRequest) -> HttpResponse:
             language=translation.get_language() or settings.LANGUAGE_CODE,
             request=request,
         )
-        # The same words whether the address is new, pending or already confirmed.
+        # The same words whether the address is new, pending or already confirmed,
+        # and whether an email left now or one is still waiting to be used.
         return redirect("consents:newsletter_sent")
     status = 400 if request.method == "POST" else 200
     return render(request, "consents/newsletter.html", {"form": form}, status=status)
