@@ -379,6 +379,29 @@ def consent_withdraw_emailed(
     )
 
 
+def optional_email_stop(
+    *, subject_id: uuid.UUID, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """The one-click stop in every optional email (RFC 8058): withdraw each grant
+    for a purpose we email about (method "email link"), and void a newsletter
+    request still waiting for confirmation, so that its link switches nothing
+    on. Returns the purposes withdrawn."""
+    with transaction.atomic():
+        # The sign-up row before the chain head, as newsletter_signup_confirm
+        # takes them: a stop and a confirmation of one person never deadlock.
+        signup = NewsletterSignup.objects.select_for_update().filter(subject_id=subject_id).first()
+        withdrawn = consent_withdraw_emailed(
+            subject_id=subject_id, method=Method.EMAIL_LINK, facts=facts
+        )
+        if signup is not None and signup.pending_choices:
+            if signup.status == NewsletterSignup.Status.PENDING:
+                signup.delete()  # nothing was ever agreed: keep nothing
+            else:
+                signup.pending_choices = []
+                signup.save(update_fields=["pending_choices"])
+    return withdrawn
+
+
 def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:
     """Global Privacy Control: withdraw grants for sale or sharing purposes.
 
@@ -469,14 +492,17 @@ class NewsletterConfirmation:
 def newsletter_signup_confirm(
     *, signup: NewsletterSignup, facts: RequestFacts | None = None
 ) -> NewsletterConfirmation:
-    """The link was followed: record the choices, against the notices shown then.
+    """The link was followed: record the choices, against the notices shown then,
+    and email the subscriber a receipt (what is on, the signed receipts, the stop).
 
     A grant whose notice changed (or whose purpose was retired) since is not
     silently carried over: it is left out, and `changed` names it so that the
     person can be told and choose again on the new text."""
+    from consents import emails
+
     with transaction.atomic():
         signup = NewsletterSignup.objects.select_for_update().get(pk=signup.pk)
-        if signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not signup.pending_choices:  # confirmed already, or stopped before confirming
             return NewsletterConfirmation(events=[], changed=[])
         purposes = {
             p.key: p
@@ -507,6 +533,9 @@ def newsletter_signup_confirm(
         signup.confirmed_at = timezone.now()
         signup.pending_choices = []
         signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
+        emails.newsletter_confirmed(
+            signup=signup, granted=[e for e in events if e.decision == Decision.GRANTED]
+        )
     return NewsletterConfirmation(events=events, changed=changed)
 
 
