@@ -81,14 +81,13 @@ def consume(request, *, action: str, rates: str, key: str) -> int | None:
     limits are a brake, and a form must not answer 500 because of them."""
     now = time.time()
     waits = []
+    sources = {"key": hashlib.sha256(key.encode()).hexdigest()}
+    parsed = parse_rates(rates)
+    if any(rate.per == "ip" for rate in parsed):
+        sources["ip"] = client_address(request)  # a proxy misconfiguration raises, as in allauth
     try:
-        for rate in parse_rates(rates):
-            source = (
-                client_address(request)
-                if rate.per == "ip"
-                else hashlib.sha256(key.encode()).hexdigest()
-            )
-            cache_key = f"rl:{action}:{rate}:{rate.per}:{source}"
+        for rate in parsed:
+            cache_key = f"rl:{action}:{rate}:{rate.per}:{sources[rate.per]}"
             count, started = _count(cache_key, rate.seconds, now)
             if count > rate.amount:
                 waits.append(max(1, math.ceil(started + rate.seconds - now)))
