@@ -533,9 +533,9 @@ def newsletter_signup_confirm(
         signup.confirmed_at = timezone.now()
         signup.pending_choices = []
         signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
-        emails.newsletter_confirmed(
-            signup=signup, granted=[e for e in events if e.decision == Decision.GRANTED]
-        )
+        granted = [e for e in events if e.decision == Decision.GRANTED]
+        if granted:  # nothing switched on (every text changed): the page says why
+            emails.newsletter_confirmed(signup=signup, granted=granted)
     return NewsletterConfirmation(events=events, changed=changed)
 
 

@@ -13,12 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from consents import emails, ratelimit, receipts, selectors, services
 from consents.forms import NewsletterForm
-from consents.models import (
-    LEGAL_BASIS_CODES,
-    ConsentEvent,
-    LegalBasis,
-    NewsletterSignup,
-)
+from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, NewsletterSignup
 
 # Transparency -----------------------------------------------------------------
 

@@ -275,3 +275,7 @@ def test_a_grant_whose_text_changed_before_confirming_is_not_carried_over_and_is
     assert "did not switch it on" in page and "“Newsletter”" in page
     decisions = dict(ConsentEvent.objects.values_list("purpose__key", "decision").order_by("seq"))
     assert decisions == {"tailored-offers": Decision.REFUSED}
+    # No "your subscription is confirmed" email: nothing was switched on.
+    assert [m.subject for m in mail.outbox] == [
+        "Confirm your subscription to Loja Clareza Demo Ltda."
+    ]
