@@ -10,6 +10,7 @@ hash chain anchored in LedgerHead lets verify_ledger prove it.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone, translation
@@ -330,6 +331,8 @@ class NewsletterSignup(models.Model):
         PENDING = "pending", _("Waiting for confirmation")
         CONFIRMED = "confirmed", _("Confirmed")
 
+    CONFIRMATION_DAYS = 7  # how long a confirmation link works
+
     email = models.EmailField(unique=True)
     subject_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     language = models.CharField(max_length=10, default="en")
@@ -352,6 +355,14 @@ class NewsletterSignup(models.Model):
 
     def __str__(self) -> str:
         return f"newsletter {self.subject_id} ({self.status})"
+
+    @property
+    def confirmation_pending(self) -> bool:
+        """Whether the latest confirmation link sent to this address still works:
+        choices wait for it (a first request, or a confirmed subscriber's new
+        one) and it is younger than CONFIRMATION_DAYS."""
+        cutoff = timezone.now() - timedelta(days=self.CONFIRMATION_DAYS)
+        return bool(self.pending_choices) and self.created_at > cutoff
 
 
 # The value exchange: a demo catalogue, and the zero-party data that chooses from it.

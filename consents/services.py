@@ -384,6 +384,29 @@ def consent_withdraw_emailed(
     )
 
 
+def optional_email_stop(
+    *, subject_id: uuid.UUID, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """The one-click stop in every optional email (RFC 8058): withdraw each grant
+    for a purpose we email about (method "email link"), and void a newsletter
+    request still waiting for confirmation, so that its link switches nothing
+    on. Returns the purposes withdrawn."""
+    with transaction.atomic():
+        # The sign-up row before the chain head, as newsletter_signup_confirm
+        # takes them: a stop and a confirmation of one person never deadlock.
+        signup = NewsletterSignup.objects.select_for_update().filter(subject_id=subject_id).first()
+        withdrawn = consent_withdraw_emailed(
+            subject_id=subject_id, method=Method.EMAIL_LINK, facts=facts
+        )
+        if signup is not None and signup.pending_choices:
+            if signup.status == NewsletterSignup.Status.PENDING:
+                signup.delete()  # nothing was ever agreed: keep nothing
+            else:
+                signup.pending_choices = []
+                signup.save(update_fields=["pending_choices"])
+    return withdrawn
+
+
 def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:
     """Global Privacy Control: withdraw grants for sale or sharing purposes.
 
@@ -425,7 +448,7 @@ def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> li
 
 # Newsletter double opt-in -----------------------------------------------------------
 
-NEWSLETTER_CONFIRMATION_DAYS = 7
+NEWSLETTER_CONFIRMATION_DAYS = NewsletterSignup.CONFIRMATION_DAYS
 
 
 def newsletter_signup_start(
@@ -437,9 +460,13 @@ def newsletter_signup_start(
     request=None,
 ) -> NewsletterSignup | None:
     """Keep the choices and the notices shown until the address is confirmed,
-    and email the confirmation link. Nothing reaches the ledger yet. Returns None
-    when the address is already confirmed (the visitor is told the same thing
-    either way, so the form reveals nothing about who subscribes)."""
+    and email the confirmation link. Nothing reaches the ledger yet.
+
+    One confirmation is pending per address at a time: while an earlier link
+    still works, nothing is sent or changed and None is returned (the visitor
+    is told the same thing either way, so the form reveals nothing about who
+    subscribes). A confirmed subscriber may ask again, after stopping or to
+    change their choices: that goes through the same double opt-in."""
     from consents import emails
 
     email = email.strip().lower()
@@ -451,7 +478,7 @@ def newsletter_signup_start(
         signup, created = NewsletterSignup.objects.select_for_update().get_or_create(
             email=email, defaults={"language": language, "pending_choices": pending}
         )
-        if not created and signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not created and signup.confirmation_pending:
             return None
         if not created:
             signup.language, signup.pending_choices = language, pending
@@ -470,14 +497,17 @@ class NewsletterConfirmation:
 def newsletter_signup_confirm(
     *, signup: NewsletterSignup, facts: RequestFacts | None = None
 ) -> NewsletterConfirmation:
-    """The link was followed: record the choices, against the notices shown then.
+    """The link was followed: record the choices, against the notices shown then,
+    and email the subscriber a receipt (what is on, the signed receipts, the stop).
 
     A grant whose notice changed (or whose purpose was retired) since is not
     silently carried over: it is left out, and `changed` names it so that the
     person can be told and choose again on the new text."""
+    from consents import emails
+
     with transaction.atomic():
         signup = NewsletterSignup.objects.select_for_update().get(pk=signup.pk)
-        if signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not signup.pending_choices:  # confirmed already, or stopped before confirming
             return NewsletterConfirmation(events=[], changed=[])
         purposes = {
             p.key: p
@@ -508,6 +538,9 @@ def newsletter_signup_confirm(
         signup.confirmed_at = timezone.now()
         signup.pending_choices = []
         signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
+        granted = [e for e in events if e.decision == Decision.GRANTED]
+        if granted:  # nothing switched on (every text changed): the page says why
+            emails.newsletter_confirmed(signup=signup, granted=granted)
     return NewsletterConfirmation(events=events, changed=changed)
 
 

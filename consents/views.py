@@ -11,7 +11,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
-from consents import emails, receipts, selectors, services
+from consents import emails, ratelimit, receipts, selectors, services
 from consents.forms import NewsletterForm
 from consents.models import ConsentEvent, LegalBasis, NewsletterSignup, legal_basis_codes
 
@@ -126,6 +126,24 @@ def gpc_json(request: HttpRequest) -> JsonResponse:
 def newsletter(request: HttpRequest) -> HttpResponse:
     form = NewsletterForm(request.POST or None, gpc=request.gpc)
     if request.method == "POST" and form.is_valid():
+        wait = ratelimit.consume(
+            request,
+            action="newsletter",
+            rates=settings.NEWSLETTER_RATE_LIMITS,
+            key=form.cleaned_data["email"],
+        )
+        if wait is not None:
+            form.add_error(
+                None,
+                _(
+                    "Too many requests for this address or from your connection. Nothing "
+                    "was sent. Please wait %(wait)s and try again."
+                )
+                % {"wait": ratelimit.wait_text(wait)},
+            )
+            response = render(request, "consents/newsletter.html", {"form": form}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         choices, notices, _methods = form.consent_choices()
         services.newsletter_signup_start(
             email=form.cleaned_data["email"],
@@ -134,7 +152,8 @@ def newsletter(request: HttpRequest) -> HttpResponse:
             language=translation.get_language() or settings.LANGUAGE_CODE,
             request=request,
         )
-        # The same words whether the address is new, pending or already confirmed.
+        # The same words whether the address is new, pending or already confirmed,
+        # and whether an email left now or one is still waiting to be used.
         return redirect("consents:newsletter_sent")
     status = 400 if request.method == "POST" else 200
     return render(request, "consents/newsletter.html", {"form": form}, status=status)
@@ -167,7 +186,7 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
     signup = _signup_from_token(token)
     if signup is None:
         return render(request, "consents/newsletter_invalid.html", status=400)
-    if request.method == "POST" and signup.status == NewsletterSignup.Status.PENDING:
+    if request.method == "POST" and signup.pending_choices:
         confirmation = services.newsletter_signup_confirm(
             signup=signup, facts=services.RequestFacts.from_request(request)
         )
@@ -183,7 +202,55 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
                 % {"purposes": ", ".join(f"“{name}”" for name in confirmation.changed)},
             )
         return redirect("consents:newsletter_confirm", token=token)
-    return render(request, "consents/newsletter_confirm.html", {"signup": signup})
+    subscribed = (
+        selectors.subjects_accepting_optional_email().filter(subject_id=signup.subject_id).exists()
+    )
+    return render(
+        request,
+        "consents/newsletter_confirm.html",
+        {"signup": signup, "subscribed": subscribed, **emails.newsletter_links(signup.subject_id)},
+    )
+
+
+def _link_invalid(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "consents/newsletter_invalid.html",
+        {"kind": "link", "days": settings.POLICY_LINK_DAYS},
+        status=400,
+    )
+
+
+# Receipts for subscribers without an account, from a signed link ----------------------
+
+NEWSLETTER_RECEIPTS_SHOWN = 100
+
+
+@require_GET
+def newsletter_receipts(request: HttpRequest, token: str) -> HttpResponse:
+    """Every decision of a newsletter subscriber, newest first, each with its
+    signed receipt: what an account holder finds in their history."""
+    subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
+    if subject_id is None:
+        return _link_invalid(request)
+    events = (
+        ConsentEvent.objects.filter(subject_id=subject_id)
+        .select_related("purpose", "notice")
+        .order_by("-seq")[:NEWSLETTER_RECEIPTS_SHOWN]
+    )
+    return render(
+        request,
+        "consents/newsletter_receipts.html",
+        {"events": events, "token": token, **emails.newsletter_links(subject_id)},
+    )
+
+
+@require_GET
+def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResponse:
+    subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
+    if subject_id is None:
+        return _link_invalid(request)
+    return _receipt_download(subject_id, receipt_id)
 
 
 # Receipts -------------------------------------------------------------------------
@@ -192,8 +259,13 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
 @login_required
 @require_GET
 def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
+    return _receipt_download(request.user.subject_id, receipt_id)
+
+
+def _receipt_download(subject_id, receipt_id) -> HttpResponse:
+    """The signed receipt of one of this subject's decisions, or 404."""
     event = (
-        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=request.user.subject_id)
+        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=subject_id)
         .select_related("purpose", "notice")
         .first()
     )

@@ -11,6 +11,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from consents import emails as consent_emails
+from consents.models import NewsletterSignup
+from consents.services import RequestFacts
 from policies import emails, selectors, services, text
 from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
 
@@ -141,16 +144,33 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
+def _unsubscribe_subject(token: str):
+    """A policy email's stop link names its notification; a newsletter email's
+    (consents.emails.newsletter_links) names the subscriber."""
+    notification = _notification(token, emails.UNSUBSCRIBE_SALT)
+    if notification is not None:
+        return notification.subject_id
+    return consent_emails.subject_from_token(token, salt=emails.UNSUBSCRIBE_SALT)
+
+
 @csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form token
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    notification = _notification(token, emails.UNSUBSCRIBE_SALT)
-    if notification is None:
+    """The one-click stop of every optional email. GET shows a button and
+    changes nothing (mail scanners follow links); POST stops."""
+    subject_id = _unsubscribe_subject(token)
+    if subject_id is None:
         return _invalid(request)
     if request.method == "POST":
         # One click, no redirect (RFC 8058 section 3.2).
-        withdrawn = services.optional_email_unsubscribe(notification=notification)
-        return render(request, "policies/unsubscribed.html", {"withdrawn": withdrawn, "done": True})
+        withdrawn = services.optional_email_unsubscribe(
+            subject_id=subject_id, facts=RequestFacts.from_request(request)
+        )
+        context = {"withdrawn": withdrawn, "done": True}
+        if NewsletterSignup.objects.filter(subject_id=subject_id).exists():
+            # Someone without an account: their receipts, and the way back.
+            context.update(consent_emails.newsletter_links(subject_id))
+        return render(request, "policies/unsubscribed.html", context)
     return render(request, "policies/unsubscribed.html", {"done": False, "token": token})
 
 

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import translation
 
 from portal.mail import outbound_email_queue
+from portal.validators import validate_email_length
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ def _language_for(email: str, fallback: str) -> str:
 class AccountAdapter(DefaultAccountAdapter):
     """allauth, with every email rendered in the recipient's stored language and
     delivered through the outbox instead of inside the request."""
+
+    def clean_email(self, email: str) -> str:
+        """Sign-up, adding an address and password reset all pass here: an
+        address longer than the columns is refused, never truncated."""
+        validate_email_length(email)
+        return super().clean_email(email)
 
     def save_user(self, request, user, form, commit=True):
         user.language = getattr(request, "LANGUAGE_CODE", None) or translation.get_language()

@@ -204,6 +204,9 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
 }
 ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# The newsletter form emails the address it is given: per client, and per
+# address (kept as a hash), in allauth's syntax and cache (consents.ratelimit).
+NEWSLETTER_RATE_LIMITS = "20/h/ip,3/h/key"
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 # The admin opens only to staff with an authenticator app or a security key
