@@ -5,13 +5,13 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django.views.i18n import set_language as django_set_language
 
 from portal.services import user_language_set
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     context = {}
     if request.user.is_authenticated:
@@ -55,7 +55,7 @@ def _check_redis() -> str:
 
 
 @never_cache
-@require_GET
+@require_safe
 def live(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers. No database, no cache: a load balancer may
     call it every second, and benchmarks use it as the bare-view baseline."""
@@ -63,7 +63,7 @@ def live(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def health(request: HttpRequest) -> JsonResponse:
     checks = {"database": _check_database()}
     if settings.REDIS_URL:

@@ -67,4 +67,4 @@ def test_health_refuses_post(client):
     response = client.post("/health/")
 
     assert response.status_code == 405
-    assert response["Allow"] == "GET"
+    assert response["Allow"] == "GET, HEAD"
