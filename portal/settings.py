@@ -19,11 +19,13 @@ from portal.env import (
     database_from_url,
     email_from_url,
     env_bool,
+    env_conn_max_age,
     env_int,
     env_list,
     env_str,
     env_url,
     redis_url,
+    secret_key,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,12 +33,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_SECRET_KEY = "clareza-local-demo-secret-key-do-not-use-in-production"  # noqa: S105
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", DEMO_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == DEMO_SECRET_KEY or len(SECRET_KEY) < 50):
-    raise ImproperlyConfigured(
-        "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off: "
-        'python -c "import secrets; print(secrets.token_urlsafe(64))"'
-    )
+SECRET_KEY = secret_key("SECRET_KEY", DEMO_SECRET_KEY, debug=DEBUG)
 
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
@@ -135,7 +132,16 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": database_from_url("DATABASE_URL", "sqlite:///db.sqlite3", BASE_DIR)}
+DATABASES = {
+    "default": {
+        **database_from_url("DATABASE_URL", "sqlite:///db.sqlite3", BASE_DIR),
+        # 0 while developing, 60 with DEBUG off (portal/env.py says why); a
+        # kept connection is checked before reuse, so a restarted server costs
+        # no request an error.
+        "CONN_MAX_AGE": env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=DEBUG),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")
