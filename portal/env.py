@@ -185,6 +185,22 @@ def redis_url(name: str, *, environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+def cache_from_redis_url(url: str) -> dict[str, Any]:
+    """The default cache: on Redis when REDIS_URL is set, else this process's memory.
+    Rate limits and TOTP replay protection live in the cache, so several
+    processes must share it (shared/NOTES.md, allauth); portal/cache.py keeps
+    logins working while Redis is away."""
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    return {
+        "BACKEND": "portal.cache.FallbackRedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "clareza",
+        # An unreachable Redis costs a request at most this long (seconds).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+
+
 def email_from_url(name: str, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Parse EMAIL_URL: console://, smtp://host:port, smtp+tls://user:pass@host:port
     (STARTTLS) or smtp+ssl://user:pass@host:port (implicit TLS)."""

@@ -25,7 +25,7 @@ def test_health_is_ok_when_the_database_and_redis_answer(client):
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert "no-store" in response["Cache-Control"]
-    expected_checks = {"database": "ok"}
+    expected_checks = {"database": "ok", "cache": "ok"}
     if settings.REDIS_URL:
         expected_checks["redis"] = "ok"
     assert response.json() == {"status": "ok", "checks": expected_checks}
@@ -58,7 +58,7 @@ def test_health_is_503_and_names_the_database_when_it_is_unreachable():
     assert outcome["status"] == 503
     assert outcome["body"] == {
         "status": "error",
-        "checks": {"database": "error: OperationalError"},
+        "checks": {"database": "error: OperationalError", "cache": "ok"},
     }
 
 
