@@ -29,4 +29,10 @@ def newsletter_confirmation(*, signup: NewsletterSignup, request=None) -> None:
     subject, text, html = render_email(
         "emails/newsletter_confirm", context, language=signup.language
     )
-    outbound_email_queue(to=signup.email, subject=subject, body_text=text, body_html=html)
+    outbound_email_queue(
+        to=signup.email,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        kind="emails/newsletter_confirm",
+    )

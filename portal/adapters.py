@@ -71,5 +71,9 @@ class AccountAdapter(DefaultAccountAdapter):
             if mimetype == "text/html":
                 html = content
         outbound_email_queue(
-            to=email, subject=message.subject, body_text=message.body, body_html=html
+            to=email,
+            subject=message.subject,
+            body_text=message.body,
+            body_html=html,
+            kind=template_prefix,
         )

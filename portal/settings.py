@@ -314,6 +314,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.sweep_outbound_email",
         "schedule": timedelta(minutes=1),
     },
+    "expire-outbound-email-bodies": {
+        "task": "portal.tasks.expire_outbound_email_bodies",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # Outbound email: how long a claimed row is leased to one worker, and how often it is tried.
@@ -321,6 +325,11 @@ OUTBOUND_EMAIL_LEASE = timedelta(minutes=5)
 OUTBOUND_EMAIL_MAX_ATTEMPTS = 8
 # How long a new row waits for its own task before the sweep treats it as lost.
 OUTBOUND_EMAIL_GRACE = timedelta(minutes=2)
+# How long an unsent email keeps its body: the longest any link in it works
+# (newsletter confirmation 7 days; verification and password reset 3). A sent
+# email's body is cleared at once; tests/portal/test_outbound_email.py checks this
+# covers every link lifetime.
+OUTBOUND_EMAIL_UNSENT_KEPT = timedelta(days=7)
 
 # Policy updates. A material change takes effect at least this many days after
 # it is published, so that people can decide before it applies.

@@ -87,8 +87,7 @@ def test_signup_sends_a_verification_email_whose_link_confirms_the_address_and_a
         assert confirm_path in content
     row = OutboundEmail.objects.get(to="new@example.com")
     assert row.status == OutboundEmail.Status.SENT
-    assert confirm_path in row.body_text
-    assert row.body_html == "".join(content for content, _ in message.alternatives)
+    assert (row.body_text, row.body_html) == ("", "")  # the link left with the email
 
     page = client.get(confirm_path)
     assert page.status_code == 200
