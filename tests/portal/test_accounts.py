@@ -24,7 +24,7 @@ PRIVATE_PAGES = [
     "/accounts/sessions/",
     "/accounts/password/change/",
 ]
-LINK = re.compile(r"https?://testserver(/accounts/[^\s]+/)")
+LINK = re.compile(re.escape(settings.SITE_URL) + r"(/accounts/[^\s]+/)")
 
 
 def log_in(client: Client, email: str, password: str):
