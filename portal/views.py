@@ -70,9 +70,11 @@ def _check_cache() -> str:
     Redis cache is away and the process answers from its own memory
     (portal/cache.py): logins work, rate limits hold per process only."""
     probe = secrets.token_hex(8)
+    key = f"health-check:{probe}"  # its own key: probes of other processes run at once
     try:
-        cache.set("health-check", probe, timeout=10)
-        answered = cache.get("health-check") == probe
+        cache.set(key, probe, timeout=10)
+        answered = cache.get(key) == probe
+        cache.delete(key)
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     if getattr(cache, "degraded", False):
