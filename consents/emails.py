@@ -77,6 +77,7 @@ def _queue(signup: NewsletterSignup, template_prefix: str, context: dict) -> Non
         body_text=text,
         body_html=html,
         headers=one_click_stop_headers(links["stop_url"]),
+        kind=template_prefix,
     )
 
 

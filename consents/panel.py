@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from consents import benefits, personal_data, selectors, services
 from consents.models import ConsentEvent, Decision, Method, Purpose
@@ -43,7 +43,7 @@ def _panel_context(request: HttpRequest, section: str, **extra) -> dict:
 
 
 @login_required
-@require_GET
+@require_safe
 def consents_page(request: HttpRequest) -> HttpResponse:
     rows = _rows(request)
     return render(
@@ -211,7 +211,7 @@ def _field_row(
 
 
 @login_required
-@require_GET
+@require_safe
 def data_page(request: HttpRequest) -> HttpResponse:
     editing = request.GET.get("edit")
     return render(
@@ -222,7 +222,7 @@ def data_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def data_field_edit(request: HttpRequest, key: str) -> HttpResponse:
     """htmx: the field's row as a form. Without JavaScript, ?edit= does the same."""
     data_field = _editable_field(key)
@@ -269,7 +269,7 @@ def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def history_page(request: HttpRequest) -> HttpResponse:
     events = (
         ConsentEvent.objects.filter(subject_id=request.user.subject_id)
@@ -287,7 +287,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def security_page(request: HttpRequest) -> HttpResponse:
     from allauth.mfa.models import Authenticator
 

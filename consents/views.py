@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from consents import emails, ratelimit, receipts, selectors, services
 from consents.forms import NewsletterForm
@@ -18,7 +18,7 @@ from consents.models import ConsentEvent, LegalBasis, NewsletterSignup, legal_ba
 # Transparency -----------------------------------------------------------------
 
 
-@require_GET
+@require_safe
 def privacy(request: HttpRequest) -> HttpResponse:
     purposes = list(selectors.active_purposes())
     for purpose in purposes:
@@ -81,7 +81,7 @@ def _purpose_json(purpose, notice) -> dict:
     }
 
 
-@require_GET
+@require_safe
 def privacy_json(request: HttpRequest) -> JsonResponse:
     purposes = list(selectors.active_purposes())
     notices = services.current_notices(purposes)
@@ -107,14 +107,14 @@ def privacy_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, json_dumps_params={"ensure_ascii": False, "indent": 2})
 
 
-@require_GET
+@require_safe
 def jwks(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(receipts.public_jwks())
     response["Cache-Control"] = "public, max-age=3600"
     return response
 
 
-@require_GET
+@require_safe
 def gpc_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"gpc": True, "lastUpdate": settings.GPC_LAST_UPDATE})
 
@@ -122,7 +122,7 @@ def gpc_json(request: HttpRequest) -> JsonResponse:
 # Newsletter, double opt-in ------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def newsletter(request: HttpRequest) -> HttpResponse:
     form = NewsletterForm(request.POST or None, gpc=request.gpc)
     if request.method == "POST" and form.is_valid():
@@ -159,7 +159,7 @@ def newsletter(request: HttpRequest) -> HttpResponse:
     return render(request, "consents/newsletter.html", {"form": form}, status=status)
 
 
-@require_GET
+@require_safe
 def newsletter_sent(request: HttpRequest) -> HttpResponse:
     return render(request, "consents/newsletter_sent.html")
 
@@ -179,7 +179,7 @@ def _signup_from_token(token: str) -> NewsletterSignup | None:
     return signup
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a button, POST confirms: link scanners in mail systems follow
     links, and must not be able to consent on anyone's behalf."""
@@ -226,7 +226,7 @@ def _link_invalid(request: HttpRequest) -> HttpResponse:
 NEWSLETTER_RECEIPTS_SHOWN = 100
 
 
-@require_GET
+@require_safe
 def newsletter_receipts(request: HttpRequest, token: str) -> HttpResponse:
     """Every decision of a newsletter subscriber, newest first, each with its
     signed receipt: what an account holder finds in their history."""
@@ -245,7 +245,7 @@ def newsletter_receipts(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResponse:
     subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
     if subject_id is None:
@@ -257,7 +257,7 @@ def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResp
 
 
 @login_required
-@require_GET
+@require_safe
 def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
     return _receipt_download(request.user.subject_id, receipt_id)
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from consents import emails as consent_emails
 from consents.models import NewsletterSignup
@@ -31,17 +31,17 @@ def _previous(version: PolicyVersion) -> PolicyVersion | None:
     return selectors.published(version.policy).filter(number__lt=version.number).first()
 
 
-@require_GET
+@require_safe
 def index(request: HttpRequest) -> HttpResponse:
     return render(request, "policies/index.html", {"policies": selectors.current_versions()})
 
 
-@require_GET
+@require_safe
 def current(request: HttpRequest, slug: str) -> HttpResponse:
     return _show(request, _version(slug))
 
 
-@require_GET
+@require_safe
 def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     return _show(request, _version(slug, number))
 
@@ -61,7 +61,7 @@ def _show(request: HttpRequest, version: PolicyVersion) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def history(request: HttpRequest, slug: str) -> HttpResponse:
     policy = get_object_or_404(Policy, slug=slug)
     versions = list(selectors.published(policy))
@@ -75,7 +75,7 @@ def _diff_context(old: PolicyVersion, new: PolicyVersion) -> dict:
     return {"old": old, "new": new, "blocks": blocks, "counts": text.counts(blocks)}
 
 
-@require_GET
+@require_safe
 def diff(request: HttpRequest, slug: str, old: int, new: int) -> HttpResponse:
     if old == new:
         raise Http404
@@ -103,7 +103,7 @@ def _acknowledged(notification: Notification) -> bool:
     return notification.version.acknowledgements.filter(subject_id=notification.subject_id).exists()
 
 
-@require_GET
+@require_safe
 def notice(request: HttpRequest, token: str) -> HttpResponse:
     """What changed, for the person the email was sent to."""
     notification = _notification(token, emails.NOTICE_SALT)
@@ -123,7 +123,7 @@ def notice(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "policies/notice.html", context)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows one button; POST records. Mail scanners follow links, and must
     not acknowledge anything on anyone's behalf."""
@@ -154,7 +154,7 @@ def _unsubscribe_subject(token: str):
 
 
 @csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form token
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """The one-click stop of every optional email. GET shows a button and
     changes nothing (mail scanners follow links); POST stops."""
@@ -209,7 +209,7 @@ def pending_for(request: HttpRequest) -> dict:
 
 
 @login_required
-@require_GET
+@require_safe
 def my_policies(request: HttpRequest) -> HttpResponse:
     """The control panel's Policies section: every version this person was sent
     or acknowledged, and whether they acknowledged it."""

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core import context as allauth_context
@@ -25,6 +25,20 @@ class Site:
 
 def _site() -> Site:
     return Site(name=settings.CONTROLLER_NAME, domain=urlsplit(settings.SITE_URL).netloc)
+
+
+def _on_site_url(value, request) -> object:
+    """allauth builds its links (verification, password reset, sign-up) from the
+    Host of the request that caused the email. Links in emails name the portal's
+    public address instead, SITE_URL, like every other email and receipt does:
+    a request that reached it as localhost, or through an internal name, must
+    not mail that name to a customer."""
+    if request is None or not isinstance(value, str):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or parts.netloc != request.get_host():
+        return value
+    return settings.SITE_URL + urlunsplit(("", "", parts.path, parts.query, parts.fragment))
 
 
 def _language_for(email: str, fallback: str) -> str:
@@ -72,11 +86,16 @@ class AccountAdapter(DefaultAccountAdapter):
             # allauth passes the request in its own context, not in this dict.
             request = context.get("request") or allauth_context.request
             ctx = {"email": email, "request": request, "current_site": _site(), **context}
+            ctx = {key: _on_site_url(value, request) for key, value in ctx.items()}
             message = self.render_mail(template_prefix, email, ctx)
         html = ""
         for content, mimetype in getattr(message, "alternatives", []):
             if mimetype == "text/html":
                 html = content
         outbound_email_queue(
-            to=email, subject=message.subject, body_text=message.body, body_html=html
+            to=email,
+            subject=message.subject,
+            body_text=message.body,
+            body_html=html,
+            kind=template_prefix,
         )

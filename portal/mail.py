@@ -19,6 +19,8 @@ from django.utils import timezone, translation
 
 from portal.models import OutboundEmail
 
+CLEARED_BODY = {"body_text": "", "body_html": "", "headers": {}}
+
 
 def plain_text(rendered: str) -> str:
     """A template's output as a plain str. render_to_string() marks everything
@@ -51,12 +53,24 @@ def render_email(template_prefix: str, context: dict, *, language: str) -> tuple
 
 
 def outbound_email_queue(
-    *, to: str, subject: str, body_text: str, body_html: str = "", headers: dict | None = None
+    *,
+    to: str,
+    subject: str,
+    body_text: str,
+    body_html: str = "",
+    headers: dict | None = None,
+    kind: str = "",
 ) -> OutboundEmail:
+    """kind names the email (its template prefix): it stays once the body is cleared."""
     from portal.tasks import deliver_outbound_email
 
     email = OutboundEmail.objects.create(
-        to=to, subject=subject, body_text=body_text, body_html=body_html, headers=headers or {}
+        to=to,
+        subject=subject,
+        kind=kind,
+        body_text=body_text,
+        body_html=body_html,
+        headers=headers or {},
     )
     # robust: a broker outage must not turn a committed change into an error
     # page. The row is safe in the database and the sweep sends it later.
@@ -110,8 +124,14 @@ def outbound_email_send(*, email_id: int) -> bool:
     except Exception as exc:
         outbound_email_fail(email_id=email.pk, error=f"{type(exc).__name__}: {exc}")
         raise
+    # The body leaves the database with the email: it holds working links
+    # (password reset, verification) that nobody may read back from here.
     OutboundEmail.objects.filter(pk=email.pk).update(
-        status=OutboundEmail.Status.SENT, sent_at=timezone.now(), lease_until=None, last_error=""
+        status=OutboundEmail.Status.SENT,
+        sent_at=timezone.now(),
+        lease_until=None,
+        last_error="",
+        **CLEARED_BODY,
     )
     return True
 
@@ -145,3 +165,27 @@ def outbound_email_due_ids(*, limit: int = 500) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def outbound_email_bodies_expire(*, now=None) -> int:
+    """Clear the bodies of emails that never left once their links have expired
+    (OUTBOUND_EMAIL_UNSENT_KEPT): failed rows, and pending rows, which are given
+    up as failed, since an email whose links no longer work is not worth
+    sending. A row a worker is sending right now is left to the next run.
+    Returns how many rows were cleared."""
+    now = now or timezone.now()
+    expired = OutboundEmail.objects.exclude(body_text="").filter(
+        created_at__lt=now - settings.OUTBOUND_EMAIL_UNSENT_KEPT
+    )
+    with transaction.atomic():
+        abandoned = expired.filter(
+            Q(status=OutboundEmail.Status.PENDING)
+            | Q(status=OutboundEmail.Status.SENDING, lease_until__lte=now)
+        ).update(
+            status=OutboundEmail.Status.FAILED,
+            lease_until=None,
+            last_error="Abandoned unsent: its links had expired.",
+            **CLEARED_BODY,
+        )
+        failed = expired.filter(status=OutboundEmail.Status.FAILED).update(**CLEARED_BODY)
+    return abandoned + failed

@@ -16,14 +16,17 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from portal.env import (
+    cache_from_redis_url,
     database_from_url,
     email_from_url,
     env_bool,
+    env_conn_max_age,
     env_int,
     env_list,
     env_str,
     env_url,
     redis_url,
+    secret_key,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,12 +34,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEMO_SECRET_KEY = "clareza-local-demo-secret-key-do-not-use-in-production"  # noqa: S105
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", DEMO_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == DEMO_SECRET_KEY or len(SECRET_KEY) < 50):
-    raise ImproperlyConfigured(
-        "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off: "
-        'python -c "import secrets; print(secrets.token_urlsafe(64))"'
-    )
+SECRET_KEY = secret_key("SECRET_KEY", DEMO_SECRET_KEY, debug=DEBUG)
 
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
@@ -136,22 +134,20 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": database_from_url("DATABASE_URL", "sqlite:///db.sqlite3", BASE_DIR)}
+DATABASES = {
+    "default": {
+        **database_from_url("DATABASE_URL", "sqlite:///db.sqlite3", BASE_DIR),
+        # 0 while developing, 60 with DEBUG off (portal/env.py says why); a
+        # kept connection is checked before reuse, so a restarted server costs
+        # no request an error.
+        "CONN_MAX_AGE": env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=DEBUG),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")
-if REDIS_URL:
-    # Rate limits and TOTP replay protection live in the cache, so several
-    # processes must share it (shared/NOTES.md, allauth).
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "clareza",
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {"default": cache_from_redis_url(REDIS_URL)}
 
 AUTH_USER_MODEL = "portal.User"
 AUTHENTICATION_BACKENDS = [
@@ -332,6 +328,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.sweep_outbound_email",
         "schedule": timedelta(minutes=1),
     },
+    "expire-outbound-email-bodies": {
+        "task": "portal.tasks.expire_outbound_email_bodies",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # Outbound email: how long a claimed row is leased to one worker, and how often it is tried.
@@ -339,6 +339,11 @@ OUTBOUND_EMAIL_LEASE = timedelta(minutes=5)
 OUTBOUND_EMAIL_MAX_ATTEMPTS = 8
 # How long a new row waits for its own task before the sweep treats it as lost.
 OUTBOUND_EMAIL_GRACE = timedelta(minutes=2)
+# How long an unsent email keeps its body: the longest any link in it works
+# (newsletter confirmation 7 days; verification and password reset 3). A sent
+# email's body is cleared at once; tests/portal/test_outbound_email.py checks this
+# covers every link lifetime.
+OUTBOUND_EMAIL_UNSENT_KEPT = timedelta(days=7)
 
 # Policy updates. A material change takes effect at least this many days after
 # it is published, so that people can decide before it applies.

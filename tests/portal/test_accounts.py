@@ -24,7 +24,7 @@ PRIVATE_PAGES = [
     "/accounts/sessions/",
     "/accounts/password/change/",
 ]
-LINK = re.compile(r"https?://testserver(/accounts/[^\s]+/)")
+LINK = re.compile(re.escape(settings.SITE_URL) + r"(/accounts/[^\s]+/)")
 
 
 def log_in(client: Client, email: str, password: str):
@@ -87,8 +87,7 @@ def test_signup_sends_a_verification_email_whose_link_confirms_the_address_and_a
         assert confirm_path in content
     row = OutboundEmail.objects.get(to="new@example.com")
     assert row.status == OutboundEmail.Status.SENT
-    assert confirm_path in row.body_text
-    assert row.body_html == "".join(content for content, _ in message.alternatives)
+    assert (row.body_text, row.body_html) == ("", "")  # the link left with the email
 
     page = client.get(confirm_path)
     assert page.status_code == 200
