@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import translation
 
-from portal.mail import outbound_email_queue
+from portal.mail import outbound_email_queue, render_email
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,8 @@ class AccountAdapter(DefaultAccountAdapter):
             # allauth passes the request in its own context, not in this dict.
             request = context.get("request") or allauth_context.request
             ctx = {"email": email, "request": request, "current_site": _site(), **context}
-            message = self.render_mail(template_prefix, email, ctx)
-        html = ""
-        for content, mimetype in getattr(message, "alternatives", []):
-            if mimetype == "text/html":
-                html = content
-        outbound_email_queue(
-            to=email, subject=message.subject, body_text=message.body, body_html=html
-        )
+            # The portal's one renderer, as for every other email: plain text
+            # not escaped, HTML escaped and in the recipient's language.
+            subject, text, html = render_email(template_prefix, ctx, language=language)
+            subject = self.format_email_subject(subject)
+        outbound_email_queue(to=email, subject=subject, body_text=text.strip(), body_html=html)
