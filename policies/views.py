@@ -181,7 +181,7 @@ def acknowledge(request: HttpRequest, version_id: int) -> HttpResponse:
     )
     messages.success(
         request,
-        _("Thank you: you acknowledged %(version)s.") % {"version": version},
+        _("Thank you: you acknowledged %(version)s.") % {"version": version.display_title},
     )
     next_url = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(next_url, allowed_hosts=None):

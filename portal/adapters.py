@@ -46,7 +46,14 @@ class AccountAdapter(DefaultAccountAdapter):
         return super().save_user(request, user, form, commit=commit)
 
     def post_login(self, request, user, **kwargs):
-        """Hand the account's language to the browser, so that it stays after logout."""
+        """Speak the account's language from the login on, and hand it to the
+        browser, so that it stays after logout."""
+        if user.language:
+            # allauth writes "Successfully signed in as…" now, in this request,
+            # which began before anyone was logged in (so in the browser's
+            # language); UserLanguageMiddleware only applies from the next one.
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()
         response = super().post_login(request, user, **kwargs)
         if user.language and hasattr(response, "set_cookie"):
             response.set_cookie(
