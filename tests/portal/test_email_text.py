@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 from django.test import Client
+from django.urls import reverse
 
 from consents import services as consent_services
 from consents.demo import seed_inventory
@@ -106,3 +107,24 @@ def test_a_policy_update_shows_its_title_and_summary_as_written(
     assert f"{ESCAPED} is changing its Terms &amp; Conditions." in html
     assert "D&#x27;Ávila &amp; Filhos deliver &lt;b&gt;faster&lt;/b&gt;." in html
     assert "<b>faster" not in html
+
+
+def test_the_admin_preview_escapes_the_plain_text_it_shows(db, client, staff):
+    """The text body is plain text, not markup: inside the admin's HTML it is escaped."""
+    seed_inventory()
+    policy = Policy.objects.create(slug="terms", title="Terms & Conditions")
+    for summary in ("First.", '</pre><form action="/admin/">D\'Ávila</form>'):
+        version = policy_services.policy_version_draft_save(
+            version=PolicyVersion(
+                policy=policy,
+                body="## Terms",
+                summary=summary,
+                effective_date=policy_services.earliest_effective_date(material=False),
+            )
+        )
+    policy_services.policy_version_publish(version=policy.versions.get(summary="First."))
+    client.force_login(staff)
+    url = reverse("admin:policies_version_publish", args=[version.pk])
+    html = client.get(url).content.decode()
+    assert "&lt;/pre&gt;&lt;form action=&quot;/admin/&quot;&gt;D&#x27;Ávila&lt;/form&gt;" in html
+    assert '<form action="/admin/">' not in html
