@@ -42,6 +42,20 @@ def policy_version_in_force() -> int | None:
     return _policy_version_provider() if _policy_version_provider else None
 
 
+_policies_document_provider = None
+
+
+def set_policies_document_provider(provider) -> None:
+    """The policies app describes, for /privacy.json, each policy's version in
+    force and those to come (a callable returning a list of dicts)."""
+    global _policies_document_provider
+    _policies_document_provider = provider
+
+
+def policies_document() -> list[dict]:
+    return _policies_document_provider() if _policies_document_provider else []
+
+
 class ConsentError(ValueError):
     """A decision that cannot be recorded; its message is for the person."""
 

@@ -103,6 +103,7 @@ def privacy_json(request: HttpRequest) -> JsonResponse:
             "scope": "sale, sharing and cross-context advertising",
         },
         "receiptKeys": settings.SITE_URL + reverse("consents:jwks"),
+        "policies": services.policies_document(),
     }
     return JsonResponse(body, json_dumps_params={"ensure_ascii": False, "indent": 2})
 

@@ -33,12 +33,17 @@ def _previous(version: PolicyVersion) -> PolicyVersion | None:
 
 @require_safe
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "policies/index.html", {"policies": selectors.current_versions()})
+    return render(request, "policies/index.html", {"states": selectors.policy_states()})
 
 
 @require_safe
 def current(request: HttpRequest, slug: str) -> HttpResponse:
-    return _show(request, _version(slug))
+    """The version in force; before a policy's first version takes effect, that one."""
+    policy = get_object_or_404(Policy, slug=slug)
+    version = selectors.in_force(policy) or next(iter(selectors.upcoming(policy)), None)
+    if version is None:
+        raise Http404
+    return _show(request, version)
 
 
 @require_safe
@@ -47,7 +52,8 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
 
 
 def _show(request: HttpRequest, version: PolicyVersion) -> HttpResponse:
-    latest = selectors.published(version.policy).first()
+    in_force = selectors.in_force(version.policy)
+    upcoming = selectors.upcoming(version.policy)
     return render(
         request,
         "policies/version.html",
@@ -55,8 +61,10 @@ def _show(request: HttpRequest, version: PolicyVersion) -> HttpResponse:
             "version": version,
             "body": text.render_markdown(version.localized("body")),
             "previous": _previous(version),
-            "is_latest": latest.pk == version.pk,
-            "latest": latest,
+            "in_force": in_force,
+            "is_in_force": in_force is not None and in_force.pk == version.pk,
+            "is_upcoming": any(v.pk == version.pk for v in upcoming),
+            "upcoming": [v for v in upcoming if v.pk != version.pk],
         },
     )
 
@@ -67,7 +75,17 @@ def history(request: HttpRequest, slug: str) -> HttpResponse:
     versions = list(selectors.published(policy))
     if not versions:
         raise Http404
-    return render(request, "policies/history.html", {"policy": policy, "versions": versions})
+    in_force = selectors.in_force(policy)
+    return render(
+        request,
+        "policies/history.html",
+        {
+            "policy": policy,
+            "versions": versions,
+            "in_force": in_force,
+            "upcoming": {v.pk for v in selectors.upcoming(policy)},
+        },
+    )
 
 
 def _diff_context(old: PolicyVersion, new: PolicyVersion) -> dict:
@@ -183,7 +201,7 @@ def acknowledge(request: HttpRequest, version_id: int) -> HttpResponse:
     )
     messages.success(
         request,
-        _("Thank you: you acknowledged %(version)s.") % {"version": version},
+        _("Thank you: you acknowledged %(version)s.") % {"version": version.display_title},
     )
     next_url = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(next_url, allowed_hosts=None):
@@ -236,5 +254,5 @@ def my_policies(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "me/policies.html",
-        {"section": "policies", "rows": rows, "current": selectors.current_versions()},
+        {"section": "policies", "rows": rows, "states": selectors.policy_states()},
     )

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import translation
 
-from portal.mail import outbound_email_queue
+from portal.mail import outbound_email_queue, render_email
 from portal.validators import validate_email_length
 
 
@@ -67,7 +67,14 @@ class AccountAdapter(DefaultAccountAdapter):
         return super().save_user(request, user, form, commit=commit)
 
     def post_login(self, request, user, **kwargs):
-        """Hand the account's language to the browser, so that it stays after logout."""
+        """Speak the account's language from the login on, and hand it to the
+        browser, so that it stays after logout."""
+        if user.language:
+            # allauth writes "Successfully signed in as…" now, in this request,
+            # which began before anyone was logged in (so in the browser's
+            # language); UserLanguageMiddleware only applies from the next one.
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()
         response = super().post_login(request, user, **kwargs)
         if user.language and hasattr(response, "set_cookie"):
             response.set_cookie(
@@ -87,15 +94,14 @@ class AccountAdapter(DefaultAccountAdapter):
             request = context.get("request") or allauth_context.request
             ctx = {"email": email, "request": request, "current_site": _site(), **context}
             ctx = {key: _on_site_url(value, request) for key, value in ctx.items()}
-            message = self.render_mail(template_prefix, email, ctx)
-        html = ""
-        for content, mimetype in getattr(message, "alternatives", []):
-            if mimetype == "text/html":
-                html = content
+            # The portal's one renderer, as for every other email: plain text
+            # not escaped, HTML escaped and in the recipient's language.
+            subject, text, html = render_email(template_prefix, ctx, language=language)
+            subject = self.format_email_subject(subject)
         outbound_email_queue(
             to=email,
-            subject=message.subject,
-            body_text=message.body,
+            subject=subject,
+            body_text=text.strip(),
             body_html=html,
             kind=template_prefix,
         )

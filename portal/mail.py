@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.db.models import Q
-from django.template import TemplateDoesNotExist
-from django.template.loader import render_to_string
+from django.template import Context, TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone, translation
 
 from portal.models import OutboundEmail
@@ -30,21 +30,34 @@ def plain_text(rendered: str) -> str:
     return str.__str__(rendered)
 
 
+def _render_plain_text(template_name: str, context: dict) -> str:
+    """A .txt template with autoescape off: plain text is never HTML-escaped
+    ("Terms & Conditions", not "Terms &amp; Conditions"). The result is a plain
+    `str`, never a SafeString (as `str()` of one would be), so that an HTML page
+    that shows it, such as the admin's preview, escapes it."""
+    template = get_template(template_name).template  # the Django engine's own Template
+    return plain_text(template.render(Context(context, autoescape=False)))
+
+
 def render_email(template_prefix: str, context: dict, *, language: str) -> tuple[str, str, str]:
     """Render templates/<prefix>_subject.txt, _message.txt and (if present) _message.html.
-    The subject and the text are plain str (see plain_text); the HTML stays safe."""
-    context = {
-        "CONTROLLER_NAME": settings.CONTROLLER_NAME,
-        "CONTROLLER_EMAIL": settings.CONTROLLER_EMAIL,
-        "DPO_NAME": settings.DPO_NAME,
-        "DPO_EMAIL": settings.DPO_EMAIL,
-        "SITE_URL": settings.SITE_URL,
-        **context,
-    }
+
+    The subject and the plain-text body are plain text (not escaped); the HTML
+    body is escaped as any HTML page, and carries the recipient's language."""
     with translation.override(language):
-        subject = render_to_string(f"{template_prefix}_subject.txt", context)
-        subject = plain_text(" ".join(subject.split()))
-        text = plain_text(render_to_string(f"{template_prefix}_message.txt", context))
+        context = {
+            "CONTROLLER_NAME": settings.CONTROLLER_NAME,
+            "CONTROLLER_EMAIL": settings.CONTROLLER_EMAIL,
+            "DPO_NAME": settings.DPO_NAME,
+            "DPO_EMAIL": settings.DPO_EMAIL,
+            "SITE_URL": settings.SITE_URL,
+            # There is no request (and so no i18n context processor) here.
+            "LANGUAGE_CODE": translation.get_language(),
+            **context,
+        }
+        subject = _render_plain_text(f"{template_prefix}_subject.txt", context)
+        subject = " ".join(subject.split())
+        text = _render_plain_text(f"{template_prefix}_message.txt", context)
         try:
             html = render_to_string(f"{template_prefix}_message.html", context)
         except TemplateDoesNotExist:
