@@ -31,9 +31,9 @@ def plain_text(rendered: str) -> str:
 
 
 def _render_plain_text(template_name: str, context: dict) -> str:
-    """A .txt template with autoescape off: plain text is never HTML-escaped
+    """A .txt template rendered without autoescaping: plain text is never HTML-escaped
     ("Terms & Conditions", not "Terms &amp; Conditions"). The result is a plain
-    `str`, never a SafeString (as `str()` of one would be), so that an HTML page
+    `str`, never a string marked safe (as `str()` of one would be), so that an HTML page
     that shows it, such as the admin's preview, escapes it."""
     template = get_template(template_name).template  # the Django engine's own Template
     return plain_text(template.render(Context(context, autoescape=False)))

@@ -19,6 +19,11 @@ BAD_TOKEN = "not-a-signed-token"
 KWARGS = {
     "consents:newsletter_confirm": {"token": BAD_TOKEN},
     "consents:receipt": {"receipt_id": "RECEIPT"},
+    "consents:newsletter_receipts": {"token": BAD_TOKEN},
+    "consents:newsletter_receipt": {
+        "token": BAD_TOKEN,
+        "receipt_id": "00000000-0000-4000-8000-000000000000",
+    },
     "me_consent_switch": {"key": "newsletter"},
     "me_data_edit": {"key": "first_name"},
     "me_data_save": {"key": "first_name"},
