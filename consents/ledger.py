@@ -2,9 +2,11 @@
 
 Each event's hash covers its own fields, the hash of the notice text it points
 at, and the previous event's hash. Appends are serialised by a row lock on the
-single LedgerHead row, which also carries an HMAC of the last (seq, hash): an
-attacker who can write to the database but does not hold SECRET_KEY cannot cut
-events off the end or recompute the chain without verify_ledger noticing.
+single LedgerHead row, which also carries a signature of the last (seq, hash)
+by the portal's signing key (consents.keys): an attacker who can write to the
+database but does not hold the key cannot cut events off the end or recompute
+the chain without verify_ledger noticing, and no append extends a head that
+does not verify.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from consents import keys
 from consents.models import ConsentEvent, ConsentState, LedgerHead, PurposeNotice
 
 GENESIS = "0" * 64
@@ -76,9 +78,18 @@ class LedgerIntegrityError(Exception):
     have been tampered with, so that an honest decision never re-signs a forgery."""
 
 
+def _head_message(seq: int, hash_: str) -> bytes:
+    return f"clareza-ledger-head:{seq}:{hash_}".encode()
+
+
 def head_signature(seq: int, hash_: str) -> str:
-    key = hashlib.sha256(b"clareza-ledger-head:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, f"{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
+    """The chain head signed with the portal's signing key (consents.keys), not
+    with SECRET_KEY: rotating either keeps every earlier head verifiable."""
+    return keys.sign(_head_message(seq, hash_))
+
+
+def head_signature_valid(head: LedgerHead) -> bool:
+    return keys.verify(_head_message(head.seq, head.hash), head.signature)
 
 
 def lock_head() -> LedgerHead:
@@ -105,7 +116,7 @@ def lock_head() -> LedgerHead:
 def check_head(head: LedgerHead) -> None:
     """One indexed read: the head's signature holds and the highest event is
     the one it names. Raises LedgerIntegrityError saying what is wrong."""
-    if not hmac.compare_digest(head.signature, head_signature(head.seq, head.hash)):
+    if not head_signature_valid(head):
         raise LedgerIntegrityError("the chain head's signature is wrong: the head was rewritten")
     last = ConsentEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     if (last or (0, GENESIS)) != (head.seq, head.hash):
@@ -291,7 +302,7 @@ def _verify_chain(notice_hashes: dict[int, str], chunk_size: int) -> Verdict:
         expected_prev = stored
     head = LedgerHead.objects.filter(pk=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head and not hmac.compare_digest(head.signature, head_signature(head.seq, head.hash)):
+    if head and not head_signature_valid(head):
         return Verdict(False, count, "the chain head's signature is wrong: the head was rewritten")
     if head is None and count:
         return Verdict(False, count, "the chain head is missing: it was deleted")

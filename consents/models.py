@@ -306,13 +306,14 @@ class ConsentState(models.Model):
 
 class LedgerHead(models.Model):
     """The single row that serialises appends and anchors the chain: the last
-    seq and hash, signed with an HMAC of the portal's secret, so that cutting
-    events off the end or rewriting the chain without the key is detected."""
+    seq and hash, signed with the portal's signing key ("kid.signature"), so
+    that cutting events off the end or rewriting the chain without the key is
+    detected."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
-    signature = models.CharField(max_length=64, blank=True)
+    signature = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -51,8 +51,12 @@ for _name, _value in (("CONTROLLER_EMAIL", CONTROLLER_EMAIL), ("DPO_EMAIL", DPO_
     if "@" not in _value:
         raise ImproperlyConfigured(f"{_name}={_value!r} is not an email address.")
 
-# Consent receipts are signed with this EC P-256 key (PEM). Unset: a key derived
-# from SECRET_KEY. Its public half is published at /.well-known/jwks.json.
+# Receipts and the ledger's chain head are signed with EC P-256 keys of their
+# own, kept as PEM files in SIGNING_KEY_DIR (made on first use, rotated with
+# `manage.py rotate_signing_key`); every one is published at
+# /.well-known/jwks.json. RECEIPT_SIGNING_KEY (a PEM), when set, is the one
+# that signs, the files' keys being earlier ones.
+SIGNING_KEY_DIR = Path(env_str("SIGNING_KEY_DIR", str(BASE_DIR / "var" / "signing-keys")))
 RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY", "").replace("\\n", "\n")
 # The date /.well-known/gpc.json states the GPC support was last reviewed.
 GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
