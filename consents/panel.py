@@ -139,7 +139,9 @@ def consent_withdraw_all(request: HttpRequest) -> HttpResponse:
 def _data_groups(request: HttpRequest, editing: str | None, forms_by_key: dict | None = None):
     values = personal_data.read(user=request.user)
     needed = personal_data.needed_categories(subject_id=request.user.subject_id)
-    categories = {c.key: c for c in selectors.categories_with_purposes()}
+    categories = {
+        c.key: c for c in selectors.categories_in_use_for(subject_id=request.user.subject_id)
+    }
     groups = []
     for category_key in dict.fromkeys(f.category for f in personal_data.FIELDS):
         category = categories.get(category_key)

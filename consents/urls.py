@@ -15,4 +15,5 @@ urlpatterns = [
     path("newsletter/sent/", views.newsletter_sent, name="newsletter_sent"),
     path("newsletter/confirm/<str:token>/", views.newsletter_confirm, name="newsletter_confirm"),
     path("me/receipts/<uuid:receipt_id>.jws", views.receipt, name="receipt"),
+    path("me/receipts/<uuid:receipt_id>/", views.receipt_page, name="receipt_page"),
 ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
 
 from consents import emails, receipts, selectors, services
 from consents.forms import NewsletterForm
@@ -179,9 +181,8 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
 # Receipts -------------------------------------------------------------------------
 
 
-@login_required
-@require_GET
-def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
+def _get_event_for_user(request: HttpRequest, receipt_id) -> ConsentEvent:
+    """The person's own ledger event, or 404: another person's receipt does not exist."""
     event = (
         ConsentEvent.objects.filter(uuid=receipt_id, subject_id=request.user.subject_id)
         .select_related("purpose", "notice")
@@ -189,7 +190,40 @@ def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
     )
     if event is None:
         raise Http404
+    return event
+
+
+@login_required
+@require_GET
+def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
+    event = _get_event_for_user(request, receipt_id)
     token = receipts.receipt_jws(event, language=translation.get_language() or "en")
     response = HttpResponse(token, content_type="application/jose")
     response["Content-Disposition"] = f'attachment; filename="consent-receipt-{event.uuid}.jws"'
     return response
+
+
+@login_required
+@require_safe
+def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
+    """The receipt in plain language, beside its signed download. What is shown
+    is read back from the signed token itself, so the page and the file agree."""
+    event = _get_event_for_user(request, receipt_id)
+    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    claims = receipts.receipt_verify(token, receipts.public_jwks())
+    (controller,) = claims["piiControllers"]
+    (purpose,) = claims["services"][0]["purposes"]
+    return render(
+        request,
+        "me/receipt.html",
+        {
+            "section": "history",
+            "event": event,
+            "claims": claims,
+            "controller": controller,
+            "purpose": purpose,
+            "retention_days": event.notice.content.get("retention_days"),
+            "signed_at": datetime.fromtimestamp(claims["consentTimestamp"], tz=UTC),
+            "key_id": receipts.signing_key().kid,
+        },
+    )

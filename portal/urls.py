@@ -5,11 +5,12 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
 from policies import views as policies_views
-from portal import views
+from portal import ratelimits, views
 
 admin.site.site_header = _("Clareza administration")
 admin.site.site_title = _("Clareza")
 admin.site.index_title = _("Privacy operations")
+handler429 = ratelimits.handler429
 
 urlpatterns = [
     path("", views.home, name="home"),

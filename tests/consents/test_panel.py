@@ -636,6 +636,8 @@ def test_a_field_no_purpose_allows_is_not_offered_for_editing(client, customer, 
 
 
 def test_my_data_is_grouped_by_category_with_the_purposes_that_use_it(client, customer, purposes):
+    decide(customer, purposes["newsletter"])
+    decide(customer, purposes["recommendations"])
     client.force_login(customer)
     page = parse(client.get("/me/data/"))
     sections = page.find_all("section", cls="data-group")
@@ -651,18 +653,35 @@ def test_my_data_is_grouped_by_category_with_the_purposes_that_use_it(client, cu
         return next(s for s in sections if s.attrs["aria-labelledby"] == f"category-{key}")
 
     assert group("name").find("h2").text == "Name"
-    assert group("name").find("p", cls="helptext").text == (
+    assert group("name").find("p", cls="used-for").text == (
         "Used for: Your account and orders, Newsletter"
     )
     assert [f.attrs["id"] for f in group("name").find_all(cls="data-field")] == [
         "field-first_name",
         "field-last_name",
     ]
-    assert group("interests").find("p", cls="helptext").text == (
+    assert group("interests").find("p", cls="used-for").text == (
         "Used for: Personalised recommendations"
     )
     assert "sensitive data" in group("dietary-health").find("h2").text
     assert "sensitive data" not in group("name").find("h2").text
+
+
+def test_used_for_leaves_out_the_purposes_the_customer_turned_off(client, customer, purposes):
+    decide(customer, purposes["newsletter"], Decision.REFUSED)
+    decide(customer, purposes["recommendations"])
+    decide(customer, purposes["recommendations"], Decision.WITHDRAWN)
+    client.force_login(customer)
+    page = parse(client.get("/me/data/"))
+
+    def used_for(key: str) -> str:
+        section = page.find("section", {"aria-labelledby": f"category-{key}"})
+        return section.find(cls="used-for").text
+
+    # The contract purpose stays: it does not rest on consent.
+    assert used_for("name") == "Used for: Your account and orders"
+    assert used_for("interests") == "Used for: nothing at the moment"
+    assert "A purpose you turned off is not listed." in page.text
 
 
 # 7. History -----------------------------------------------------------------------------
