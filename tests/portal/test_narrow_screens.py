@@ -35,3 +35,21 @@ def test_the_sessions_table_scrolls_inside_a_focusable_region(client, customer):
 def test_the_language_form_wraps_instead_of_widening_the_footer():
     assert "flex-wrap: wrap" in rule(".language-form")
     assert "min-width: 0" in rule(".language-form select")
+
+
+def test_a_receipts_hash_and_number_break_to_fit_a_phone(client, customer):
+    from consents.demo import seed_inventory
+    from consents.models import Decision, Method
+    from consents.services import consent_record
+
+    newsletter = next(p for p in seed_inventory() if p.key == "newsletter")
+    event = consent_record(
+        subject_id=customer.subject_id,
+        purpose=newsletter,
+        decision=Decision.GRANTED,
+        method=Method.PANEL,
+    )
+    client.force_login(customer)
+    claims = parse(client.get(f"/me/receipts/{event.uuid}/")).find("dl", cls="receipt-claims")
+    assert event.hash in [code.text for code in claims.find_all("code")]
+    assert "overflow-wrap: anywhere" in rule(".receipt-claims code")
