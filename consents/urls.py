@@ -25,4 +25,5 @@ urlpatterns = [
         views.newsletter_receipt,
         name="newsletter_receipt",
     ),
+    path("me/receipts/<uuid:receipt_id>/", views.receipt_page, name="receipt_page"),
 ]

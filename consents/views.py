@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -257,6 +259,18 @@ def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResp
 # Receipts -------------------------------------------------------------------------
 
 
+def _get_event_for_subject(subject_id, receipt_id) -> ConsentEvent:
+    """The person's own ledger event, or 404: another person's receipt does not exist."""
+    event = (
+        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=subject_id)
+        .select_related("purpose", "notice")
+        .first()
+    )
+    if event is None:
+        raise Http404
+    return event
+
+
 @login_required
 @require_safe
 def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
@@ -265,14 +279,34 @@ def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
 
 def _receipt_download(subject_id, receipt_id) -> HttpResponse:
     """The signed receipt of one of this subject's decisions, or 404."""
-    event = (
-        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=subject_id)
-        .select_related("purpose", "notice")
-        .first()
-    )
-    if event is None:
-        raise Http404
+    event = _get_event_for_subject(subject_id, receipt_id)
     token = receipts.receipt_jws(event, language=translation.get_language() or "en")
     response = HttpResponse(token, content_type="application/jose")
     response["Content-Disposition"] = f'attachment; filename="consent-receipt-{event.uuid}.jws"'
     return response
+
+
+@login_required
+@require_safe
+def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
+    """The receipt in plain language, beside its signed download. What is shown
+    is read back from the signed token itself, so the page and the file agree."""
+    event = _get_event_for_subject(request.user.subject_id, receipt_id)
+    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    claims = receipts.receipt_verify(token, receipts.public_jwks())
+    (controller,) = claims["piiControllers"]
+    (purpose,) = claims["services"][0]["purposes"]
+    return render(
+        request,
+        "me/receipt.html",
+        {
+            "section": "history",
+            "event": event,
+            "claims": claims,
+            "controller": controller,
+            "purpose": purpose,
+            "retention_days": event.notice.content.get("retention_days"),
+            "signed_at": datetime.fromtimestamp(claims["consentTimestamp"], tz=UTC),
+            "key_id": receipts.signing_key().kid,
+        },
+    )

@@ -9,8 +9,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils import translation
+from django.utils.functional import lazy
+from django.utils.translation import gettext
 
 from portal.mail import outbound_email_queue, render_email
+from portal.ratelimits import longest_period, wait_text
 from portal.validators import validate_email_length
 
 
@@ -52,9 +55,24 @@ def _language_for(email: str, fallback: str) -> str:
     return language or fallback
 
 
+def _too_many_login_attempts() -> str:
+    seconds = longest_period(["login_failed"])
+    if not seconds:
+        return gettext("Too many failed login attempts. Try again later.")
+    return gettext("Too many failed login attempts. Try again in %(wait)s.") % {
+        "wait": wait_text(seconds)
+    }
+
+
 class AccountAdapter(DefaultAccountAdapter):
     """allauth, with every email rendered in the recipient's stored language and
     delivered through the outbox instead of inside the request."""
+
+    # Say how long to wait, from the login_failed limit, in the reader's language.
+    error_messages = {
+        **DefaultAccountAdapter.error_messages,
+        "too_many_login_attempts": lazy(_too_many_login_attempts, str)(),
+    }
 
     def clean_email(self, email: str) -> str:
         """Sign-up, adding an address and password reset all pass here: an

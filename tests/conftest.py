@@ -86,3 +86,12 @@ def _fresh_cache():
     else:
         cache.clear()
     yield
+
+
+def switch_form(purpose_key: str, decision: str, **extra: str) -> dict[str, str]:
+    """What the panel's switch for a purpose posts: the decision, and the hash of
+    the purpose's current description (the text the person read)."""
+    from consents.models import PurposeNotice
+
+    notice = PurposeNotice.objects.filter(purpose__key=purpose_key).order_by("-version").first()
+    return {"decision": decision, "notice": notice.content_hash if notice else "", **extra}

@@ -68,11 +68,12 @@ def test_the_admin_version_page_configures_htmx_for_the_csp(admin_client, privac
     assert HTMX in page
     config = re.search(r"<meta name=\"htmx-config\" content='([^']*)'>", page)
     assert config, "htmx would add its indicator <style>, which the CSP refuses"
-    assert json.loads(config.group(1)) == {
-        "allowEval": False,
-        "includeIndicatorStyles": False,
-        "historyCacheSize": 0,
-    }
+    settings = json.loads(config.group(1))
+    assert (
+        settings["allowEval"],
+        settings["includeIndicatorStyles"],
+        settings["historyCacheSize"],
+    ) == (False, False, 0)
     # The config must come before htmx reads it.
     assert page.index('name="htmx-config"') < page.index(HTMX)
     csp = response.headers["Content-Security-Policy"]

@@ -12,7 +12,7 @@ from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpos
 from consents.services import consent_record
 from policies.models import Acknowledgement, PolicyVersion
 from policies.tasks import expire_changed_grants
-from tests.conftest import make_user
+from tests.conftest import make_user, switch_form
 from tests.policies.conftest import draft, grant, publish, seeded_draft, v1
 
 BANNER = "We changed how we use your data"
@@ -92,7 +92,8 @@ def test_a_grant_the_change_affects_is_named_and_can_be_kept_under_the_new_terms
     assert "<strong>Personalised recommendations</strong>" in html
     assert html.count(KEEP) == 1
     response = client.post(
-        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+        "/me/consents/recommendations/",
+        switch_form("recommendations", "granted", reconfirm="1"),
     )
     assert response.status_code == 302
     kept = state(customer, "recommendations")

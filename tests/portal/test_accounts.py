@@ -167,7 +167,7 @@ def test_it_refuses_even_the_right_password_after_five_failed_logins_for_that_em
     response = log_in(client, customer.email, password)
 
     assert response.status_code == 200
-    assert b"Too many failed login attempts. Try again later." in response.content
+    assert b"Too many failed login attempts. Try again in 5 minutes." in response.content
     assert not is_authenticated(client)
     # The limit is per email: another account still gets in from the same browser.
     assert log_in(client, other_customer.email, password).status_code == 302
