@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo's admin opens without a second factor; `make run STAFF_REQUIRE_MFA=1` to try the real thing.
+run: export STAFF_REQUIRE_MFA ?= 0
+run: export SITE_URL ?= http://$(HOST):$(PORT)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo

@@ -13,12 +13,12 @@ from django.utils.translation import ngettext
 
 from consents import changes, selectors, services
 from consents.models import (
-    LEGAL_BASIS_CODES,
     DataCategory,
     LegalBasis,
     Purpose,
     PurposeNotice,
     ReconsentRequest,
+    legal_basis_codes,
 )
 
 
@@ -355,8 +355,10 @@ class PurposeAdmin(admin.ModelAdmin):
             ]
         )
         for purpose in selectors.active_purposes():
-            codes = LEGAL_BASIS_CODES[LegalBasis(purpose.legal_basis)]
             categories = list(purpose.data_categories.all())
+            codes = legal_basis_codes(
+                purpose.legal_basis, sensitive=any(c.sensitive for c in categories)
+            )
             writer.writerow(
                 [
                     settings.CONTROLLER_NAME,
@@ -365,7 +367,7 @@ class PurposeAdmin(admin.ModelAdmin):
                     purpose.name,
                     purpose.key,
                     purpose.description,
-                    purpose.get_legal_basis_display(),
+                    str(codes["label"]),
                     codes["gdpr"],
                     codes["lgpd"],
                     "customers; newsletter subscribers",
