@@ -27,7 +27,7 @@ from consents.models import (
 from consents.selectors import reconsent_pending
 from policies.tasks import expire_changed_grants
 from portal.models import OutboundEmail
-from tests.conftest import make_user
+from tests.conftest import make_user, switch_form
 
 DECIDE_LINK = r"https?://[^/\s\"<>]+(/reconsent/[^/\s\"<>]+/)"
 
@@ -195,7 +195,7 @@ def test_confirming_keeps_the_grant_under_the_new_notice_and_it_does_not_lapse(
     updated = widen(recommendations, staff, django_capture_on_commit_callbacks)
     client.force_login(grantees["en"])
     response = client.post(
-        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+        "/me/consents/recommendations/", switch_form("recommendations", "granted", reconfirm="1")
     )
     assert response.status_code == 302
     kept = state(grantees["en"], recommendations)
@@ -459,7 +459,7 @@ def test_confirming_with_htmx_answers_the_row_without_the_question(
     client.force_login(grantees["en"])
     response = client.post(
         "/me/consents/recommendations/",
-        {"decision": "granted", "reconfirm": "1"},
+        switch_form("recommendations", "granted", reconfirm="1"),
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200

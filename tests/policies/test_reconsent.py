@@ -13,6 +13,7 @@ from django.utils import formats, timezone
 from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpose
 from consents.selectors import reconsent_pending
 from consents.services import consent_record
+from policies import selectors as policy_selectors
 from policies.models import Acknowledgement, PolicyVersion
 from policies.tasks import expire_changed_grants
 from tests.conftest import make_user, switch_form
@@ -275,12 +276,16 @@ def test_confirming_after_acknowledging_records_a_grant_under_the_new_terms(clie
     client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
     before = state(customer, "recommendations").event
     response = client.post(
-        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+        "/me/consents/recommendations/", switch_form("recommendations", "granted", reconfirm="1")
     )
     assert response.status_code == 302
     kept = state(customer, "recommendations")
     assert kept.event.pk != before.pk
-    assert (kept.decision, kept.event.policy_version_id) == (Decision.GRANTED, v2.pk)
+    # Confirmed before v2 takes effect: the ledger names v1, the version then in
+    # force; what keeps the grant past v2's date is the time it was given.
+    in_force = policy_selectors.in_force(v2.policy)
+    assert in_force.pk != v2.pk
+    assert (kept.decision, kept.event.policy_version_id) == (Decision.GRANTED, in_force.pk)
     current = Purpose.objects.get(key="recommendations").notices.order_by("-version").first()
     assert kept.event.notice == current
     assert _pending(customer) == []

@@ -37,9 +37,6 @@ KNOWN = {
     ("policies/text.py", "SafeString"): (
         "tests/policies/test_diff.py::test_hostile_markdown_stays_inert_on_the_differences_page"
     ),
-    ("templates/emails/policy_update_message.txt", "autoescape off"): (
-        "tests/portal/test_escaping.py::test_text_rendered_for_email_is_escaped_when_shown_in_a_page"
-    ),
 }
 
 
