@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# runserver and a Celery worker with the periodic tasks (on a broker kept in
+# files under var/ when REDIS_URL is unset); Ctrl-C stops both.
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo
-	@echo "Clareza is at http://$(HOST):$(PORT)/ (email is printed here, in this terminal)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@echo "Clareza is at http://$(HOST):$(PORT)/ (email is sent by the worker and printed here, in lines marked 'worker |')"
+	$(BIN)/python manage.py rundemo $(HOST):$(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -49,4 +51,4 @@ messages: $(STAMP)
 	$(BIN)/python manage.py compilemessages --locale=pt_BR --ignore='.venv/*'
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache
+	rm -rf $(VENV) var staticfiles .pytest_cache
