@@ -55,13 +55,17 @@ class Command(BaseCommand):
         self._stop_requested = threading.Event()
         previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
         children: dict[str, subprocess.Popen] = {}
+        relays: list[threading.Thread] = []
         try:
             children["worker"] = self._spawn(self._worker_command(concurrency), env)
             children["web"] = self._spawn(self._web_command(addrport, noreload), env)
             for name, child in children.items():
-                threading.Thread(
-                    target=self._relay, args=(f"{name:<6} | ", child.stdout), daemon=True
-                ).start()
+                relays.append(
+                    threading.Thread(
+                        target=self._relay, args=(f"{name:<6} | ", child.stdout), daemon=True
+                    )
+                )
+                relays[-1].start()
             self.stdout.write(
                 f"rundemo: worker pid {children['worker'].pid}, web pid {children['web'].pid}; "
                 "Ctrl-C stops both."
@@ -75,6 +79,8 @@ class Command(BaseCommand):
                 self._stop_requested.wait(0.2)
         finally:
             self._stop(children)
+            for relay in relays:  # the children's last words (the worker's shutdown)
+                relay.join(timeout=2)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         failed = {name: child.returncode for name, child in children.items() if child.returncode}
