@@ -37,6 +37,9 @@ $(STAMP): pyproject.toml $(VENV_PYTHON)
 
 # runserver and a Celery worker with the periodic tasks (on a broker kept in
 # files under var/ when REDIS_URL is unset); Ctrl-C stops both.
+# The demo's admin opens without a second factor; `make run STAFF_REQUIRE_MFA=1` to try the real thing.
+run: export STAFF_REQUIRE_MFA ?= 0
+run: export SITE_URL ?= http://$(HOST):$(PORT)
 run: python $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from consents import selectors, services
-from consents.models import LEGAL_BASIS_CODES, DataCategory, LegalBasis, Purpose, PurposeNotice
+from consents.models import DataCategory, Purpose, PurposeNotice, legal_basis_codes
 
 
 @admin.register(DataCategory)
@@ -161,8 +161,10 @@ class PurposeAdmin(admin.ModelAdmin):
             ]
         )
         for purpose in selectors.active_purposes():
-            codes = LEGAL_BASIS_CODES[LegalBasis(purpose.legal_basis)]
             categories = list(purpose.data_categories.all())
+            codes = legal_basis_codes(
+                purpose.legal_basis, sensitive=any(c.sensitive for c in categories)
+            )
             writer.writerow(
                 [
                     settings.CONTROLLER_NAME,
@@ -171,7 +173,7 @@ class PurposeAdmin(admin.ModelAdmin):
                     purpose.name,
                     purpose.key,
                     purpose.description,
-                    purpose.get_legal_basis_display(),
+                    str(codes["label"]),
                     codes["gdpr"],
                     codes["lgpd"],
                     "customers; newsletter subscribers",

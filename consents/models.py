@@ -10,10 +10,13 @@ hash chain anchored in LedgerHead lets verify_ledger prove it.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+
+from consents.dpv import DPVTermValidator
 
 
 def localized(obj: object, field: str) -> str:
@@ -69,6 +72,25 @@ LEGAL_BASIS_CODES = {
 }
 
 
+# Special-category (sensitive) data rests on explicit consent: GDPR Art. 9(2)(a)
+# beside Art. 6(1)(a), and LGPD Art. 11, I in place of Art. 7, I.
+EXPLICIT_CONSENT_CODES = {
+    "label": _("Explicit consent"),
+    "gdpr": "GDPR Art. 6(1)(a) and Art. 9(2)(a)",
+    "lgpd": "LGPD Art. 11, I",
+    "dpv": "dpv:ExplicitlyExpressedConsent",
+}
+
+
+def legal_basis_codes(basis: str, *, sensitive: bool) -> dict:
+    """The label, the articles of each law and the DPV term that a purpose's
+    processing rests on; `sensitive` when it uses special-category data."""
+    basis = LegalBasis(basis)
+    if sensitive and basis == LegalBasis.CONSENT:
+        return EXPLICIT_CONSENT_CODES
+    return {"label": basis.label, **LEGAL_BASIS_CODES[basis]}
+
+
 class DataCategory(models.Model):
     key = models.SlugField(_("key"), max_length=50, unique=True)
     name = models.CharField(_("name (English)"), max_length=120)
@@ -81,7 +103,11 @@ class DataCategory(models.Model):
         help_text=_("Special category data: GDPR Art. 9, LGPD Art. 11 (health, religion, ...)."),
     )
     dpv_code = models.CharField(
-        _("DPV code"), max_length=80, blank=True, help_text=_("For example pd:EmailAddress.")
+        _("DPV code"),
+        max_length=80,
+        blank=True,
+        validators=[DPVTermValidator("pd")],
+        help_text=_("A W3C DPV personal data term, for example pd:EmailAddress."),
     )
 
     class Meta:
@@ -137,7 +163,13 @@ class Purpose(models.Model):
         help_text=_("Global Privacy Control opts people out of these purposes."),
     )
     offered_in_newsletter = models.BooleanField(_("offered in the newsletter form"), default=False)
-    dpv_code = models.CharField(_("DPV purpose"), max_length=80, blank=True)
+    dpv_code = models.CharField(
+        _("DPV purpose"),
+        max_length=80,
+        blank=True,
+        validators=[DPVTermValidator("dpv")],
+        help_text=_("A W3C DPV purpose term, for example dpv:Personalisation."),
+    )
     order = models.PositiveSmallIntegerField(_("order"), default=100)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -164,10 +196,6 @@ class Purpose(models.Model):
     display_benefit = Localized("benefit")
     display_recipients = Localized("recipients")
     display_transfers_abroad = Localized("transfers_abroad")
-
-    @property
-    def legal_basis_codes(self) -> dict[str, str]:
-        return LEGAL_BASIS_CODES[LegalBasis(self.legal_basis)]
 
 
 class PurposeNotice(models.Model):
@@ -278,13 +306,14 @@ class ConsentState(models.Model):
 
 class LedgerHead(models.Model):
     """The single row that serialises appends and anchors the chain: the last
-    seq and hash, signed with an HMAC of the portal's secret, so that cutting
-    events off the end or rewriting the chain without the key is detected."""
+    seq and hash, signed with the portal's signing key ("kid.signature"), so
+    that cutting events off the end or rewriting the chain without the key is
+    detected."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
-    signature = models.CharField(max_length=64, blank=True)
+    signature = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -302,6 +331,8 @@ class NewsletterSignup(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Waiting for confirmation")
         CONFIRMED = "confirmed", _("Confirmed")
+
+    CONFIRMATION_DAYS = 7  # how long a confirmation link works
 
     email = models.EmailField(unique=True)
     subject_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -325,6 +356,14 @@ class NewsletterSignup(models.Model):
 
     def __str__(self) -> str:
         return f"newsletter {self.subject_id} ({self.status})"
+
+    @property
+    def confirmation_pending(self) -> bool:
+        """Whether the latest confirmation link sent to this address still works:
+        choices wait for it (a first request, or a confirmed subscriber's new
+        one) and it is younger than CONFIRMATION_DAYS."""
+        cutoff = timezone.now() - timedelta(days=self.CONFIRMATION_DAYS)
+        return bool(self.pending_choices) and self.created_at > cutoff
 
 
 # The value exchange: a demo catalogue, and the zero-party data that chooses from it.

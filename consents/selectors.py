@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from consents.models import ConsentState, DataCategory, Decision, Purpose, PurposeNotice
+from consents.models import (
+    ConsentState,
+    DataCategory,
+    Decision,
+    LegalBasis,
+    Purpose,
+    PurposeNotice,
+)
 from consents.services import current_notices
 
 
@@ -35,11 +42,18 @@ def form_purposes(*, scope: str) -> tuple[list[tuple[Purpose, PurposeNotice]], l
     return offered, explained
 
 
-def categories_with_purposes() -> QuerySet[DataCategory]:
-    """Data categories, each with `active_purposes` (the purposes using it)."""
-    active = Purpose.objects.filter(retired_at__isnull=True).order_by("order", "key")
+def categories_in_use_for(*, subject_id: uuid.UUID) -> QuerySet[DataCategory]:
+    """Data categories, each with `purposes_in_use`: the active purposes that use
+    it for this person now, those on another legal basis and those they granted
+    (not one they refused or withdrew)."""
+    granted = ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED)
+    in_use = (
+        Purpose.objects.filter(retired_at__isnull=True)
+        .filter(~Q(legal_basis=LegalBasis.CONSENT) | Q(pk__in=granted.values("purpose_id")))
+        .order_by("order", "key")
+    )
     return DataCategory.objects.prefetch_related(
-        Prefetch("purposes", queryset=active, to_attr="active_purposes")
+        Prefetch("purposes", queryset=in_use, to_attr="purposes_in_use")
     )
 
 

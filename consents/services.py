@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,8 @@ from consents.models import (
 
 _policy_version_provider = None
 
+logger = logging.getLogger(__name__)
+
 
 def set_policy_version_provider(provider) -> None:
     """The policies app tells the ledger which policy version is in force
@@ -39,6 +40,20 @@ def set_policy_version_provider(provider) -> None:
 
 def policy_version_in_force() -> int | None:
     return _policy_version_provider() if _policy_version_provider else None
+
+
+_policies_document_provider = None
+
+
+def set_policies_document_provider(provider) -> None:
+    """The policies app describes, for /privacy.json, each policy's version in
+    force and those to come (a callable returning a list of dicts)."""
+    global _policies_document_provider
+    _policies_document_provider = provider
+
+
+def policies_document() -> list[dict]:
+    return _policies_document_provider() if _policies_document_provider else []
 
 
 class ConsentError(ValueError):
@@ -124,11 +139,6 @@ def _notice_content(purpose: Purpose) -> dict:
     return content
 
 
-def _content_hash(content: dict) -> str:
-    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
     """Freeze the purpose's current texts as a notice, unless they are unchanged.
 
@@ -136,7 +146,7 @@ def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
     returns the current notice; a changed one becomes the next version; going
     back to an old text reuses that old version rather than copying it."""
     content = _notice_content(purpose)
-    digest = _content_hash(content)
+    digest = ledger.notice_content_hash(content)
     with transaction.atomic():
         Purpose.objects.select_for_update().filter(pk=purpose.pk).first()
         latest = purpose.notices.order_by("-version").first()
@@ -150,7 +160,7 @@ def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
                 purpose=purpose,
                 version=next_version,
                 content=content,
-                content_hash=_content_hash({"revert_of": existing.version, **content}),
+                content_hash=ledger.notice_content_hash({"revert_of": existing.version, **content}),
             )
         next_version = (latest.version if latest else 0) + 1
         return PurposeNotice.objects.create(
@@ -239,7 +249,16 @@ def consent_record(
         )
     facts = facts or RequestFacts()
     with transaction.atomic():
-        head = ledger.lock_head()  # serialises appends, so the state read below is current
+        try:
+            head = ledger.lock_head()  # serialises appends, so the state read below is current
+        except ledger.LedgerIntegrityError as exc:
+            logger.critical("The consent ledger refused a decision: %s", exc)
+            raise ConsentError(
+                _(
+                    "Your choice could not be recorded: our consent records failed their "
+                    "integrity check. Nothing was changed, and our team has been alerted."
+                )
+            ) from exc
         # The highest version of this purpose's notice (an index on purpose, version).
         current_notice = (
             PurposeNotice.objects.select_related("purpose")
@@ -379,6 +398,29 @@ def consent_withdraw_emailed(
     )
 
 
+def optional_email_stop(
+    *, subject_id: uuid.UUID, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """The one-click stop in every optional email (RFC 8058): withdraw each grant
+    for a purpose we email about (method "email link"), and void a newsletter
+    request still waiting for confirmation, so that its link switches nothing
+    on. Returns the purposes withdrawn."""
+    with transaction.atomic():
+        # The sign-up row before the chain head, as newsletter_signup_confirm
+        # takes them: a stop and a confirmation of one person never deadlock.
+        signup = NewsletterSignup.objects.select_for_update().filter(subject_id=subject_id).first()
+        withdrawn = consent_withdraw_emailed(
+            subject_id=subject_id, method=Method.EMAIL_LINK, facts=facts
+        )
+        if signup is not None and signup.pending_choices:
+            if signup.status == NewsletterSignup.Status.PENDING:
+                signup.delete()  # nothing was ever agreed: keep nothing
+            else:
+                signup.pending_choices = []
+                signup.save(update_fields=["pending_choices"])
+    return withdrawn
+
+
 def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:
     """Global Privacy Control: withdraw grants for sale or sharing purposes.
 
@@ -420,7 +462,7 @@ def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> li
 
 # Newsletter double opt-in -----------------------------------------------------------
 
-NEWSLETTER_CONFIRMATION_DAYS = 7
+NEWSLETTER_CONFIRMATION_DAYS = NewsletterSignup.CONFIRMATION_DAYS
 
 
 def newsletter_signup_start(
@@ -432,9 +474,13 @@ def newsletter_signup_start(
     request=None,
 ) -> NewsletterSignup | None:
     """Keep the choices and the notices shown until the address is confirmed,
-    and email the confirmation link. Nothing reaches the ledger yet. Returns None
-    when the address is already confirmed (the visitor is told the same thing
-    either way, so the form reveals nothing about who subscribes)."""
+    and email the confirmation link. Nothing reaches the ledger yet.
+
+    One confirmation is pending per address at a time: while an earlier link
+    still works, nothing is sent or changed and None is returned (the visitor
+    is told the same thing either way, so the form reveals nothing about who
+    subscribes). A confirmed subscriber may ask again, after stopping or to
+    change their choices: that goes through the same double opt-in."""
     from consents import emails
 
     email = email.strip().lower()
@@ -446,7 +492,7 @@ def newsletter_signup_start(
         signup, created = NewsletterSignup.objects.select_for_update().get_or_create(
             email=email, defaults={"language": language, "pending_choices": pending}
         )
-        if not created and signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not created and signup.confirmation_pending:
             return None
         if not created:
             signup.language, signup.pending_choices = language, pending
@@ -465,14 +511,17 @@ class NewsletterConfirmation:
 def newsletter_signup_confirm(
     *, signup: NewsletterSignup, facts: RequestFacts | None = None
 ) -> NewsletterConfirmation:
-    """The link was followed: record the choices, against the notices shown then.
+    """The link was followed: record the choices, against the notices shown then,
+    and email the subscriber a receipt (what is on, the signed receipts, the stop).
 
     A grant whose notice changed (or whose purpose was retired) since is not
     silently carried over: it is left out, and `changed` names it so that the
     person can be told and choose again on the new text."""
+    from consents import emails
+
     with transaction.atomic():
         signup = NewsletterSignup.objects.select_for_update().get(pk=signup.pk)
-        if signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not signup.pending_choices:  # confirmed already, or stopped before confirming
             return NewsletterConfirmation(events=[], changed=[])
         purposes = {
             p.key: p
@@ -503,6 +552,9 @@ def newsletter_signup_confirm(
         signup.confirmed_at = timezone.now()
         signup.pending_choices = []
         signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
+        granted = [e for e in events if e.decision == Decision.GRANTED]
+        if granted:  # nothing switched on (every text changed): the page says why
+            emails.newsletter_confirmed(signup=signup, granted=granted)
     return NewsletterConfirmation(events=events, changed=changed)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from django.utils.translation import gettext as _
 
 from consents import selectors as consent_selectors
 from consents.models import Method, NewsletterSignup
-from consents.services import consent_withdraw_emailed
+from consents.services import RequestFacts, optional_email_stop
 from policies import emails
 from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
 
@@ -337,11 +338,11 @@ def policy_acknowledge(
     return ack
 
 
-def optional_email_unsubscribe(*, notification: Notification) -> list:
+def optional_email_unsubscribe(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list:
     """RFC 8058 one-click: the recipient's optional emails stop (their emailed
     consents are withdrawn, method "email link"). Material policy changes are
     still announced, as the law requires."""
-    return consent_withdraw_emailed(subject_id=notification.subject_id, method=Method.EMAIL_LINK)
+    return optional_email_stop(subject_id=subject_id, facts=facts)
 
 
 def reconsent_expire_due() -> int:

@@ -12,7 +12,7 @@ from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpos
 from consents.services import consent_record
 from policies.models import Acknowledgement, PolicyVersion
 from policies.tasks import expire_changed_grants
-from tests.conftest import make_user
+from tests.conftest import make_user, switch_form
 from tests.policies.conftest import draft, grant, publish, seeded_draft, v1
 
 BANNER = "We changed how we use your data"
@@ -92,15 +92,18 @@ def test_a_grant_the_change_affects_is_named_and_can_be_kept_under_the_new_terms
     assert "<strong>Personalised recommendations</strong>" in html
     assert html.count(KEEP) == 1
     response = client.post(
-        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+        "/me/consents/recommendations/",
+        switch_form("recommendations", "granted", reconfirm="1"),
     )
     assert response.status_code == 302
     kept = state(customer, "recommendations")
     assert kept.decision == Decision.GRANTED
+    # Given again before v2 takes effect: the ledger names v1, the version in
+    # force; the event's time, after v2 was published, is what keeps it past v2's date.
     assert (kept.event.decision, kept.event.method, kept.event.policy_version_id) == (
         Decision.GRANTED,
         Method.PANEL,
-        v2.pk,
+        v1(v2.policy).pk,
     )
     assert ConsentEvent.objects.filter(subject_id=customer.subject_id).count() == 2
     html = client.get("/me/").content.decode()
@@ -157,7 +160,7 @@ def test_a_reconfirmed_grant_and_other_purposes_do_not_lapse(customer, v2, priva
     assert state(customer, "newsletter").decision == Decision.GRANTED
 
 
-def test_ledger_events_name_the_latest_published_privacy_version(
+def test_ledger_events_name_the_privacy_version_in_force(
     privacy, customer, django_capture_on_commit_callbacks
 ):
     material = seeded_draft(privacy)
@@ -167,8 +170,14 @@ def test_ledger_events_name_the_latest_published_privacy_version(
     grant(customer, "tailored-offers")
     assert state(customer, "tailored-offers").event.policy_version_id == v1(privacy).pk
     v2 = publish(material, django_capture_on_commit_callbacks).version
-    grant(customer, "recommendations")
-    assert state(customer, "recommendations").event.policy_version_id == v2.pk
+    assert v2.effective_date > timezone.localdate()
+    grant(customer, "recommendations")  # v2 is announced, v1 still applies
+    assert state(customer, "recommendations").event.policy_version_id == v1(privacy).pk
+    PolicyVersion.objects.filter(pk=v2.pk).update(
+        effective_date=timezone.localdate()
+    )  # test set-up: the notice period is over
+    grant(customer, "product-research")
+    assert state(customer, "product-research").event.policy_version_id == v2.pk
 
 
 def test_acknowledging_needs_a_login_and_a_post_and_records_nothing_otherwise(client, customer, v2):
