@@ -1,8 +1,9 @@
 """Clareza's settings: one file, read from the environment.
 
 With nothing set, it runs the local demo: SQLite, Celery tasks run eagerly and
-email printed to the console. DATABASE_URL, REDIS_URL and EMAIL_URL move it to
-PostgreSQL, a Redis broker with real workers, and SMTP. README.md lists every
+email printed to the console; `make run` adds TASK_BROKER=filesystem, so that a
+real worker sends the demo's email. DATABASE_URL, REDIS_URL and EMAIL_URL move it
+to PostgreSQL, a Redis broker with real workers, and SMTP. README.md lists every
 variable.
 """
 
@@ -30,6 +31,9 @@ from portal.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# What the portal keeps on disk beside the database: the signing keys, and for
+# the demo its broker messages, cache and beat schedule.
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 DEMO_SECRET_KEY = "clareza-local-demo-secret-key-do-not-use-in-production"  # noqa: S105
 
@@ -56,7 +60,7 @@ for _name, _value in (("CONTROLLER_EMAIL", CONTROLLER_EMAIL), ("DPO_EMAIL", DPO_
 # `manage.py rotate_signing_key`); every one is published at
 # /.well-known/jwks.json. RECEIPT_SIGNING_KEY (a PEM), when set, is the one
 # that signs, the files' keys being earlier ones.
-SIGNING_KEY_DIR = Path(env_str("SIGNING_KEY_DIR", str(BASE_DIR / "var" / "signing-keys")))
+SIGNING_KEY_DIR = Path(env_str("SIGNING_KEY_DIR", str(VAR_DIR / "signing-keys")))
 RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY", "").replace("\\n", "\n")
 # The date /.well-known/gpc.json states the GPC support was last reviewed.
 GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
@@ -151,7 +155,33 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")
-CACHES = {"default": cache_from_redis_url(REDIS_URL)}
+# "filesystem": Celery's broker is kombu's filesystem transport under VAR_DIR, so
+# that the demo (`make run`) has a real worker process and no server to install.
+# (Not CELERY_BROKER: the celery command reads that variable as its --broker URL.)
+TASK_BROKER = env_str("TASK_BROKER", "")
+if TASK_BROKER not in {"", "filesystem"}:
+    raise ImproperlyConfigured(
+        f"TASK_BROKER={TASK_BROKER!r} is not supported: leave it unset or use filesystem."
+    )
+if TASK_BROKER and REDIS_URL:
+    raise ImproperlyConfigured(
+        "TASK_BROKER=filesystem and REDIS_URL are both set: with REDIS_URL, Redis is the broker."
+    )
+if REDIS_URL:
+    CACHES = {"default": cache_from_redis_url(REDIS_URL)}
+elif TASK_BROKER:
+    # The demo runs runserver and a worker side by side (and runserver restarts on
+    # every code change): a cache in one process's memory would give each its own
+    # rate-limit counters. Files under VAR_DIR are one cache for all of them.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+else:
+    # One process runs everything, tasks included (eager): its memory is the cache.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "portal.User"
 AUTHENTICATION_BACKENDS = [
@@ -294,12 +324,14 @@ PERMISSIONS_POLICY = (
     "publickey-credentials-create=(self), publickey-credentials-get=(self)"
 )
 
-# Celery. Without REDIS_URL tasks run eagerly in the web process; with it they go
-# to a Redis broker and real workers. Settings here are deliberate (shared/NOTES.md):
-# a task is acknowledged only after it ran, and re-queued when its worker dies.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Celery. With REDIS_URL tasks go to a Redis broker and real workers; with
+# TASK_BROKER=filesystem (the demo) to a worker through files under VAR_DIR;
+# with neither they run eagerly in the process that queues them (the fast tests).
+# Settings here are deliberate (shared/NOTES.md): a task is acknowledged only after
+# it ran, and re-queued when its worker dies.
+CELERY_BROKER_URL = REDIS_URL or ("filesystem://localhost//" if TASK_BROKER else "memory://")
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = not (REDIS_URL or TASK_BROKER)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -312,6 +344,26 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # second worker; short enough that a lost one comes back within minutes.
     "visibility_timeout": 600,
 }
+if TASK_BROKER == "filesystem":
+    # One folder is both the way in and the way out. A worker takes a message by
+    # moving it into processed/ (a rename on the same disk: only one taker wins);
+    # the message is gone from the queue then, not at the ack, so a killed
+    # worker's task is redelivered by the outbox sweeps, not by the broker.
+    _broker_dir = VAR_DIR / "celery"
+    _folders = {
+        "data_folder_in": _broker_dir / "messages",
+        "data_folder_out": _broker_dir / "messages",
+        "processed_folder": _broker_dir / "processed",
+        "control_folder": _broker_dir / "control",
+    }
+    for _folder in _folders.values():
+        _folder.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {key: str(path) for key, path in _folders.items()}
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"store_processed": True, "polling_interval": 0.5}
+    # Remote control broadcasts to every worker that ever bound a queue here; the
+    # demo's one worker needs none of it.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+    CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
