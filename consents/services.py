@@ -512,8 +512,14 @@ def consent_record(
         )
         repeated = decision
         decision = _effective_decision(state.decision if state else None, decision)
-        if decision is None and reconfirm and repeated == Decision.GRANTED:
-            # Given again under a new notice or policy version: a new event.
+        if (
+            decision is None
+            and reconfirm
+            and repeated == Decision.GRANTED
+            and _reconsent_asked(state)
+        ):
+            # Given again under a new notice or policy version: a new event. Only
+            # while it is asked: otherwise it would repeat the standing grant.
             decision = Decision.GRANTED
         if decision is None:
             return None
@@ -548,6 +554,18 @@ def consent_record(
             # Processing ends now: data that only this purpose needed goes with it.
             personal_data.erase_unneeded(subject_id=subject_id)
     return event
+
+
+def _reconsent_asked(state: ConsentState | None) -> bool:
+    """A change asks the holder of this grant to give it again (read under the
+    lock that consent_record holds)."""
+    if state is None:
+        return False
+    return ReconsentRequest.objects.filter(
+        purpose_id=state.purpose_id,
+        lapsed_at__isnull=True,
+        asked_at__gt=state.event.created_at,
+    ).exists()
 
 
 def consent_record_choices(

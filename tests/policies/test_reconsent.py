@@ -314,3 +314,19 @@ def test_who_acknowledged_but_never_decided_lapses_at_the_effective_date(client,
     assert (lapsed.decision, lapsed.event.method) == (Decision.WITHDRAWN, Method.EXPIRY)
     assert _pending(customer) == []
     assert ASK not in client.get("/me/").content.decode()
+
+
+def test_reconfirming_with_nothing_asked_adds_no_event(client, customer, privacy):
+    """A re-confirm post (a stale tab, a forged form) with no change asking for
+    it repeats the standing grant: nothing is recorded."""
+    grant(customer, "recommendations")
+    before = ConsentEvent.objects.filter(subject_id=customer.subject_id).count()
+    client.force_login(customer)
+    response = client.post(
+        "/me/consents/recommendations/",
+        switch_form("recommendations", "granted", reconfirm="1"),
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    assert "Nothing changed" in response.content.decode()
+    assert ConsentEvent.objects.filter(subject_id=customer.subject_id).count() == before

@@ -104,13 +104,25 @@ def test_make_run_gives_its_port_to_site_url(tmp_path):
     fake = tmp_path / "python"
     fake.write_text('#!/bin/sh\necho "SITE_URL=$SITE_URL"\nexit 1\n')
     fake.chmod(0o755)
+    # Stand-ins for the venv's markers too, so that make never rebuilds the real
+    # .venv (a Python other than the venv's would make it start afresh).
+    marker = tmp_path / "python-marker"
+    marker.touch()
     stamp = tmp_path / "installed"
     stamp.touch()
     env = {k: v for k, v in os.environ.items() if k != "SITE_URL"}
 
     def site_url_of(*args: str, **extra: str) -> str:
         result = subprocess.run(
-            ["make", "--no-print-directory", "run", f"BIN={tmp_path}", f"STAMP={stamp}", *args],
+            [
+                "make",
+                "--no-print-directory",
+                "run",
+                f"BIN={tmp_path}",
+                f"STAMP={stamp}",
+                f"VENV_PYTHON={marker}",
+                *args,
+            ],
             cwd=ROOT,
             env={**env, **extra},
             capture_output=True,
