@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     make_customer,
     seed_shop,
 )
+from tests.policies.conftest import grant
 
 TOO_LONG = "A" * 151  # first names hold 150 characters
 # A switch for a purpose retired meanwhile may be answered with any of these.
@@ -119,7 +120,9 @@ def test_a_data_field_is_edited_with_the_keyboard_and_the_focus_stays_in_its_row
 
 @pytest.fixture
 def material_change(ana):
-    """The demo's material v2 (it changes personalised recommendations), published."""
+    """Ana granted personalised recommendations; then the demo's material v2,
+    which changes what that purpose does, was published."""
+    grant(ana, "recommendations")
     version = Policy.objects.get(slug="privacy").versions.get(status=PolicyVersion.Status.DRAFT)
     policy_services.policy_version_publish(version=version)
     return version
@@ -148,9 +151,6 @@ def test_after_acknowledging_a_change_the_customer_is_still_asked_to_decide_agai
     open_page, ana, material_change
 ):
     """Acknowledging what changed is not deciding again: the request stays."""
-    from tests.policies.conftest import grant
-
-    grant(ana, "recommendations")
     watched = open_page()
     page = watched.page
     log_in(page, ana.email, next_url="/me/")
@@ -180,6 +180,26 @@ def test_with_javascript_turning_a_purpose_on_brings_its_dependants_up_to_date(o
     assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
     page.wait_for_selector(".benefits .code", timeout=3_000)
     assert page.locator("form.withdraw-all button").is_visible()
+
+
+def test_with_javascript_confirming_under_the_new_terms_updates_the_banner(
+    open_page, ana, material_change
+):
+    watched = open_page()
+    page = watched.page
+    log_in(page, ana.email, next_url="/me/")
+    page.goto("/me/")
+    banner = page.locator(".policy-banner")
+    assert "Decide again" in banner.inner_text()
+
+    page.evaluate("window.notReloaded = true")
+    page.locator("#purpose-recommendations .reconsent button").click()
+    page.wait_for_selector("#purpose-recommendations:not(:has(.reconsent))")
+
+    assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
+    still_asking = page.locator(".policy-banner", has_text="Decide again")
+    assert not still_asking.count(), "the banner still asks to decide again"
+    assert state(ana, "recommendations") == Decision.GRANTED
 
 
 def test_with_javascript_a_rejected_value_shows_its_error_in_place(open_page, ana):
