@@ -55,9 +55,15 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/browser/" in item.nodeid:
-            item.add_marker(pytest.mark.browser)
+    """Mark the browser tests, and run them last (in pytest-django's order among
+    themselves). While Playwright runs, its event loop runs in this thread, and
+    Django's check against ORM calls from async code must be switched off (see
+    `browser`): no other test should run in that state."""
+    browser_tests = [item for item in items if "tests/browser/" in item.nodeid]
+    for item in browser_tests:
+        item.add_marker(pytest.mark.browser)
+    others = [item for item in items if "tests/browser/" not in item.nodeid]
+    items[:] = others + browser_tests
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,7 @@ PAGES = [
     ("staff", "/admin/portal/user/"),
     ("staff", "/admin/portal/user/{customer_id}/change/"),
     ("staff", "/admin/portal/outboundemail/"),
+    ("staff", "/admin/portal/outboundemail/{email_id}/change/"),
     ("staff", "/admin/consents/datacategory/"),
     ("staff", "/admin/consents/datacategory/{category_id}/change/"),
     ("staff", "/admin/consents/purpose/"),
@@ -147,6 +148,7 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
     from consents.models import DataCategory, Purpose
     from policies import emails, services
     from policies.models import Notification, Policy, PolicyVersion
+    from portal.models import OutboundEmail
 
     purposes = seed_shop()
     granted = frozenset({"newsletter", "recommendations", "tailored-offers"})
@@ -192,6 +194,7 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
         "acknowledge_token": emails.token(notification.pk, emails.ACKNOWLEDGE_SALT),
         "unsubscribe_token": emails.token(notification.pk, emails.UNSUBSCRIBE_SALT),
         "customer_id": ana.pk,
+        "email_id": OutboundEmail.objects.order_by("pk").first().pk,
         "category_id": DataCategory.objects.get(key="dietary-health").pk,
         "purpose_id": purposes["recommendations"].pk,
         "policy_id": policy.pk,
@@ -215,6 +218,7 @@ def site(browser, django_db_setup, django_db_blocker) -> Iterator[Site]:
         try:
             names, secrets = build_site()
             site = Site(server=LiveServer("localhost:0"), names=names)
+            site.server._live_server_modified_settings.enable()  # its host is allowed
             try:
                 for who, emails in PEOPLE.items():
                     for language, email in emails.items():
@@ -228,6 +232,7 @@ def site(browser, django_db_setup, django_db_blocker) -> Iterator[Site]:
                 for context in site.contexts:
                     context.close()
                 site.server.stop()
+                site.server._live_server_modified_settings.disable()
         finally:
             celery_app.conf.task_always_eager = eager
             flush_database()
