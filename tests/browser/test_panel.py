@@ -202,6 +202,24 @@ def test_with_javascript_confirming_under_the_new_terms_updates_the_banner(
     assert state(ana, "recommendations") == Decision.GRANTED
 
 
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_cancelling_an_edit_shows_the_value_again_unchanged(open_page, ana, javascript):
+    watched = open_page(java_script_enabled=javascript)
+    page = watched.page
+    log_in(page, ana.email, next_url="/me/data/")
+    page.goto("/me/data/")
+    page.locator("#field-first_name a.edit-link").click()
+    field = page.locator("#field-first_name input[name=first_name-value]")
+    field.fill("Someone else")
+    page.locator("#field-first_name a", has_text="Cancel").click()
+
+    page.wait_for_selector("#field-first_name .value")
+    assert page.locator("#field-first_name .value").inner_text() == "Ana"
+    assert not page.locator("#field-first_name input").count()
+    ana.refresh_from_db()
+    assert ana.first_name == "Ana"
+
+
 def test_with_javascript_a_rejected_value_shows_its_error_in_place(open_page, ana):
     watched = open_page()
     page = watched.page
@@ -310,6 +328,22 @@ def test_without_javascript_a_switch_for_a_withdrawn_offer_says_so(open_page, an
     assert "no longer offered" in page.locator("main").inner_text()
     assert page.locator("header.site-header").is_visible()
     assert state(ana, "product-research") == Decision.REFUSED
+
+
+def test_without_javascript_confirming_under_the_new_terms_is_a_plain_form(
+    open_page, ana, material_change
+):
+    watched = open_page(java_script_enabled=False)
+    page = watched.page
+    log_in(page, ana.email, next_url="/me/")
+    page.goto("/me/")
+    page.locator("#purpose-recommendations .reconsent button").click()
+    page.wait_for_url("**/me/#purpose-recommendations")
+
+    assert not page.locator("#purpose-recommendations .reconsent").count()
+    assert not page.locator(".policy-banner", has_text="Decide again").count()
+    assert switch(page, "recommendations").get_attribute("aria-checked") == "true"
+    assert state(ana, "recommendations") == Decision.GRANTED
 
 
 def test_without_javascript_withdraw_all_turns_everything_off(open_page, ana):
