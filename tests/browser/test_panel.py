@@ -8,7 +8,7 @@ import pytest
 
 from consents import selectors
 from consents.models import Decision, Purpose
-from consents.services import purpose_retire
+from consents.services import purpose_notice_refresh
 from policies import services as policy_services
 from policies.models import Policy, PolicyVersion
 from tests.browser.conftest import (
@@ -20,8 +20,10 @@ from tests.browser.conftest import (
 from tests.policies.conftest import grant
 
 TOO_LONG = "A" * 151  # first names hold 150 characters
-# A switch for a purpose retired meanwhile may be answered with any of these.
-STALE_STATUSES = (400, 404, 409, 410)
+# A refused value, or a switch under a description rewritten meanwhile, may be answered
+# with any of these (the part to show, with its message).
+REFUSED_STATUSES = (400, 409, 422)
+STALE_STATUSES = (400, 404, 409, 410, 422)
 
 
 @pytest.fixture
@@ -225,7 +227,8 @@ def test_cancelling_an_edit_shows_the_value_again_unchanged(open_page, ana, java
 def test_with_javascript_a_rejected_value_shows_its_error_in_place(open_page, ana):
     watched = open_page()
     page = watched.page
-    watched.expect_status(400)
+    for status in REFUSED_STATUSES:
+        watched.expect_status(status)
     log_in(page, ana.email, next_url="/me/data/")
     page.goto("/me/data/")
     page.locator("#field-first_name a.edit-link").click()
@@ -245,24 +248,32 @@ def test_with_javascript_a_rejected_value_shows_its_error_in_place(open_page, an
     assert ana.first_name == "Ana"
 
 
-def test_with_javascript_a_switch_for_a_withdrawn_offer_says_so_in_place(open_page, ana):
-    """A stale tab: the purpose was retired after the page was shown."""
+def test_with_javascript_a_switch_read_under_an_old_description_says_so_in_place(open_page, ana):
+    """A stale tab: what the purpose does was rewritten after the page was shown,
+    so turning it on would consent to a text the person has not read."""
     watched = open_page()
     page = watched.page
     for status in STALE_STATUSES:
         watched.expect_status(status)
     log_in(page, ana.email, next_url="/me/")
     page.goto("/me/")
-    purpose_retire(purpose=Purpose.objects.get(key="product-research"))
+    rewrite_description(ana, "recommendations")
 
     page.evaluate("window.notReloaded = true")
-    switch(page, "product-research").click()
+    switch(page, "recommendations").click()
 
-    message = page.get_by_text("no longer offered")
+    message = page.locator("#purpose-recommendations", has_text="changed while you were reading")
     message.wait_for(timeout=3_000)
     assert page.evaluate("window.notReloaded === true"), "the page was replaced"
     assert page.locator("header.site-header").is_visible(), "the page lost its layout"
-    assert state(ana, "product-research") == Decision.REFUSED
+    assert state(ana, "recommendations") == Decision.REFUSED
+
+
+def rewrite_description(user, key: str) -> None:
+    """Staff rewrite what a purpose says (as the admin does: the text, then a new
+    notice version frozen through the service)."""
+    Purpose.objects.filter(key=key).update(description="We now also use your wish list.")
+    purpose_notice_refresh(purpose=Purpose.objects.get(key=key))
 
 
 # Without JavaScript: the same actions as plain forms -----------------------------------------
@@ -316,20 +327,20 @@ def test_without_javascript_a_rejected_value_shows_its_error_beside_the_field(op
     assert ana.first_name == "Ana"
 
 
-def test_without_javascript_a_switch_for_a_withdrawn_offer_says_so(open_page, ana):
+def test_without_javascript_a_switch_read_under_an_old_description_says_so(open_page, ana):
     watched = open_page(java_script_enabled=False)
     page = watched.page
     for status in STALE_STATUSES:
         watched.expect_status(status)
     log_in(page, ana.email, next_url="/me/")
     page.goto("/me/")
-    purpose_retire(purpose=Purpose.objects.get(key="product-research"))
-    switch(page, "product-research").click()
+    rewrite_description(ana, "recommendations")
+    switch(page, "recommendations").click()
     page.wait_for_load_state()
 
-    assert "no longer offered" in page.locator("main").inner_text()
+    assert "changed while you were reading" in page.locator("main").inner_text()
     assert page.locator("header.site-header").is_visible()
-    assert state(ana, "product-research") == Decision.REFUSED
+    assert state(ana, "recommendations") == Decision.REFUSED
 
 
 def test_without_javascript_confirming_under_the_new_terms_is_a_plain_form(
