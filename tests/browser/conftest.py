@@ -8,7 +8,6 @@ and say how to install it; CI fails on any skip."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
@@ -143,23 +142,25 @@ def new_context(browser, base_url: str, *, viewport=DESKTOP, language: str = "en
 
 def flush_database() -> None:
     """Empty every table, as pytest-django does after a transactional test. On
-    SQLite the ledger's append-only trigger would refuse that flush's DELETE
-    (PostgreSQL flushes with TRUNCATE, which the trigger leaves alone), so on
-    SQLite the trigger is lifted for the flush, in the same transaction."""
+    SQLite the append-only triggers (the ledger's, the frozen notices') would
+    refuse that flush's DELETE (PostgreSQL flushes with TRUNCATE, which they
+    leave alone), so on SQLite every trigger is lifted for the flush and put
+    back as it was, in the same transaction."""
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    migration = importlib.import_module("consents.migrations.0002_append_only_ledger")
     with transaction.atomic():
+        triggers = []
         if connection.vendor == "sqlite":
             with connection.cursor() as cursor:
-                cursor.execute("DROP TRIGGER IF EXISTS consents_ledger_no_delete")
+                cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                triggers = cursor.fetchall()
+                for name, _sql in triggers:
+                    cursor.execute(f'DROP TRIGGER "{name}"')
         call_command("flush", verbosity=0, interactive=False)
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                for statement in migration.SQLITE_UP:
-                    if "no_delete" in statement:
-                        cursor.execute(statement)
+        with connection.cursor() as cursor:
+            for _name, sql in triggers:
+                cursor.execute(sql)
 
 
 @pytest.fixture
@@ -208,7 +209,13 @@ def totp_code(secret: str) -> str:
 
 def make_staff(email: str, *, language: str = "en"):
     """A superuser with an authenticator app (TOTP) set up; returns (user, secret)."""
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.utils import decrypt
+
     user = make_user(email, language=language, staff=True)
+    existing = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+    if existing is not None:  # make_user gives staff one where the admin requires it
+        return user, decrypt(existing.data["secret"])
     secret = generate_totp_secret()
     TOTP.activate(user, secret)
     return user, secret
