@@ -12,7 +12,7 @@ CATEGORIES = [
     # key, name, name_pt, DPV, sensitive
     ("email", "Email address", "Endereço de e-mail", "pd:EmailAddress", False),
     ("name", "Name", "Nome", "pd:Name", False),
-    ("postal-address", "Delivery address", "Endereço de entrega", "pd:PostalAddress", False),
+    ("postal-address", "Delivery address", "Endereço de entrega", "pd:PhysicalAddress", False),
     ("orders", "Order history", "Histórico de pedidos", "pd:PurchasesAndSpendingHabit", False),
     (
         "browsing",
@@ -33,7 +33,7 @@ CATEGORIES = [
         "advertising-id",
         "Advertising identifier",
         "Identificador de publicidade",
-        "pd:OnlineIdentifier",
+        "pd:Identifier",
         False,
     ),
     (

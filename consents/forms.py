@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from consents import selectors
 from consents.models import Method, Purpose, PurposeNotice
 from consents.services import RequestFacts, consent_record_choices
+from portal.validators import validate_email_length
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class NewsletterForm(ConsentChoicesMixin):
 
     email = forms.EmailField(
         label=_("Email address"),
+        # No maxlength attribute: a browser would cut a pasted address silently.
+        max_length=None,
+        validators=[validate_email_length],
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
         help_text=_("We send one email to confirm it is yours. Nothing counts until you confirm."),
     )
@@ -143,6 +147,10 @@ class NewsletterForm(ConsentChoicesMixin):
     def __init__(self, *args, gpc: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.setup_consents(gpc=gpc)
+
+    def clean_email(self) -> str:
+        # One address, however it is typed: the sign-up row and the rate limit key.
+        return self.cleaned_data["email"].lower()
 
     def clean(self):
         cleaned = super().clean()

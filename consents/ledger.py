@@ -2,23 +2,27 @@
 
 Each event's hash covers its own fields, the hash of the notice text it points
 at, and the previous event's hash. Appends are serialised by a row lock on the
-single LedgerHead row, which also carries an HMAC of the last (seq, hash): an
-attacker who can write to the database but does not hold SECRET_KEY cannot cut
-events off the end or recompute the chain without verify_ledger noticing.
+single LedgerHead row, which also carries a signature of the last (seq, hash)
+by the portal's signing key (consents.keys): an attacker who can write to the
+database but does not hold the key cannot cut events off the end or recompute
+the chain without verify_ledger noticing, and no append extends a head that
+does not verify.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
 
-from consents.models import ConsentEvent, LedgerHead
+from consents import keys
+from consents.models import ConsentEvent, ConsentState, LedgerHead, PurposeNotice
 
 GENESIS = "0" * 64
 SEPARATOR = "\x1f"
@@ -63,23 +67,62 @@ def event_hash(
     return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
 
 
+def notice_content_hash(content: dict) -> str:
+    """SHA-256 of a notice's canonical JSON: what every event's hash covers."""
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LedgerIntegrityError(Exception):
+    """The chain head does not verify: nothing is appended to a ledger that may
+    have been tampered with, so that an honest decision never re-signs a forgery."""
+
+
+def _head_message(seq: int, hash_: str) -> bytes:
+    return f"clareza-ledger-head:{seq}:{hash_}".encode()
+
+
 def head_signature(seq: int, hash_: str) -> str:
-    key = hashlib.sha256(b"clareza-ledger-head:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, f"{seq}:{hash_}".encode(), hashlib.sha256).hexdigest()
+    """The chain head signed with the portal's signing key (consents.keys), not
+    with SECRET_KEY: rotating either keeps every earlier head verifiable."""
+    return keys.sign(_head_message(seq, hash_))
+
+
+def head_signature_valid(head: LedgerHead) -> bool:
+    return keys.verify(_head_message(head.seq, head.hash), head.signature)
 
 
 def lock_head() -> LedgerHead:
-    """The chain head, locked until the surrounding transaction ends."""
+    """The chain head, locked until the surrounding transaction ends, after
+    checking that it is the one the ledger signed and that the last event is
+    the one it names (LedgerIntegrityError otherwise)."""
     assert transaction.get_connection().in_atomic_block, "append inside a transaction"
     head = LedgerHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
+        created = False
         try:
             with transaction.atomic():
                 LedgerHead.objects.create(pk=1, signature=head_signature(0, GENESIS))
+            created = True
         except IntegrityError:
             pass  # another transaction created it first
         head = LedgerHead.objects.select_for_update().get(pk=1)
+        if created and ConsentEvent.objects.exists():
+            raise LedgerIntegrityError("the chain head is missing but the ledger has events")
+    check_head(head)
     return head
+
+
+def check_head(head: LedgerHead) -> None:
+    """One indexed read: the head's signature holds and the highest event is
+    the one it names. Raises LedgerIntegrityError saying what is wrong."""
+    if not head_signature_valid(head):
+        raise LedgerIntegrityError("the chain head's signature is wrong: the head was rewritten")
+    last = ConsentEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    if (last or (0, GENESIS)) != (head.seq, head.hash):
+        raise LedgerIntegrityError(
+            f"the chain head names #{head.seq} but the last event is #{last[0] if last else 0}"
+        )
 
 
 def append(head: LedgerHead, **fields: object) -> ConsentEvent:
@@ -106,6 +149,18 @@ def append(head: LedgerHead, **fields: object) -> ConsentEvent:
     head.updated_at = event.created_at
     head.save(update_fields=["seq", "hash", "signature", "updated_at"])
     return event
+
+
+def head_problem() -> str:
+    """What is wrong with the chain head, or "" (for /health/: two indexed reads)."""
+    head = LedgerHead.objects.filter(pk=1).first()
+    if head is None:
+        return "the chain head is missing" if ConsentEvent.objects.exists() else ""
+    try:
+        check_head(head)
+    except LedgerIntegrityError as exc:
+        return str(exc)
+    return ""
 
 
 @dataclass(frozen=True)
@@ -151,10 +206,52 @@ def _rows(chunk_size: int) -> Iterator[tuple]:
 
 
 def verify(*, chunk_size: int = 5000) -> Verdict:
-    from consents.models import PurposeNotice
+    """Check the notices, the chain against its signed head, and the current
+    state against the chain, all in one snapshot of the database, so that
+    decisions made while it runs are never mistaken for tampering."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            # A snapshot for the whole read (SQLite's read transaction is one already).
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        notice_hashes, problem = _verified_notice_hashes()
+        if problem:
+            return Verdict(False, 0, problem)
+        verdict = _verify_chain(notice_hashes, chunk_size)
+        if not verdict.intact:
+            return verdict
+        problem = _state_problem()
+        if problem:
+            return Verdict(False, verdict.count, problem)
+        return verdict
 
-    # Notices are few and immutable: one lookup table instead of a join per event.
-    notice_hashes = dict(PurposeNotice.objects.values_list("pk", "content_hash"))
+
+def _verified_notice_hashes() -> tuple[dict[int, str], str]:
+    """Every notice's hash, recomputed from the text it holds: an event points at
+    a hash, so a notice whose text was rewritten would otherwise go unseen.
+    A reverted text carries the version it returns to in its hash."""
+    hashes: dict[int, str] = {}
+    earlier: dict[int, list[int]] = {}
+    rows = PurposeNotice.objects.order_by("purpose_id", "version").values_list(
+        "pk", "purpose_id", "purpose__key", "version", "content", "content_hash"
+    )
+    for pk, purpose_id, key, version, content, stored in rows.iterator():
+        versions = earlier.setdefault(purpose_id, [])
+        candidates = [notice_content_hash(content)] + [
+            notice_content_hash({"revert_of": v, **content}) for v in versions
+        ]
+        if not any(hmac.compare_digest(stored, c) for c in candidates):
+            return {}, (
+                f"the notice of purpose “{key}” version {version} was changed after it was "
+                "frozen: its text no longer matches its hash"
+            )
+        hashes[pk] = stored
+        versions.append(version)
+    return hashes, ""
+
+
+def _verify_chain(notice_hashes: dict[int, str], chunk_size: int) -> Verdict:
     expected_prev = GENESIS
     count = 0
     for row in _rows(chunk_size):
@@ -205,8 +302,10 @@ def verify(*, chunk_size: int = 5000) -> Verdict:
         expected_prev = stored
     head = LedgerHead.objects.filter(pk=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    if head and not hmac.compare_digest(head.signature, head_signature(head.seq, head.hash)):
+    if head and not head_signature_valid(head):
         return Verdict(False, count, "the chain head's signature is wrong: the head was rewritten")
+    if head is None and count:
+        return Verdict(False, count, "the chain head is missing: it was deleted")
     if (head_seq, head_hash) != (count, expected_prev):
         return Verdict(
             False,
@@ -215,3 +314,42 @@ def verify(*, chunk_size: int = 5000) -> Verdict:
             "events were removed from the end or added around the lock",
         )
     return Verdict(True, count)
+
+
+def _state_problem() -> str:
+    """The current state, which every page and every "may we?" reads, must be
+    exactly what the ledger says: for each person and purpose, the decision of
+    their last event, and a state for every pair that has events."""
+    last_event = ConsentEvent.objects.filter(
+        subject_id=OuterRef("subject_id"), purpose_id=OuterRef("purpose_id")
+    ).order_by("-seq")
+    wrong = (
+        ConsentState.objects.annotate(last=last_event.values("pk")[:1])
+        .filter(Q(last__isnull=True) | ~Q(event_id=F("last")) | ~Q(decision=F("event__decision")))
+        .values_list("subject_id", "purpose__key", "decision")
+        .first()
+    )
+    if wrong:
+        subject, key, decision = wrong
+        return (
+            f"the current state of “{key}” for subject {subject} says {decision}, "
+            "which is not the last decision the ledger holds for them"
+        )
+    stateless = (
+        ConsentEvent.objects.filter(
+            ~Exists(
+                ConsentState.objects.filter(
+                    subject_id=OuterRef("subject_id"), purpose_id=OuterRef("purpose_id")
+                )
+            )
+        )
+        .values_list("seq", "subject_id", "purpose__key")
+        .first()
+    )
+    if stateless:
+        seq, subject, key = stateless
+        return (
+            f"subject {subject} has decisions about “{key}” in the ledger (#{seq}) "
+            "but no current state: the state was deleted"
+        )
+    return ""

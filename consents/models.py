@@ -10,10 +10,14 @@ hash chain anchored in LedgerHead lets verify_ledger prove it.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+
+from consents.dpv import DPVTermValidator
 
 
 def localized(obj: object, field: str) -> str:
@@ -69,6 +73,25 @@ LEGAL_BASIS_CODES = {
 }
 
 
+# Special-category (sensitive) data rests on explicit consent: GDPR Art. 9(2)(a)
+# beside Art. 6(1)(a), and LGPD Art. 11, I in place of Art. 7, I.
+EXPLICIT_CONSENT_CODES = {
+    "label": _("Explicit consent"),
+    "gdpr": "GDPR Art. 6(1)(a) and Art. 9(2)(a)",
+    "lgpd": "LGPD Art. 11, I",
+    "dpv": "dpv:ExplicitlyExpressedConsent",
+}
+
+
+def legal_basis_codes(basis: str, *, sensitive: bool) -> dict:
+    """The label, the articles of each law and the DPV term that a purpose's
+    processing rests on; `sensitive` when it uses special-category data."""
+    basis = LegalBasis(basis)
+    if sensitive and basis == LegalBasis.CONSENT:
+        return EXPLICIT_CONSENT_CODES
+    return {"label": basis.label, **LEGAL_BASIS_CODES[basis]}
+
+
 class DataCategory(models.Model):
     key = models.SlugField(_("key"), max_length=50, unique=True)
     name = models.CharField(_("name (English)"), max_length=120)
@@ -81,7 +104,11 @@ class DataCategory(models.Model):
         help_text=_("Special category data: GDPR Art. 9, LGPD Art. 11 (health, religion, ...)."),
     )
     dpv_code = models.CharField(
-        _("DPV code"), max_length=80, blank=True, help_text=_("For example pd:EmailAddress.")
+        _("DPV code"),
+        max_length=80,
+        blank=True,
+        validators=[DPVTermValidator("pd")],
+        help_text=_("A W3C DPV personal data term, for example pd:EmailAddress."),
     )
 
     class Meta:
@@ -137,7 +164,13 @@ class Purpose(models.Model):
         help_text=_("Global Privacy Control opts people out of these purposes."),
     )
     offered_in_newsletter = models.BooleanField(_("offered in the newsletter form"), default=False)
-    dpv_code = models.CharField(_("DPV purpose"), max_length=80, blank=True)
+    dpv_code = models.CharField(
+        _("DPV purpose"),
+        max_length=80,
+        blank=True,
+        validators=[DPVTermValidator("dpv")],
+        help_text=_("A W3C DPV purpose term, for example dpv:Personalisation."),
+    )
     order = models.PositiveSmallIntegerField(_("order"), default=100)
     retired_at = models.DateTimeField(_("retired at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -164,10 +197,6 @@ class Purpose(models.Model):
     display_benefit = Localized("benefit")
     display_recipients = Localized("recipients")
     display_transfers_abroad = Localized("transfers_abroad")
-
-    @property
-    def legal_basis_codes(self) -> dict[str, str]:
-        return LEGAL_BASIS_CODES[LegalBasis(self.legal_basis)]
 
 
 class PurposeNotice(models.Model):
@@ -276,15 +305,86 @@ class ConsentState(models.Model):
         return self.decision == Decision.GRANTED
 
 
+class ReconsentRequest(models.Model):
+    """People who granted a purpose before `asked_at` are asked to decide again,
+    because a material policy version changed the purpose or staff widened what
+    it does (a new notice). Their grant stands until `effective_date`; then it
+    lapses (method: expiry) unless they granted it again since `asked_at`,
+    under the new terms. Acknowledging a policy's text (policies.Acknowledgement)
+    is a different act and answers none of this."""
+
+    class Reason(models.TextChoices):
+        POLICY = "policy", _("A policy change")
+        NOTICE = "notice", _("A change to what the purpose does")
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="reconsent_requests"
+    )
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    # The policy version that asked (reason "policy"); consents does not import policies.
+    policy_version_id = models.BigIntegerField(null=True, blank=True)
+    # The notice that widened the purpose, and the one before it (reason "notice").
+    notice = models.ForeignKey(
+        PurposeNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    previous_notice = models.ForeignKey(
+        PurposeNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    differences = models.JSONField(
+        default=list, blank=True, help_text="consents.changes: what widened, per language."
+    )
+    asked_at = models.DateTimeField()
+    effective_date = models.DateField(_("grants lapse on"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    lapsed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the grants not given again were withdrawn."
+    )
+
+    class Meta:
+        verbose_name = _("re-consent request")
+        verbose_name_plural = _("re-consent requests")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "policy_version_id"],
+                condition=models.Q(policy_version_id__isnull=False),
+                name="reconsent_once_per_policy_version",
+            ),
+            models.UniqueConstraint(
+                fields=["notice"],
+                condition=models.Q(notice__isnull=False),
+                name="reconsent_once_per_notice",
+            ),
+        ]
+        indexes = [
+            # The hourly lapse task: open requests whose effective date has come.
+            models.Index(
+                fields=["effective_date"],
+                name="reconsent_open_idx",
+                condition=models.Q(lapsed_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"re-consent {self.purpose_id} by {self.effective_date}"
+
+
 class LedgerHead(models.Model):
     """The single row that serialises appends and anchors the chain: the last
-    seq and hash, signed with an HMAC of the portal's secret, so that cutting
-    events off the end or rewriting the chain without the key is detected."""
+    seq and hash, signed with the portal's signing key ("kid.signature"), so
+    that cutting events off the end or rewriting the chain without the key is
+    detected."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     seq = models.BigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
-    signature = models.CharField(max_length=64, blank=True)
+    signature = models.CharField(max_length=200, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -302,6 +402,8 @@ class NewsletterSignup(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Waiting for confirmation")
         CONFIRMED = "confirmed", _("Confirmed")
+
+    CONFIRMATION_DAYS = 7  # how long a confirmation link works
 
     email = models.EmailField(unique=True)
     subject_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -325,6 +427,14 @@ class NewsletterSignup(models.Model):
 
     def __str__(self) -> str:
         return f"newsletter {self.subject_id} ({self.status})"
+
+    @property
+    def confirmation_pending(self) -> bool:
+        """Whether the latest confirmation link sent to this address still works:
+        choices wait for it (a first request, or a confirmed subscriber's new
+        one) and it is younger than CONFIRMATION_DAYS."""
+        cutoff = timezone.now() - timedelta(days=self.CONFIRMATION_DAYS)
+        return bool(self.pending_choices) and self.created_at > cutoff
 
 
 # The value exchange: a demo catalogue, and the zero-party data that chooses from it.

@@ -4,46 +4,86 @@ URL names another person, and receipts are looked up with the owner's id."""
 
 from __future__ import annotations
 
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required as django_login_required
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
+from django_htmx.http import HttpResponseClientRedirect
 
 from consents import benefits, personal_data, selectors, services
-from consents.models import ConsentEvent, Decision, Method, Purpose
+from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpose, PurposeNotice
 
 HISTORY_PAGE_SIZE = 20
 
 
+def login_required(view):
+    """login_required, which answers an htmx request from a tab whose session
+    has ended with a client redirect to the login page (and a message there),
+    not with a redirect that htmx would follow and swap into the row."""
+    plain = django_login_required(view)
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.htmx and not request.user.is_authenticated:
+            messages.info(request, _("Your session has ended. Log in again to continue."))
+            current = request.htmx.current_url_abs_path or reverse("me")
+            if not url_has_allowed_host_and_scheme(current, allowed_hosts=None):
+                current = reverse("me")
+            login = resolve_url(settings.LOGIN_URL)
+            return HttpResponseClientRedirect(f"{login}?{urlencode({'next': current})}")
+        return plain(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _row(request: HttpRequest, purpose: Purpose, state, notice) -> dict:
+    return {
+        "purpose": purpose,
+        "granted": bool(state and state.decision == Decision.GRANTED),
+        "decided": state is not None,
+        "gpc_conflict": request.gpc and purpose.is_sale_or_sharing,
+        # The text the person reads; its hash travels with the switch.
+        "notice": notice,
+    }
+
+
 def _rows(request: HttpRequest) -> list[dict]:
-    """Every active purpose with the person's current decision, in two queries
-    plus one for the data categories, whatever the number of purposes."""
+    """Every active purpose with the person's current decision and notice, in
+    three queries plus one for the data categories, whatever their number."""
     states = selectors.consent_states(subject_id=request.user.subject_id)
-    rows = []
-    for purpose in selectors.active_purposes():
-        state = states.get(purpose.pk)
-        rows.append(
-            {
-                "purpose": purpose,
-                "granted": bool(state and state.decision == Decision.GRANTED),
-                "decided": state is not None,
-                "gpc_conflict": request.gpc and purpose.is_sale_or_sharing,
-            }
-        )
-    return rows
+    purposes = list(selectors.active_purposes())
+    notices = services.current_notices(purposes)
+    return [_row(request, p, states.get(p.pk), notices.get(p.pk)) for p in purposes]
 
 
 def _panel_context(request: HttpRequest, section: str, **extra) -> dict:
     return {"section": section, **extra}
 
 
+def _dependents(request: HttpRequest) -> dict:
+    """What other parts of the choices page show from the decisions: the
+    benefits, and whether "withdraw all" has anything to withdraw."""
+    subject_id = request.user.subject_id
+    return {
+        "benefits": benefits.benefits_for(subject_id=subject_id),
+        "any_granted": ConsentState.objects.filter(
+            subject_id=subject_id, decision=Decision.GRANTED, purpose__retired_at__isnull=True
+        ).exists(),
+    }
+
+
 @login_required
-@require_GET
+@require_safe
 def consents_page(request: HttpRequest) -> HttpResponse:
     rows = _rows(request)
     return render(
@@ -67,51 +107,96 @@ def _optional_purpose(key: str) -> Purpose:
     return purpose
 
 
+def _switch_answer(
+    request: HttpRequest,
+    purpose: Purpose,
+    *,
+    message: str,
+    error: bool = False,
+    receipt=None,
+    status: int = 200,
+) -> HttpResponse:
+    """With htmx: the purpose's row as it stands now, with the message in it, and
+    the parts of the page that depend on it swapped out of band. Without
+    JavaScript: back to the row, with the message."""
+    # Errors answer 409 or 422, the statuses base.html's htmx-config swaps in place;
+    # never 400/403/404/500, which django-htmx's debug script turns into a whole page.
+    if not request.htmx:
+        (messages.error if error else messages.success)(request, message)
+        return redirect(reverse("me") + f"#purpose-{purpose.key}")
+    state = ConsentState.objects.filter(subject_id=request.user.subject_id, purpose=purpose).first()
+    notice = services.current_notices([purpose]).get(purpose.pk)
+    return render(
+        request,
+        "me/_switch_answer.html",
+        {
+            "row": _row(request, purpose, state, notice),
+            "status": message,
+            "status_is_error": error,
+            "receipt": receipt,
+            "focus_switch": True,
+            **_dependents(request),
+        },
+        status=status,
+    )
+
+
 @login_required
 @require_POST
 def consent_switch(request: HttpRequest, key: str) -> HttpResponse:
-    """Record one decision from the panel. With htmx, answer the purpose's row;
-    without JavaScript, redirect back to it."""
+    """Record one decision from the panel. With htmx, answer the purpose's row
+    (and what depends on it); without JavaScript, redirect back to it. A grant
+    must carry the hash of the description the person read."""
     purpose = _optional_purpose(key)
     decision = request.POST.get("decision")
     if decision not in (Decision.GRANTED, Decision.WITHDRAWN):
-        messages.error(request, _("Choose to turn it on or off."))
-        return redirect(reverse("me") + f"#purpose-{purpose.key}")
+        return _switch_answer(
+            request, purpose, message=_("Choose to turn it on or off."), error=True, status=422
+        )
+    notice = None
+    if decision == Decision.GRANTED:
+        # Withdrawing never waits on the text; granting needs the text that was read.
+        notice = (
+            PurposeNotice.objects.filter(
+                purpose=purpose, content_hash=request.POST.get("notice", "")
+            )
+            .order_by("-version")
+            .first()
+        )
+        if notice is None:
+            return _switch_answer(
+                request, purpose, message=_stale_message(purpose), error=True, status=409
+            )
     try:
         event = services.consent_record(
             subject_id=request.user.subject_id,
             purpose=purpose,
             decision=decision,
             method=Method.PANEL,
+            notice=notice,
             facts=services.RequestFacts.from_request(request),
             reconfirm=request.POST.get("reconfirm") == "1",
         )
     except services.ConsentError as exc:
-        messages.error(request, str(exc))
-        return redirect(reverse("me") + f"#purpose-{purpose.key}")
+        return _switch_answer(request, purpose, message=str(exc), error=True, status=409)
     if event is not None:
         text = (
             _("“%(purpose)s” is on.")
             if decision == Decision.GRANTED
             else _("“%(purpose)s” is off. We stopped using your data for it.")
         )
-        status = text % {"purpose": purpose.display_name}
+        message = text % {"purpose": purpose.display_name}
     else:
-        status = _("Nothing changed: that was already your choice.")
-    if request.htmx:
-        row = {
-            "purpose": purpose,
-            "granted": decision == Decision.GRANTED,
-            "decided": True,
-            "gpc_conflict": request.gpc and purpose.is_sale_or_sharing,
-        }
-        return render(
-            request,
-            "me/consents.html#purpose-row",
-            {"row": row, "status": status, "receipt": event},
-        )
-    messages.success(request, status)
-    return redirect(reverse("me") + f"#purpose-{purpose.key}")
+        message = _("Nothing changed: that was already your choice.")
+    return _switch_answer(request, purpose, message=message, receipt=event)
+
+
+def _stale_message(purpose: Purpose) -> str:
+    # The service's own words for a notice that is not the current one.
+    return _(
+        "The description of “%(purpose)s” changed while you were reading it. "
+        "Please read it again and confirm your choice."
+    ) % {"purpose": purpose.display_name}
 
 
 @login_required
@@ -139,7 +224,9 @@ def consent_withdraw_all(request: HttpRequest) -> HttpResponse:
 def _data_groups(request: HttpRequest, editing: str | None, forms_by_key: dict | None = None):
     values = personal_data.read(user=request.user)
     needed = personal_data.needed_categories(subject_id=request.user.subject_id)
-    categories = {c.key: c for c in selectors.categories_with_purposes()}
+    categories = {
+        c.key: c for c in selectors.categories_in_use_for(subject_id=request.user.subject_id)
+    }
     groups = []
     for category_key in dict.fromkeys(f.category for f in personal_data.FIELDS):
         category = categories.get(category_key)
@@ -182,7 +269,10 @@ def _display(data_field, value) -> str:
 def _field_form(data_field, *, initial=None, data=None):
     from django import forms
 
-    form_class = type("FieldForm", (forms.Form,), {"value": data_field.form_field()})
+    form_field = data_field.form_field()
+    # The form replaces the Edit link that was used: the cursor goes into it.
+    form_field.widget.attrs["autofocus"] = True
+    form_class = type("FieldForm", (forms.Form,), {"value": form_field})
     if data_field.store == "interests" and initial is not None:
         initial = [c.key for c in initial]
     return form_class(data=data, initial={"value": initial}, prefix=data_field.key)
@@ -211,7 +301,7 @@ def _field_row(
 
 
 @login_required
-@require_GET
+@require_safe
 def data_page(request: HttpRequest) -> HttpResponse:
     editing = request.GET.get("edit")
     return render(
@@ -222,7 +312,7 @@ def data_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def data_field_edit(request: HttpRequest, key: str) -> HttpResponse:
     """htmx: the field's row as a form. Without JavaScript, ?edit= does the same."""
     data_field = _editable_field(key)
@@ -251,7 +341,8 @@ def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
         if error:
             form.add_error(None, error)
         if request.htmx:
-            return _field_row(request, data_field, editing=True, form=form, status=status)
+            # 422, which the page swaps in place (see _switch_answer).
+            return _field_row(request, data_field, editing=True, form=form, status=422)
         return render(
             request,
             "me/data.html",
@@ -269,7 +360,7 @@ def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def history_page(request: HttpRequest) -> HttpResponse:
     events = (
         ConsentEvent.objects.filter(subject_id=request.user.subject_id)
@@ -287,7 +378,7 @@ def history_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def security_page(request: HttpRequest) -> HttpResponse:
     from allauth.mfa.models import Authenticator
 

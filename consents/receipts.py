@@ -1,23 +1,21 @@
 """Consent receipts: the Kantara Consent Receipt v1.1 fields for one ledger
-event, signed as a compact JWS (ES256) with the portal's key. The public key is
-published at /.well-known/jwks.json, so anyone can verify a receipt."""
+event, signed as a compact JWS (ES256) with the portal's current key (consents.keys).
+Every key ever used is published at /.well-known/jwks.json, so anyone can
+verify any receipt."""
 
 from __future__ import annotations
 
 import json
-from functools import cache
 
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.urls import reverse
 from joserfc import jws
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import KeySet
 
-from consents.models import ConsentEvent, Decision, LegalBasis
+from consents.keys import ALGORITHM, public_jwks, signing_key
+from consents.models import ConsentEvent, Decision, LegalBasis, legal_basis_codes
 
-ALGORITHM = "ES256"
+__all__ = ["public_jwks", "receipt_jws", "receipt_payload", "receipt_verify"]
 COLLECTION_METHODS = {
     "signup": "web form: sign-up",
     "newsletter": "web form: newsletter, confirmed by email (double opt-in)",
@@ -29,31 +27,6 @@ COLLECTION_METHODS = {
 }
 
 
-@cache
-def signing_key() -> ECKey:
-    """RECEIPT_SIGNING_KEY (a PEM EC P-256 private key) when set; otherwise a key
-    derived from SECRET_KEY, stable for as long as SECRET_KEY is."""
-    if settings.RECEIPT_SIGNING_KEY:
-        key = ECKey.import_key(settings.RECEIPT_SIGNING_KEY)
-    else:
-        seed = HKDF(algorithm=SHA256(), length=48, salt=b"clareza-receipts", info=b"es256").derive(
-            settings.SECRET_KEY.encode()
-        )
-        order = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
-        private = ec.derive_private_key(
-            int.from_bytes(seed, "big") % (order - 1) + 1, ec.SECP256R1()
-        )
-        key = ECKey.import_key(private)
-    thumbprint = key.thumbprint()
-    return ECKey.import_key(
-        key.as_dict(private=True), {"kid": thumbprint, "use": "sig", "alg": ALGORITHM}
-    )
-
-
-def public_jwks() -> dict:
-    return KeySet([signing_key()]).as_dict(private=False)
-
-
 def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
     """Kantara CR v1.1 for one event (`event` with purpose, notice and the
     purpose's data categories prefetched), plus the ledger position that proves it."""
@@ -61,6 +34,7 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
     notice_text = event.notice.text(language)
     # Everything below comes from the notice the person read, not today's inventory.
     sensitive = notice_text.get("sensitive_data_categories", [])
+    basis = legal_basis_codes(content["legal_basis"], sensitive=bool(sensitive))
     site = settings.SITE_URL
     return {
         "version": "KI-CR-v1.1.0",
@@ -105,6 +79,12 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
         "sensitive": bool(sensitive),
         "spiCat": sensitive,
         # Extensions: what was decided, on which exact text, and where in the ledger.
+        "legalBasis": {
+            "code": content["legal_basis"],
+            "gdpr": basis["gdpr"],
+            "lgpd": basis["lgpd"],
+            "dpv": basis["dpv"],
+        },
         "decision": event.decision,
         "consented": event.decision == Decision.GRANTED,
         "noticeVersion": event.notice.version,

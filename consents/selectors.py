@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
+from datetime import date
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet
 
-from consents.models import ConsentState, DataCategory, Decision, Purpose, PurposeNotice
+from consents import changes
+from consents.models import (
+    ConsentState,
+    DataCategory,
+    Decision,
+    LegalBasis,
+    Purpose,
+    PurposeNotice,
+    ReconsentRequest,
+)
 from consents.services import current_notices
 
 
@@ -35,11 +46,18 @@ def form_purposes(*, scope: str) -> tuple[list[tuple[Purpose, PurposeNotice]], l
     return offered, explained
 
 
-def categories_with_purposes() -> QuerySet[DataCategory]:
-    """Data categories, each with `active_purposes` (the purposes using it)."""
-    active = Purpose.objects.filter(retired_at__isnull=True).order_by("order", "key")
+def categories_in_use_for(*, subject_id: uuid.UUID) -> QuerySet[DataCategory]:
+    """Data categories, each with `purposes_in_use`: the active purposes that use
+    it for this person now, those on another legal basis and those they granted
+    (not one they refused or withdrew)."""
+    granted = ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED)
+    in_use = (
+        Purpose.objects.filter(retired_at__isnull=True)
+        .filter(~Q(legal_basis=LegalBasis.CONSENT) | Q(pk__in=granted.values("purpose_id")))
+        .order_by("order", "key")
+    )
     return DataCategory.objects.prefetch_related(
-        Prefetch("purposes", queryset=active, to_attr="active_purposes")
+        Prefetch("purposes", queryset=in_use, to_attr="purposes_in_use")
     )
 
 
@@ -55,3 +73,48 @@ def subjects_accepting_optional_email() -> QuerySet:
         purpose__offered_in_newsletter=True,
         purpose__retired_at__isnull=True,
     ).values("subject_id")
+
+
+def purpose_grantees_count(*, purpose: Purpose) -> int:
+    """How many people hold a grant for the purpose now (asked again if it widens)."""
+    return ConsentState.objects.filter(purpose=purpose, decision=Decision.GRANTED).count()
+
+
+@dataclass
+class ReconsentAsk:
+    """A purpose the person is asked to decide on again, and by when."""
+
+    purpose: Purpose
+    effective_date: date
+    requests: list[ReconsentRequest] = field(default_factory=list)
+
+    def changes(self) -> list[str]:
+        """What widened, in the active language (policy changes say it in their summary)."""
+        return [line for request in self.requests for line in changes.describe(request.differences)]
+
+
+def reconsent_pending(*, subject_id: uuid.UUID) -> list[ReconsentAsk]:
+    """The person's grants that a policy change or a widened purpose asks to be
+    given again, not given again yet, and not lapsed: one query, earliest first."""
+    requests = (
+        ReconsentRequest.objects.filter(
+            lapsed_at__isnull=True,
+            purpose__retired_at__isnull=True,
+            purpose__states__subject_id=subject_id,
+            purpose__states__decision=Decision.GRANTED,
+            purpose__states__event__created_at__lt=F("asked_at"),
+        )
+        .select_related("purpose")
+        .order_by("effective_date", "pk")
+    )
+    asks: dict[int, ReconsentAsk] = {}
+    for request in requests:
+        ask = asks.setdefault(
+            request.purpose_id, ReconsentAsk(request.purpose, request.effective_date)
+        )
+        ask.requests.append(request)
+    return list(asks.values())
+
+
+def reconsent_is_pending(*, subject_id: uuid.UUID, purpose: Purpose) -> bool:
+    return any(ask.purpose.pk == purpose.pk for ask in reconsent_pending(subject_id=subject_id))

@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import ipaddress
-import json
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from consents import ledger, personal_data
+from consents import changes, ledger, personal_data
 from consents.models import (
     ConsentEvent,
     ConsentState,
+    DataCategory,
     Decision,
     Method,
     NewsletterSignup,
     Purpose,
     PurposeNotice,
+    ReconsentRequest,
 )
 
 _policy_version_provider = None
+
+logger = logging.getLogger(__name__)
 
 
 def set_policy_version_provider(provider) -> None:
@@ -39,6 +44,20 @@ def set_policy_version_provider(provider) -> None:
 
 def policy_version_in_force() -> int | None:
     return _policy_version_provider() if _policy_version_provider else None
+
+
+_policies_document_provider = None
+
+
+def set_policies_document_provider(provider) -> None:
+    """The policies app describes, for /privacy.json, each policy's version in
+    force and those to come (a callable returning a list of dicts)."""
+    global _policies_document_provider
+    _policies_document_provider = provider
+
+
+def policies_document() -> list[dict]:
+    return _policies_document_provider() if _policies_document_provider else []
 
 
 class ConsentError(ValueError):
@@ -100,9 +119,13 @@ def user_agent_family(user_agent: str) -> str:
 NOTICE_FIELDS = ("name", "description", "benefit", "recipients", "transfers_abroad")
 
 
-def _notice_content(purpose: Purpose) -> dict:
-    """What a customer reads about a purpose, in every language, as one document."""
-    categories = list(purpose.data_categories.order_by("key"))
+def _notice_content(purpose: Purpose, categories: Iterable[DataCategory] | None = None) -> dict:
+    """What a customer reads about a purpose, in every language, as one document.
+    `categories` stands for the purpose's data categories when they are not saved yet."""
+    if categories is None:
+        categories = list(purpose.data_categories.order_by("key"))
+    else:
+        categories = sorted(categories, key=lambda c: c.key)
     content: dict = {}
     for language, suffix in (("en", ""), ("pt-br", "_pt")):
         texts = {
@@ -124,11 +147,6 @@ def _notice_content(purpose: Purpose) -> dict:
     return content
 
 
-def _content_hash(content: dict) -> str:
-    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
     """Freeze the purpose's current texts as a notice, unless they are unchanged.
 
@@ -136,7 +154,7 @@ def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
     returns the current notice; a changed one becomes the next version; going
     back to an old text reuses that old version rather than copying it."""
     content = _notice_content(purpose)
-    digest = _content_hash(content)
+    digest = ledger.notice_content_hash(content)
     with transaction.atomic():
         Purpose.objects.select_for_update().filter(pk=purpose.pk).first()
         latest = purpose.notices.order_by("-version").first()
@@ -150,7 +168,7 @@ def purpose_notice_refresh(*, purpose: Purpose) -> PurposeNotice:
                 purpose=purpose,
                 version=next_version,
                 content=content,
-                content_hash=_content_hash({"revert_of": existing.version, **content}),
+                content_hash=ledger.notice_content_hash({"revert_of": existing.version, **content}),
             )
         next_version = (latest.version if latest else 0) + 1
         return PurposeNotice.objects.create(
@@ -196,6 +214,218 @@ def purpose_retire(*, purpose: Purpose) -> Purpose:
     return purpose
 
 
+# The purpose's fields that its notice is made of (what a change can widen).
+PURPOSE_NOTICE_INPUTS = (
+    *NOTICE_FIELDS,
+    *(f"{name}_pt" for name in NOTICE_FIELDS),
+    "legal_basis",
+    "retention_days",
+    "is_sale_or_sharing",
+    "dpv_code",
+    "data_categories",
+)
+
+
+def reconsent_earliest_date() -> date:
+    """The first day a widening change may take effect: people get the same
+    notice period as for a material policy change."""
+    return timezone.localdate() + timedelta(days=settings.POLICY_MATERIAL_NOTICE_DAYS)
+
+
+def reconsent_date_check(*, effective_date: date) -> None:
+    earliest = reconsent_earliest_date()
+    if effective_date < earliest:
+        raise ConsentError(
+            _(
+                "A change that widens what a purpose does takes effect at least %(days)s "
+                "days after it is saved, so that people can decide first: choose %(date)s "
+                "or later."
+            )
+            % {"days": settings.POLICY_MATERIAL_NOTICE_DAYS, "date": earliest.isoformat()}
+        )
+
+
+@dataclass(frozen=True)
+class PurposeChangePreview:
+    differences: list[dict]
+    widening: list[dict]
+    asked: int  # people whose grant would have to be given again
+
+
+def purpose_update_preview(
+    *,
+    purpose: Purpose,
+    values: Mapping[str, object],
+    data_categories: Iterable[DataCategory] | None = None,
+) -> PurposeChangePreview:
+    """What saving these values would change for the people who granted the
+    purpose, without saving anything (the admin shows it before staff confirm)."""
+    from consents import selectors
+
+    current = purpose.notices.order_by("-version").first()
+    if current is None:
+        return PurposeChangePreview([], [], 0)
+    changed = copy.copy(purpose)
+    for name, value in values.items():
+        setattr(changed, name, value)
+    if data_categories is None:
+        data_categories = list(purpose.data_categories.all())
+    differences = changes.compare(current.content, _notice_content(changed, data_categories))
+    widening = changes.widening(differences) if purpose.is_optional else []
+    asked = selectors.purpose_grantees_count(purpose=purpose) if widening else 0
+    return PurposeChangePreview(differences, widening, asked)
+
+
+@dataclass(frozen=True)
+class PurposeUpdated:
+    purpose: Purpose
+    notice: PurposeNotice
+    differences: list[dict]
+    reconsent: ReconsentRequest | None  # set when the change widened processing
+    asked: int  # people asked to decide again, each emailed
+
+
+def purpose_update(
+    *,
+    purpose: Purpose,
+    acting_user,
+    values: Mapping[str, object] | None = None,
+    data_categories: Iterable[DataCategory] | None = None,
+    effective_date: date | None = None,
+) -> PurposeUpdated:
+    """Change what a purpose is and does, and freeze the text customers now read.
+
+    A change that widens processing (consents.changes.WIDENING) is handled like
+    a material policy change: everyone whose grant was given under the earlier
+    notice is asked again, by email and in the portal, and their grant lapses
+    on `effective_date` unless they confirm it under the new notice."""
+    values = dict(values or {})
+    with transaction.atomic():
+        # Lock order as in purpose_retire: the chain head, then the purpose. No grant
+        # can be recorded between freezing the new notice and reading the grantees.
+        ledger.lock_head()
+        purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
+        previous = purpose.notices.order_by("-version").first()
+        for name, value in values.items():
+            setattr(purpose, name, value)
+        if values:
+            purpose.save(update_fields=list(values))
+        if data_categories is not None:
+            purpose.data_categories.set(data_categories)
+        notice = purpose_notice_refresh(purpose=purpose)
+        if previous is None or notice.pk == previous.pk:
+            return PurposeUpdated(purpose, notice, [], None, 0)
+        differences = changes.compare(previous.content, notice.content)
+        widening = changes.widening(differences)
+        if not widening or not purpose.is_optional or purpose.retired_at is not None:
+            return PurposeUpdated(purpose, notice, differences, None, 0)
+        effective_date = effective_date or reconsent_earliest_date()
+        reconsent_date_check(effective_date=effective_date)
+        request = ReconsentRequest.objects.create(
+            purpose=purpose,
+            reason=ReconsentRequest.Reason.NOTICE,
+            notice=notice,
+            previous_notice=previous,
+            differences=widening,
+            asked_at=timezone.now(),
+            effective_date=effective_date,
+            created_by=acting_user,
+        )
+        asked = _reconsent_notify(request=request)
+    return PurposeUpdated(purpose, notice, differences, request, asked)
+
+
+def _reconsent_notify(*, request: ReconsentRequest) -> int:
+    """One email per person asked, in their language, through the outbox (the
+    rows are part of this transaction; they leave once it commits)."""
+    from django.contrib.auth import get_user_model
+
+    from consents import emails
+
+    subjects = ConsentState.objects.filter(
+        purpose=request.purpose,
+        decision=Decision.GRANTED,
+        event__created_at__lt=request.asked_at,
+    ).values("subject_id")
+    recipients = [
+        (email, language, subject_id, True)
+        for email, language, subject_id in get_user_model()
+        .objects.filter(subject_id__in=subjects, is_active=True)
+        .values_list("email", "language", "subject_id")
+    ] + [
+        (email, language, subject_id, False)
+        for email, language, subject_id in NewsletterSignup.objects.filter(
+            subject_id__in=subjects, status=NewsletterSignup.Status.CONFIRMED
+        ).values_list("email", "language", "subject_id")
+    ]
+    for email, language, subject_id, has_account in recipients:
+        emails.reconsent_request(
+            request=request,
+            email=email,
+            language=language or settings.LANGUAGE_CODE,
+            subject_id=subject_id,
+            has_account=has_account,
+        )
+    return len(recipients)
+
+
+def reconsent_request_create(
+    *,
+    purpose: Purpose,
+    policy_version_id: int,
+    asked_at,
+    effective_date: date,
+    acting_user=None,
+) -> ReconsentRequest:
+    """A policy version changes this purpose: ask those who granted it before
+    the version was published (the version's own emails tell them)."""
+    request, _created = ReconsentRequest.objects.get_or_create(
+        purpose=purpose,
+        policy_version_id=policy_version_id,
+        defaults={
+            "reason": ReconsentRequest.Reason.POLICY,
+            "asked_at": asked_at,
+            "effective_date": effective_date,
+            "created_by": acting_user,
+        },
+    )
+    return request
+
+
+def reconsent_lapse_due(*, today: date | None = None) -> int:
+    """On a request's effective date, the grants it asked for that were not given
+    again lapse (method: expiry). Returns how many lapsed."""
+    today = today or timezone.localdate()
+    lapsed = 0
+    due = ReconsentRequest.objects.filter(lapsed_at__isnull=True, effective_date__lte=today)
+    for request in due.select_related("purpose").order_by("effective_date", "pk"):
+        stale = ConsentState.objects.filter(
+            purpose=request.purpose,
+            decision=Decision.GRANTED,
+            event__created_at__lt=request.asked_at,
+        ).values_list("subject_id", flat=True)
+        for subject_id in list(stale):
+            with transaction.atomic():
+                ledger.lock_head()
+                # Read again under the lock: the person may have confirmed meanwhile.
+                still_stale = ConsentState.objects.filter(
+                    subject_id=subject_id,
+                    purpose=request.purpose,
+                    decision=Decision.GRANTED,
+                    event__created_at__lt=request.asked_at,
+                ).exists()
+                if still_stale and consent_record(
+                    subject_id=subject_id,
+                    purpose=request.purpose,
+                    decision=Decision.WITHDRAWN,
+                    method=Method.EXPIRY,
+                    allow_retired=True,
+                ):
+                    lapsed += 1
+        ReconsentRequest.objects.filter(pk=request.pk).update(lapsed_at=timezone.now())
+    return lapsed
+
+
 # The ledger -------------------------------------------------------------------
 
 
@@ -239,7 +469,16 @@ def consent_record(
         )
     facts = facts or RequestFacts()
     with transaction.atomic():
-        head = ledger.lock_head()  # serialises appends, so the state read below is current
+        try:
+            head = ledger.lock_head()  # serialises appends, so the state read below is current
+        except ledger.LedgerIntegrityError as exc:
+            logger.critical("The consent ledger refused a decision: %s", exc)
+            raise ConsentError(
+                _(
+                    "Your choice could not be recorded: our consent records failed their "
+                    "integrity check. Nothing was changed, and our team has been alerted."
+                )
+            ) from exc
         # The highest version of this purpose's notice (an index on purpose, version).
         current_notice = (
             PurposeNotice.objects.select_related("purpose")
@@ -379,6 +618,29 @@ def consent_withdraw_emailed(
     )
 
 
+def optional_email_stop(
+    *, subject_id: uuid.UUID, facts: RequestFacts | None = None
+) -> list[Purpose]:
+    """The one-click stop in every optional email (RFC 8058): withdraw each grant
+    for a purpose we email about (method "email link"), and void a newsletter
+    request still waiting for confirmation, so that its link switches nothing
+    on. Returns the purposes withdrawn."""
+    with transaction.atomic():
+        # The sign-up row before the chain head, as newsletter_signup_confirm
+        # takes them: a stop and a confirmation of one person never deadlock.
+        signup = NewsletterSignup.objects.select_for_update().filter(subject_id=subject_id).first()
+        withdrawn = consent_withdraw_emailed(
+            subject_id=subject_id, method=Method.EMAIL_LINK, facts=facts
+        )
+        if signup is not None and signup.pending_choices:
+            if signup.status == NewsletterSignup.Status.PENDING:
+                signup.delete()  # nothing was ever agreed: keep nothing
+            else:
+                signup.pending_choices = []
+                signup.save(update_fields=["pending_choices"])
+    return withdrawn
+
+
 def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list[Purpose]:
     """Global Privacy Control: withdraw grants for sale or sharing purposes.
 
@@ -420,7 +682,7 @@ def gpc_apply(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> li
 
 # Newsletter double opt-in -----------------------------------------------------------
 
-NEWSLETTER_CONFIRMATION_DAYS = 7
+NEWSLETTER_CONFIRMATION_DAYS = NewsletterSignup.CONFIRMATION_DAYS
 
 
 def newsletter_signup_start(
@@ -432,9 +694,13 @@ def newsletter_signup_start(
     request=None,
 ) -> NewsletterSignup | None:
     """Keep the choices and the notices shown until the address is confirmed,
-    and email the confirmation link. Nothing reaches the ledger yet. Returns None
-    when the address is already confirmed (the visitor is told the same thing
-    either way, so the form reveals nothing about who subscribes)."""
+    and email the confirmation link. Nothing reaches the ledger yet.
+
+    One confirmation is pending per address at a time: while an earlier link
+    still works, nothing is sent or changed and None is returned (the visitor
+    is told the same thing either way, so the form reveals nothing about who
+    subscribes). A confirmed subscriber may ask again, after stopping or to
+    change their choices: that goes through the same double opt-in."""
     from consents import emails
 
     email = email.strip().lower()
@@ -446,7 +712,7 @@ def newsletter_signup_start(
         signup, created = NewsletterSignup.objects.select_for_update().get_or_create(
             email=email, defaults={"language": language, "pending_choices": pending}
         )
-        if not created and signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not created and signup.confirmation_pending:
             return None
         if not created:
             signup.language, signup.pending_choices = language, pending
@@ -465,14 +731,17 @@ class NewsletterConfirmation:
 def newsletter_signup_confirm(
     *, signup: NewsletterSignup, facts: RequestFacts | None = None
 ) -> NewsletterConfirmation:
-    """The link was followed: record the choices, against the notices shown then.
+    """The link was followed: record the choices, against the notices shown then,
+    and email the subscriber a receipt (what is on, the signed receipts, the stop).
 
     A grant whose notice changed (or whose purpose was retired) since is not
     silently carried over: it is left out, and `changed` names it so that the
     person can be told and choose again on the new text."""
+    from consents import emails
+
     with transaction.atomic():
         signup = NewsletterSignup.objects.select_for_update().get(pk=signup.pk)
-        if signup.status == NewsletterSignup.Status.CONFIRMED:
+        if not signup.pending_choices:  # confirmed already, or stopped before confirming
             return NewsletterConfirmation(events=[], changed=[])
         purposes = {
             p.key: p
@@ -503,6 +772,9 @@ def newsletter_signup_confirm(
         signup.confirmed_at = timezone.now()
         signup.pending_choices = []
         signup.save(update_fields=["status", "confirmed_at", "pending_choices"])
+        granted = [e for e in events if e.decision == Decision.GRANTED]
+        if granted:  # nothing switched on (every text changed): the page says why
+            emails.newsletter_confirmed(signup=signup, granted=granted)
     return NewsletterConfirmation(events=events, changed=changed)
 
 

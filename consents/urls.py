@@ -14,5 +14,17 @@ urlpatterns = [
     path("newsletter/", views.newsletter, name="newsletter"),
     path("newsletter/sent/", views.newsletter_sent, name="newsletter_sent"),
     path("newsletter/confirm/<str:token>/", views.newsletter_confirm, name="newsletter_confirm"),
+    path("reconsent/<str:token>/", views.reconsent_link, name="reconsent_link"),
     path("me/receipts/<uuid:receipt_id>.jws", views.receipt, name="receipt"),
+    path(
+        "newsletter/receipts/<str:token>/",
+        views.newsletter_receipts,
+        name="newsletter_receipts",
+    ),
+    path(
+        "newsletter/receipts/<str:token>/<uuid:receipt_id>.jws",
+        views.newsletter_receipt,
+        name="newsletter_receipt",
+    ),
+    path("me/receipts/<uuid:receipt_id>/", views.receipt_page, name="receipt_page"),
 ]

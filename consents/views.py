@@ -1,26 +1,47 @@
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
-from consents import emails, receipts, selectors, services
+from consents import changes, emails, ratelimit, receipts, selectors, services
 from consents.forms import NewsletterForm
-from consents.models import LEGAL_BASIS_CODES, ConsentEvent, LegalBasis, NewsletterSignup
+from consents.models import (
+    ConsentEvent,
+    Decision,
+    LegalBasis,
+    Method,
+    NewsletterSignup,
+    ReconsentRequest,
+    legal_basis_codes,
+)
 
 # Transparency -----------------------------------------------------------------
 
 
-@require_GET
+@require_safe
 def privacy(request: HttpRequest) -> HttpResponse:
     purposes = list(selectors.active_purposes())
+    for purpose in purposes:
+        purpose.basis = legal_basis_codes(
+            purpose.legal_basis, sensitive=purpose.data_categories_sensitive
+        )
     return render(
         request,
         "consents/privacy.html",
@@ -33,7 +54,7 @@ def privacy(request: HttpRequest) -> HttpResponse:
 
 
 def _purpose_json(purpose, notice) -> dict:
-    codes = LEGAL_BASIS_CODES[LegalBasis(purpose.legal_basis)]
+    codes = legal_basis_codes(purpose.legal_basis, sensitive=purpose.data_categories_sensitive)
     return {
         "key": purpose.key,
         "name": {"en": notice.content["en"]["name"], "pt-br": notice.content["pt-br"]["name"]},
@@ -46,7 +67,13 @@ def _purpose_json(purpose, notice) -> dict:
             "pt-br": notice.content["pt-br"]["benefit"],
         },
         "dpv:hasPurpose": purpose.dpv_code or None,
-        "legalBasis": {"code": purpose.legal_basis, **codes},
+        "legalBasis": {
+            "code": purpose.legal_basis,
+            "gdpr": codes["gdpr"],
+            "lgpd": codes["lgpd"],
+            "dpv": codes["dpv"],
+            "explicitConsent": codes["dpv"] == "dpv:ExplicitlyExpressedConsent",
+        },
         "optional": purpose.is_optional,
         "dataCategories": [
             {
@@ -71,7 +98,7 @@ def _purpose_json(purpose, notice) -> dict:
     }
 
 
-@require_GET
+@require_safe
 def privacy_json(request: HttpRequest) -> JsonResponse:
     purposes = list(selectors.active_purposes())
     notices = services.current_notices(purposes)
@@ -93,18 +120,19 @@ def privacy_json(request: HttpRequest) -> JsonResponse:
             "scope": "sale, sharing and cross-context advertising",
         },
         "receiptKeys": settings.SITE_URL + reverse("consents:jwks"),
+        "policies": services.policies_document(),
     }
     return JsonResponse(body, json_dumps_params={"ensure_ascii": False, "indent": 2})
 
 
-@require_GET
+@require_safe
 def jwks(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(receipts.public_jwks())
     response["Cache-Control"] = "public, max-age=3600"
     return response
 
 
-@require_GET
+@require_safe
 def gpc_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"gpc": True, "lastUpdate": settings.GPC_LAST_UPDATE})
 
@@ -112,10 +140,28 @@ def gpc_json(request: HttpRequest) -> JsonResponse:
 # Newsletter, double opt-in ------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def newsletter(request: HttpRequest) -> HttpResponse:
     form = NewsletterForm(request.POST or None, gpc=request.gpc)
     if request.method == "POST" and form.is_valid():
+        wait = ratelimit.consume(
+            request,
+            action="newsletter",
+            rates=settings.NEWSLETTER_RATE_LIMITS,
+            key=form.cleaned_data["email"],
+        )
+        if wait is not None:
+            form.add_error(
+                None,
+                _(
+                    "Too many requests for this address or from your connection. Nothing "
+                    "was sent. Please wait %(wait)s and try again."
+                )
+                % {"wait": ratelimit.wait_text(wait)},
+            )
+            response = render(request, "consents/newsletter.html", {"form": form}, status=429)
+            response["Retry-After"] = str(wait)
+            return response
         choices, notices, _methods = form.consent_choices()
         services.newsletter_signup_start(
             email=form.cleaned_data["email"],
@@ -124,13 +170,14 @@ def newsletter(request: HttpRequest) -> HttpResponse:
             language=translation.get_language() or settings.LANGUAGE_CODE,
             request=request,
         )
-        # The same words whether the address is new, pending or already confirmed.
+        # The same words whether the address is new, pending or already confirmed,
+        # and whether an email left now or one is still waiting to be used.
         return redirect("consents:newsletter_sent")
     status = 400 if request.method == "POST" else 200
     return render(request, "consents/newsletter.html", {"form": form}, status=status)
 
 
-@require_GET
+@require_safe
 def newsletter_sent(request: HttpRequest) -> HttpResponse:
     return render(request, "consents/newsletter_sent.html")
 
@@ -150,14 +197,14 @@ def _signup_from_token(token: str) -> NewsletterSignup | None:
     return signup
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a button, POST confirms: link scanners in mail systems follow
     links, and must not be able to consent on anyone's behalf."""
     signup = _signup_from_token(token)
     if signup is None:
         return render(request, "consents/newsletter_invalid.html", status=400)
-    if request.method == "POST" and signup.status == NewsletterSignup.Status.PENDING:
+    if request.method == "POST" and signup.pending_choices:
         confirmation = services.newsletter_signup_confirm(
             signup=signup, facts=services.RequestFacts.from_request(request)
         )
@@ -173,23 +220,165 @@ def newsletter_confirm(request: HttpRequest, token: str) -> HttpResponse:
                 % {"purposes": ", ".join(f"“{name}”" for name in confirmation.changed)},
             )
         return redirect("consents:newsletter_confirm", token=token)
-    return render(request, "consents/newsletter_confirm.html", {"signup": signup})
+    subscribed = (
+        selectors.subjects_accepting_optional_email().filter(subject_id=signup.subject_id).exists()
+    )
+    return render(
+        request,
+        "consents/newsletter_confirm.html",
+        {"signup": signup, "subscribed": subscribed, **emails.newsletter_links(signup.subject_id)},
+    )
+
+
+def _link_invalid(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "consents/newsletter_invalid.html",
+        {"kind": "link", "days": settings.POLICY_LINK_DAYS},
+        status=400,
+    )
+
+
+# Receipts for subscribers without an account, from a signed link ----------------------
+
+NEWSLETTER_RECEIPTS_SHOWN = 100
+
+
+@require_safe
+def newsletter_receipts(request: HttpRequest, token: str) -> HttpResponse:
+    """Every decision of a newsletter subscriber, newest first, each with its
+    signed receipt: what an account holder finds in their history."""
+    subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
+    if subject_id is None:
+        return _link_invalid(request)
+    events = (
+        ConsentEvent.objects.filter(subject_id=subject_id)
+        .select_related("purpose", "notice")
+        .order_by("-seq")[:NEWSLETTER_RECEIPTS_SHOWN]
+    )
+    return render(
+        request,
+        "consents/newsletter_receipts.html",
+        {"events": events, "token": token, **emails.newsletter_links(subject_id)},
+    )
+
+
+@require_safe
+def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResponse:
+    subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
+    if subject_id is None:
+        return _link_invalid(request)
+    return _receipt_download(subject_id, receipt_id)
+
+
+# Deciding again, from the email ---------------------------------------------------
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def reconsent_link(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows what changed and two buttons; only POST decides (mail scanners
+    follow links). The link is signed for one person and one request, and
+    decides nothing once the grant was given again, withdrawn or lapsed."""
+    try:
+        data = signing.loads(token, salt=emails.RECONSENT_SALT)
+        subject_id = uuid.UUID(data["s"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        return render(request, "policies/link_invalid.html", status=400)
+    reconsent = ReconsentRequest.objects.select_related("purpose").filter(pk=data.get("r")).first()
+    if reconsent is None:
+        return render(request, "policies/link_invalid.html", status=400)
+    purpose = reconsent.purpose
+    pending = selectors.reconsent_is_pending(subject_id=subject_id, purpose=purpose)
+    if request.method == "POST":
+        decision = request.POST.get("decision")
+        if decision not in (Decision.GRANTED, Decision.WITHDRAWN):
+            return HttpResponseBadRequest(_("Choose to keep it or to withdraw it."))
+        if pending:
+            try:
+                services.consent_record(
+                    subject_id=subject_id,
+                    purpose=purpose,
+                    decision=decision,
+                    method=Method.EMAIL_LINK,
+                    facts=services.RequestFacts.from_request(request),
+                    reconfirm=decision == Decision.GRANTED,
+                )
+            except services.ConsentError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request,
+                    (
+                        _("Thank you: “%(purpose)s” stays on under the new terms.")
+                        if decision == Decision.GRANTED
+                        else _("“%(purpose)s” is off. We stopped using your data for it.")
+                    )
+                    % {"purpose": purpose.display_name},
+                )
+        return redirect("consents:reconsent_link", token=token)
+    return render(
+        request,
+        "consents/reconsent.html",
+        {
+            "purpose": purpose,
+            "reconsent": reconsent,
+            "changes": changes.describe(reconsent.differences),
+            "pending": pending,
+        },
+    )
 
 
 # Receipts -------------------------------------------------------------------------
 
 
-@login_required
-@require_GET
-def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
+def _get_event_for_subject(subject_id, receipt_id) -> ConsentEvent:
+    """The person's own ledger event, or 404: another person's receipt does not exist."""
     event = (
-        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=request.user.subject_id)
+        ConsentEvent.objects.filter(uuid=receipt_id, subject_id=subject_id)
         .select_related("purpose", "notice")
         .first()
     )
     if event is None:
         raise Http404
+    return event
+
+
+@login_required
+@require_safe
+def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
+    return _receipt_download(request.user.subject_id, receipt_id)
+
+
+def _receipt_download(subject_id, receipt_id) -> HttpResponse:
+    """The signed receipt of one of this subject's decisions, or 404."""
+    event = _get_event_for_subject(subject_id, receipt_id)
     token = receipts.receipt_jws(event, language=translation.get_language() or "en")
     response = HttpResponse(token, content_type="application/jose")
     response["Content-Disposition"] = f'attachment; filename="consent-receipt-{event.uuid}.jws"'
     return response
+
+
+@login_required
+@require_safe
+def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
+    """The receipt in plain language, beside its signed download. What is shown
+    is read back from the signed token itself, so the page and the file agree."""
+    event = _get_event_for_subject(request.user.subject_id, receipt_id)
+    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    claims = receipts.receipt_verify(token, receipts.public_jwks())
+    (controller,) = claims["piiControllers"]
+    (purpose,) = claims["services"][0]["purposes"]
+    return render(
+        request,
+        "me/receipt.html",
+        {
+            "section": "history",
+            "event": event,
+            "claims": claims,
+            "controller": controller,
+            "purpose": purpose,
+            "retention_days": event.notice.content.get("retention_days"),
+            "signed_at": datetime.fromtimestamp(claims["consentTimestamp"], tz=UTC),
+            "key_id": receipts.signing_key().kid,
+        },
+    )

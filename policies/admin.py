@@ -108,6 +108,25 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return obj is None or not obj.is_published
 
+    def get_actions(self, request):
+        # The bulk delete would offer published versions too; a draft is deleted
+        # from its own page, where Delete shows only for drafts.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        version = self.get_object(request, object_id)
+        if version is not None and version.is_published:
+            # Say why on the version's page rather than answer a bare 403.
+            self.message_user(
+                request,
+                _("A published version cannot be deleted; publish a new version."),
+                messages.ERROR,
+            )
+            return redirect(reverse("admin:policies_policyversion_change", args=[version.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
     def save_model(self, request, obj, form, change) -> None:
         services.policy_version_draft_save(version=obj)
 

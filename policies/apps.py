@@ -10,7 +10,8 @@ class PoliciesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from consents.services import set_policy_version_provider
-        from policies.selectors import version_in_force_id
+        from consents.services import set_policies_document_provider, set_policy_version_provider
+        from policies.selectors import policies_document, version_in_force_id
 
         set_policy_version_provider(version_in_force_id)
+        set_policies_document_provider(policies_document)

@@ -8,11 +8,13 @@ from django.core import mail, signing
 from django.urls import reverse
 from django.utils import formats, translation
 
+from consents import emails as consent_emails
 from portal.mail import render_email
 
 NOTICE_SALT = "policies.notice"
 ACKNOWLEDGE_SALT = "policies.acknowledge"
-UNSUBSCRIBE_SALT = "policies.unsubscribe"
+# One one-click stop for every optional email: newsletter emails use it too.
+UNSUBSCRIBE_SALT = consent_emails.ONE_CLICK_STOP_SALT
 
 
 def token(notification_id: int, salt: str) -> str:
@@ -61,8 +63,7 @@ def policy_update(notification, *, connection=None) -> mail.EmailMultiAlternativ
         headers={
             "Message-ID": notification.message_id,
             # RFC 8058: one-click unsubscribe from optional emails.
-            "List-Unsubscribe": f"<{urls['unsubscribe_url']}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            **consent_emails.one_click_stop_headers(urls["unsubscribe_url"]),
         },
     )
     message.attach_alternative(html, "text/html")

@@ -7,7 +7,10 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone, translation
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from consents.models import Localized
 
 
 class Policy(models.Model):
@@ -22,13 +25,9 @@ class Policy(models.Model):
         ordering = ["order", "slug"]
 
     def __str__(self) -> str:
-        return self.title
+        return self.display_title
 
-    @property
-    def display_title(self) -> str:
-        if (translation.get_language() or "").startswith("pt") and self.title_pt:
-            return self.title_pt
-        return self.title
+    display_title = Localized("title")
 
 
 class PolicyVersion(models.Model):
@@ -84,9 +83,18 @@ class PolicyVersion(models.Model):
         ]
 
     def __str__(self) -> str:
+        return self.display_title
+
+    @property
+    def display_title(self) -> str:
+        """ "Privacy policy, version 2" in the active language: the policy's
+        title in that language, and the rest translated."""
         if self.number:
-            return f"{self.policy} v{self.number}"
-        return _("%(policy)s (draft)") % {"policy": self.policy}
+            return gettext("%(policy)s, version %(number)s") % {
+                "policy": self.policy.display_title,
+                "number": self.number,
+            }
+        return gettext("%(policy)s (draft)") % {"policy": self.policy.display_title}
 
     @property
     def is_published(self) -> bool:

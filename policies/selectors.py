@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, QuerySet
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.conf import settings
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
 
 from policies.models import Acknowledgement, Policy, PolicyVersion
 
@@ -15,21 +21,90 @@ def published(policy: Policy | str) -> QuerySet[PolicyVersion]:
     )
 
 
-def current_versions() -> list[tuple[Policy, PolicyVersion]]:
-    """Each policy with a published version, and that latest version."""
-    pairs = [(p, published(p).first()) for p in Policy.objects.order_by("order", "slug")]
-    return [(policy, version) for policy, version in pairs if version is not None]
+def _day(at: datetime | None) -> date:
+    """Effective dates are days in the portal's time zone."""
+    return timezone.localdate(at) if at is not None else timezone.localdate()
 
 
-def version_in_force_id() -> int | None:
-    """The latest published privacy policy: the one a person is shown when they
-    decide, and which the ledger records with each decision."""
-    return published(PRIVACY).values_list("pk", flat=True).first()
+def in_force(policy: Policy | str, *, at: datetime | None = None) -> PolicyVersion | None:
+    """The version that applies at `at` (now by default): the newest published
+    version whose effective date has come. A version published with a later
+    effective date is announced, but the one before it still applies."""
+    return published(policy).filter(effective_date__lte=_day(at)).select_related("policy").first()
+
+
+def upcoming(policy: Policy | str, *, at: datetime | None = None) -> list[PolicyVersion]:
+    """Published versions that do not apply yet at `at`, soonest first: newer
+    than the version in force, with an effective date still to come."""
+    current = in_force(policy, at=at)
+    versions = published(policy).filter(effective_date__gt=_day(at))
+    if current is not None:
+        versions = versions.filter(number__gt=current.number)
+    return list(versions.select_related("policy").order_by("effective_date", "number"))
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    policy: Policy
+    in_force: PolicyVersion | None
+    upcoming: list[PolicyVersion]
+
+
+def policy_states(*, at: datetime | None = None) -> list[PolicyState]:
+    """Each policy with a published version: the version in force and those to come."""
+    states = [
+        PolicyState(policy=p, in_force=in_force(p, at=at), upcoming=upcoming(p, at=at))
+        for p in Policy.objects.order_by("order", "slug")
+    ]
+    return [s for s in states if s.in_force is not None or s.upcoming]
+
+
+def policies_document(*, at: datetime | None = None) -> list[dict]:
+    """For /privacy.json: each policy, the version in force and those to come."""
+    site = settings.SITE_URL
+
+    def described(version: PolicyVersion) -> dict:
+        slug = version.policy.slug
+        return {
+            "version": version.number,
+            "effectiveDate": version.effective_date.isoformat(),
+            "material": version.material,
+            "url": site + reverse("policies:version", args=[slug, version.number]),
+        }
+
+    document = []
+    for state in policy_states(at=at):
+        policy = state.policy
+        coming = []
+        for version in state.upcoming:
+            entry = described(version)
+            if state.in_force is not None:
+                entry["differencesUrl"] = site + reverse(
+                    "policies:diff", args=[policy.slug, state.in_force.number, version.number]
+                )
+            coming.append(entry)
+        document.append(
+            {
+                "slug": policy.slug,
+                "title": {"en": policy.title, "pt-br": policy.title_pt or policy.title},
+                "inForce": described(state.in_force) if state.in_force else None,
+                "upcoming": coming,
+            }
+        )
+    return document
+
+
+def version_in_force_id(*, at: datetime | None = None) -> int | None:
+    """The privacy policy in force: the one a person is shown when they decide,
+    and which the ledger records with each decision."""
+    version = in_force(PRIVACY, at=at)
+    return version.pk if version is not None else None
 
 
 def unacknowledged_material(user) -> list[PolicyVersion]:
     """Material versions published since the person joined that they have not
-    acknowledged yet (they saw the then-current text when they signed up)."""
+    acknowledged yet (they saw the then-current text when they signed up).
+    Each carries `in_effect`: whether its effective date has come."""
     acknowledged = Acknowledgement.objects.filter(
         subject_id=user.subject_id, version=OuterRef("pk")
     )
@@ -40,7 +115,11 @@ def unacknowledged_material(user) -> list[PolicyVersion]:
             published_at__gt=user.date_joined,
         )
         .exclude(Exists(acknowledged))
+        .annotate(
+            in_effect=ExpressionWrapper(
+                Q(effective_date__lte=_day(None)), output_field=BooleanField()
+            )
+        )
         .select_related("policy")
-        .prefetch_related("changed_purposes")
         .order_by("published_at")
     )

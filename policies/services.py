@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,8 +18,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from consents import selectors as consent_selectors
-from consents.models import Method, NewsletterSignup
-from consents.services import consent_withdraw_emailed
+from consents.models import LegalBasis, NewsletterSignup
+from consents.services import RequestFacts, optional_email_stop, reconsent_request_create
 from policies import emails
 from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
 
@@ -106,6 +107,16 @@ def policy_version_publish(*, version: PolicyVersion, by=None) -> Published:
         version.published_at = timezone.now()
         version.published_by = by
         version.save(update_fields=["number", "status", "published_at", "published_by"])
+        # Deciding again on the purposes it changes is asked apart from reading the
+        # text: acknowledging the version answers the one, not the other.
+        for purpose in version.changed_purposes.filter(legal_basis=LegalBasis.CONSENT):
+            reconsent_request_create(
+                purpose=purpose,
+                policy_version_id=version.pk,
+                asked_at=version.published_at,
+                effective_date=version.effective_date,
+                acting_user=by,
+            )
         count = 0
         if last:  # the first version of a policy changes nothing: nobody to tell
             count = notifications_create(version=version)
@@ -337,59 +348,8 @@ def policy_acknowledge(
     return ack
 
 
-def optional_email_unsubscribe(*, notification: Notification) -> list:
+def optional_email_unsubscribe(*, subject_id: uuid.UUID, facts: RequestFacts | None = None) -> list:
     """RFC 8058 one-click: the recipient's optional emails stop (their emailed
     consents are withdrawn, method "email link"). Material policy changes are
     still announced, as the law requires."""
-    return consent_withdraw_emailed(subject_id=notification.subject_id, method=Method.EMAIL_LINK)
-
-
-def reconsent_expire_due() -> int:
-    """For every version in effect that changes consent purposes: grants of
-    those purposes given before it was published, and not given again since,
-    lapse. The customer is asked again (the banner and the panel show it)."""
-    from consents.models import ConsentState, Decision
-    from consents.services import consent_record
-
-    today = timezone.localdate()
-    expired = 0
-    versions = PolicyVersion.objects.filter(
-        status=PolicyVersion.Status.PUBLISHED, effective_date__lte=today
-    ).prefetch_related("changed_purposes")
-    for version in versions:
-        for purpose in version.changed_purposes.all():
-            stale = ConsentState.objects.filter(
-                purpose=purpose,
-                decision=Decision.GRANTED,
-                event__created_at__lt=version.published_at,
-            ).values_list("subject_id", flat=True)
-            for subject_id in list(stale):
-                if consent_record(
-                    subject_id=subject_id,
-                    purpose=purpose,
-                    decision=Decision.WITHDRAWN,
-                    method=Method.EXPIRY,
-                    allow_retired=True,
-                ):
-                    expired += 1
-    return expired
-
-
-def reconsent_needed(*, subject_id, versions: list[PolicyVersion]) -> list:
-    """Purposes the person granted before a version that changes them was
-    published, and has not granted again: they are asked to decide again."""
-    from consents.models import ConsentState, Decision
-
-    needed = []
-    for version in versions:
-        purposes = list(version.changed_purposes.all())
-        if not purposes:
-            continue
-        stale = ConsentState.objects.filter(
-            subject_id=subject_id,
-            purpose__in=purposes,
-            decision=Decision.GRANTED,
-            event__created_at__lt=version.published_at,
-        ).select_related("purpose")
-        needed += [state.purpose for state in stale]
-    return needed
+    return optional_email_stop(subject_id=subject_id, facts=facts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
+from consents.services import reconsent_lapse_due
 from policies import services
 
 
@@ -45,6 +46,7 @@ def sweep_notifications() -> list[int]:
 
 @shared_task
 def expire_changed_grants() -> int:
-    """On a version's effective date, grants it asked to be given again (for
-    the purposes it changes) that were not given again lapse (method: expiry)."""
-    return services.reconsent_expire_due()
+    """On the effective date of a re-consent request (a policy version that
+    changes purposes, or a purpose whose processing widened), the grants not
+    given again since lapse (method: expiry)."""
+    return reconsent_lapse_due()

@@ -33,13 +33,31 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(OutboundEmail)
 class OutboundEmailAdmin(admin.ModelAdmin):
-    """Delivery status only: staff see whether mail leaves, not what it says."""
+    """Delivery metadata only: staff see whether mail leaves, to whom and which
+    email it was, never what it says (bodies hold working password-reset links)."""
 
-    list_display = ["created_at", "status", "attempts", "sent_at", "short_error"]
-    list_filter = ["status"]
-    fields = ["uuid", "status", "attempts", "created_at", "sent_at", "lease_until", "last_error"]
+    list_display = ["created_at", "to", "kind", "status", "attempts", "sent_at", "short_error"]
+    list_filter = ["status", "kind"]
+    search_fields = ["to"]
+    fields = [
+        "uuid",
+        "message_id",
+        "to",
+        "subject",
+        "kind",
+        "status",
+        "attempts",
+        "created_at",
+        "sent_at",
+        "lease_until",
+        "last_error",
+    ]
     readonly_fields = fields
     date_hierarchy = "created_at"
+
+    @admin.display(description=_("Message-ID"))
+    def message_id(self, obj: OutboundEmail) -> str:
+        return obj.message_id
 
     @admin.display(description=_("last error"))
     def short_error(self, obj: OutboundEmail) -> str:

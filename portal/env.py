@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE = {"1", "true", "yes", "on"}
@@ -55,6 +60,45 @@ def env_int(
     if number < minimum:
         raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}.")
     return number
+
+
+def secret_key(
+    name: str, default: str, *, debug: bool, environ: Mapping[str, str] | None = None
+) -> str:
+    """The signing key. With DEBUG off, refuse the demo default and every key that
+    `check --deploy` would flag (Django's security.W009): a warning nobody reads
+    is no protection for sessions, password-reset links and signed receipts."""
+    value = env_str(name, default, environ=environ)
+    if debug:
+        return value
+    weak = (
+        value == default
+        or len(value) < SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or value.startswith(SECRET_KEY_INSECURE_PREFIX)
+    )
+    if weak:
+        raise ImproperlyConfigured(
+            f"{name} must be set to a random value of at least {SECRET_KEY_MIN_LENGTH} "
+            f"characters, with at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones and "
+            f"not starting with {SECRET_KEY_INSECURE_PREFIX!r}, when DEBUG is off: "
+            'python -c "import secrets; print(secrets.token_urlsafe(64))"'
+        )
+    return value
+
+
+def env_conn_max_age(
+    name: str, *, debug: bool, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """Seconds a database connection is kept for the next request; "None" keeps
+    it for ever. 0 while developing: runserver opens a thread per request, and
+    every kept connection of a finished thread stays open until PostgreSQL
+    refuses new ones (shared/NOTES.md). 60 in production, where a fixed pool of
+    gunicorn workers reuses them."""
+    value = _raw(name, environ)
+    if value is not None and value.strip().lower() == "none":
+        return None
+    return env_int(name, 0 if debug else 60, minimum=0, environ=environ)
 
 
 def env_list(
@@ -117,8 +161,6 @@ def database_from_url(
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(port or ""),
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
     raise ImproperlyConfigured(
@@ -141,6 +183,22 @@ def redis_url(name: str, *, environ: Mapping[str, str] | None = None) -> str:
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} has an invalid port.") from None
     return value
+
+
+def cache_from_redis_url(url: str) -> dict[str, Any]:
+    """The default cache: on Redis when REDIS_URL is set, else this process's memory.
+    Rate limits and TOTP replay protection live in the cache, so several
+    processes must share it (shared/NOTES.md, allauth); portal/cache.py keeps
+    logins working while Redis is away."""
+    if not url:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    return {
+        "BACKEND": "portal.cache.FallbackRedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "clareza",
+        # An unreachable Redis costs a request at most this long (seconds).
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
 
 
 def email_from_url(name: str, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -13,27 +13,51 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.db.models import Q
-from django.template import TemplateDoesNotExist
-from django.template.loader import render_to_string
+from django.template import Context, TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone, translation
 
 from portal.models import OutboundEmail
 
+CLEARED_BODY = {"body_text": "", "body_html": "", "headers": {}}
+
+
+def plain_text(rendered: str) -> str:
+    """A template's output as a plain str. render_to_string() marks everything
+    it returns safe for HTML, even a .txt template rendered without autoescaping,
+    whose text is exactly what a person typed: shown inside a page (the admin's
+    publish preview) it would be markup. A plain str is escaped wherever it goes."""
+    return str.__str__(rendered)
+
+
+def _render_plain_text(template_name: str, context: dict) -> str:
+    """A .txt template rendered without autoescaping: plain text is never HTML-escaped
+    ("Terms & Conditions", not "Terms &amp; Conditions"). The result is a plain
+    `str`, never a string marked safe (as `str()` of one would be), so that an HTML page
+    that shows it, such as the admin's preview, escapes it."""
+    template = get_template(template_name).template  # the Django engine's own Template
+    return plain_text(template.render(Context(context, autoescape=False)))
+
 
 def render_email(template_prefix: str, context: dict, *, language: str) -> tuple[str, str, str]:
-    """Render templates/<prefix>_subject.txt, _message.txt and (if present) _message.html."""
-    context = {
-        "CONTROLLER_NAME": settings.CONTROLLER_NAME,
-        "CONTROLLER_EMAIL": settings.CONTROLLER_EMAIL,
-        "DPO_NAME": settings.DPO_NAME,
-        "DPO_EMAIL": settings.DPO_EMAIL,
-        "SITE_URL": settings.SITE_URL,
-        **context,
-    }
+    """Render templates/<prefix>_subject.txt, _message.txt and (if present) _message.html.
+
+    The subject and the plain-text body are plain text (not escaped); the HTML
+    body is escaped as any HTML page, and carries the recipient's language."""
     with translation.override(language):
-        subject = render_to_string(f"{template_prefix}_subject.txt", context)
+        context = {
+            "CONTROLLER_NAME": settings.CONTROLLER_NAME,
+            "CONTROLLER_EMAIL": settings.CONTROLLER_EMAIL,
+            "DPO_NAME": settings.DPO_NAME,
+            "DPO_EMAIL": settings.DPO_EMAIL,
+            "SITE_URL": settings.SITE_URL,
+            # There is no request (and so no i18n context processor) here.
+            "LANGUAGE_CODE": translation.get_language(),
+            **context,
+        }
+        subject = _render_plain_text(f"{template_prefix}_subject.txt", context)
         subject = " ".join(subject.split())
-        text = render_to_string(f"{template_prefix}_message.txt", context)
+        text = _render_plain_text(f"{template_prefix}_message.txt", context)
         try:
             html = render_to_string(f"{template_prefix}_message.html", context)
         except TemplateDoesNotExist:
@@ -42,12 +66,24 @@ def render_email(template_prefix: str, context: dict, *, language: str) -> tuple
 
 
 def outbound_email_queue(
-    *, to: str, subject: str, body_text: str, body_html: str = "", headers: dict | None = None
+    *,
+    to: str,
+    subject: str,
+    body_text: str,
+    body_html: str = "",
+    headers: dict | None = None,
+    kind: str = "",
 ) -> OutboundEmail:
+    """kind names the email (its template prefix): it stays once the body is cleared."""
     from portal.tasks import deliver_outbound_email
 
     email = OutboundEmail.objects.create(
-        to=to, subject=subject, body_text=body_text, body_html=body_html, headers=headers or {}
+        to=to,
+        subject=subject,
+        kind=kind,
+        body_text=body_text,
+        body_html=body_html,
+        headers=headers or {},
     )
     # robust: a broker outage must not turn a committed change into an error
     # page. The row is safe in the database and the sweep sends it later.
@@ -101,8 +137,14 @@ def outbound_email_send(*, email_id: int) -> bool:
     except Exception as exc:
         outbound_email_fail(email_id=email.pk, error=f"{type(exc).__name__}: {exc}")
         raise
+    # The body leaves the database with the email: it holds working links
+    # (password reset, verification) that nobody may read back from here.
     OutboundEmail.objects.filter(pk=email.pk).update(
-        status=OutboundEmail.Status.SENT, sent_at=timezone.now(), lease_until=None, last_error=""
+        status=OutboundEmail.Status.SENT,
+        sent_at=timezone.now(),
+        lease_until=None,
+        last_error="",
+        **CLEARED_BODY,
     )
     return True
 
@@ -136,3 +178,27 @@ def outbound_email_due_ids(*, limit: int = 500) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def outbound_email_bodies_expire(*, now=None) -> int:
+    """Clear the bodies of emails that never left once their links have expired
+    (OUTBOUND_EMAIL_UNSENT_KEPT): failed rows, and pending rows, which are given
+    up as failed, since an email whose links no longer work is not worth
+    sending. A row a worker is sending right now is left to the next run.
+    Returns how many rows were cleared."""
+    now = now or timezone.now()
+    expired = OutboundEmail.objects.exclude(body_text="").filter(
+        created_at__lt=now - settings.OUTBOUND_EMAIL_UNSENT_KEPT
+    )
+    with transaction.atomic():
+        abandoned = expired.filter(
+            Q(status=OutboundEmail.Status.PENDING)
+            | Q(status=OutboundEmail.Status.SENDING, lease_until__lte=now)
+        ).update(
+            status=OutboundEmail.Status.FAILED,
+            lease_until=None,
+            last_error="Abandoned unsent: its links had expired.",
+            **CLEARED_BODY,
+        )
+        failed = expired.filter(status=OutboundEmail.Status.FAILED).update(**CLEARED_BODY)
+    return abandoned + failed

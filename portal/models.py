@@ -84,7 +84,14 @@ class OutboundEmail(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     to = models.EmailField()
     subject = models.CharField(max_length=998)
-    body_text = models.TextField()
+    # Which email this is (its template, e.g. account/email/password_reset_key):
+    # what stays to say what was sent once the body is gone.
+    kind = models.CharField(max_length=100, blank=True)
+    # The body and headers hold working links (password reset, verification),
+    # so they are kept only while the email may still leave: cleared when it is
+    # sent, and for an unsent one once its links have expired
+    # (portal/mail.py outbound_email_bodies_expire).
+    body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -103,6 +110,12 @@ class OutboundEmail(models.Model):
                 fields=["status", "lease_until"],
                 name="outbound_unsent_idx",
                 condition=models.Q(status__in=["pending", "sending"]),
+            ),
+            # The expiry's query: rows still holding a body, created before a cutoff.
+            models.Index(
+                fields=["created_at"],
+                name="outbound_with_body_idx",
+                condition=~models.Q(body_text=""),
             ),
         ]
 

@@ -1,8 +1,9 @@
 """Clareza's settings: one file, read from the environment.
 
 With nothing set, it runs the local demo: SQLite, Celery tasks run eagerly and
-email printed to the console. DATABASE_URL, REDIS_URL and EMAIL_URL move it to
-PostgreSQL, a Redis broker with real workers, and SMTP. README.md lists every
+email printed to the console; `make run` adds TASK_BROKER=filesystem, so that a
+real worker sends the demo's email. DATABASE_URL, REDIS_URL and EMAIL_URL move it
+to PostgreSQL, a Redis broker with real workers, and SMTP. README.md lists every
 variable.
 """
 
@@ -16,27 +17,28 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from portal.env import (
+    cache_from_redis_url,
     database_from_url,
     email_from_url,
     env_bool,
+    env_conn_max_age,
     env_int,
     env_list,
     env_str,
     env_url,
     redis_url,
+    secret_key,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# What the portal keeps on disk beside the database: the signing keys, and for
+# the demo its broker messages, cache and beat schedule.
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 DEMO_SECRET_KEY = "clareza-local-demo-secret-key-do-not-use-in-production"  # noqa: S105
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", DEMO_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == DEMO_SECRET_KEY or len(SECRET_KEY) < 50):
-    raise ImproperlyConfigured(
-        "SECRET_KEY must be set to a random value of at least 50 characters when DEBUG is off: "
-        'python -c "import secrets; print(secrets.token_urlsafe(64))"'
-    )
+SECRET_KEY = secret_key("SECRET_KEY", DEMO_SECRET_KEY, debug=DEBUG)
 
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
@@ -53,8 +55,12 @@ for _name, _value in (("CONTROLLER_EMAIL", CONTROLLER_EMAIL), ("DPO_EMAIL", DPO_
     if "@" not in _value:
         raise ImproperlyConfigured(f"{_name}={_value!r} is not an email address.")
 
-# Consent receipts are signed with this EC P-256 key (PEM). Unset: a key derived
-# from SECRET_KEY. Its public half is published at /.well-known/jwks.json.
+# Receipts and the ledger's chain head are signed with EC P-256 keys of their
+# own, kept as PEM files in SIGNING_KEY_DIR (made on first use, rotated with
+# `manage.py rotate_signing_key`); every one is published at
+# /.well-known/jwks.json. RECEIPT_SIGNING_KEY (a PEM), when set, is the one
+# that signs, the files' keys being earlier ones.
+SIGNING_KEY_DIR = Path(env_str("SIGNING_KEY_DIR", str(VAR_DIR / "signing-keys")))
 RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY", "").replace("\\n", "\n")
 # The date /.well-known/gpc.json states the GPC support was last reviewed.
 GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
@@ -91,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "portal.middleware.UserLanguageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.middleware.StaffSecondFactorMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "consents.middleware.GlobalPrivacyControlMiddleware",
@@ -135,21 +142,45 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": database_from_url("DATABASE_URL", "sqlite:///db.sqlite3", BASE_DIR)}
+DATABASES = {
+    "default": {
+        **database_from_url("DATABASE_URL", "sqlite:///db.sqlite3", BASE_DIR),
+        # 0 while developing, 60 with DEBUG off (portal/env.py says why); a
+        # kept connection is checked before reuse, so a restarted server costs
+        # no request an error.
+        "CONN_MAX_AGE": env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=DEBUG),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")
+# "filesystem": Celery's broker is kombu's filesystem transport under VAR_DIR, so
+# that the demo (`make run`) has a real worker process and no server to install.
+# (Not CELERY_BROKER: the celery command reads that variable as its --broker URL.)
+TASK_BROKER = env_str("TASK_BROKER", "")
+if TASK_BROKER not in {"", "filesystem"}:
+    raise ImproperlyConfigured(
+        f"TASK_BROKER={TASK_BROKER!r} is not supported: leave it unset or use filesystem."
+    )
+if TASK_BROKER and REDIS_URL:
+    raise ImproperlyConfigured(
+        "TASK_BROKER=filesystem and REDIS_URL are both set: with REDIS_URL, Redis is the broker."
+    )
 if REDIS_URL:
-    # Rate limits and TOTP replay protection live in the cache, so several
-    # processes must share it (shared/NOTES.md, allauth).
+    CACHES = {"default": cache_from_redis_url(REDIS_URL)}
+elif TASK_BROKER:
+    # The demo runs runserver and a worker side by side (and runserver restarts on
+    # every code change): a cache in one process's memory would give each its own
+    # rate-limit counters. Files under VAR_DIR are one cache for all of them.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "clareza",
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
         }
     }
 else:
+    # One process runs everything, tasks included (eager): its memory is the cache.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "portal.User"
@@ -203,8 +234,21 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
 }
 ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# The newsletter form emails the address it is given: per client, and per
+# address (kept as a hash), in allauth's syntax and cache (consents.ratelimit).
+NEWSLETTER_RATE_LIMITS = "20/h/ip,3/h/key"
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+# The admin opens only to staff with an authenticator app or a security key
+# (portal.middleware.StaffSecondFactorMiddleware). `make run` turns it off for
+# the demo; production refuses to start without it, rather than warn: a warning
+# scrolls away in a log, and this switch is what stands between one stolen
+# staff password and every customer's data.
+STAFF_REQUIRE_MFA = env_bool("STAFF_REQUIRE_MFA", True)
+if not DEBUG and not STAFF_REQUIRE_MFA:
+    raise ImproperlyConfigured(
+        "STAFF_REQUIRE_MFA=0 is for the local demo only; it cannot be turned off when DEBUG is off."
+    )
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_PASSKEY_SIGNUP_ENABLED = False
 MFA_TOTP_ISSUER = env_str("MFA_TOTP_ISSUER", "Clareza")
@@ -280,12 +324,14 @@ PERMISSIONS_POLICY = (
     "publickey-credentials-create=(self), publickey-credentials-get=(self)"
 )
 
-# Celery. Without REDIS_URL tasks run eagerly in the web process; with it they go
-# to a Redis broker and real workers. Settings here are deliberate (shared/NOTES.md):
-# a task is acknowledged only after it ran, and re-queued when its worker dies.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Celery. With REDIS_URL tasks go to a Redis broker and real workers; with
+# TASK_BROKER=filesystem (the demo) to a worker through files under VAR_DIR;
+# with neither they run eagerly in the process that queues them (the fast tests).
+# Settings here are deliberate (shared/NOTES.md): a task is acknowledged only after
+# it ran, and re-queued when its worker dies.
+CELERY_BROKER_URL = REDIS_URL or ("filesystem://localhost//" if TASK_BROKER else "memory://")
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = not (REDIS_URL or TASK_BROKER)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -298,6 +344,26 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # second worker; short enough that a lost one comes back within minutes.
     "visibility_timeout": 600,
 }
+if TASK_BROKER == "filesystem":
+    # One folder is both the way in and the way out. A worker takes a message by
+    # moving it into processed/ (a rename on the same disk: only one taker wins);
+    # the message is gone from the queue then, not at the ack, so a killed
+    # worker's task is redelivered by the outbox sweeps, not by the broker.
+    _broker_dir = VAR_DIR / "celery"
+    _folders = {
+        "data_folder_in": _broker_dir / "messages",
+        "data_folder_out": _broker_dir / "messages",
+        "processed_folder": _broker_dir / "processed",
+        "control_folder": _broker_dir / "control",
+    }
+    for _folder in _folders.values():
+        _folder.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {key: str(path) for key, path in _folders.items()}
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"store_processed": True, "polling_interval": 0.5}
+    # Remote control broadcasts to every worker that ever bound a queue here; the
+    # demo's one worker needs none of it.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+    CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
@@ -318,6 +384,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.sweep_outbound_email",
         "schedule": timedelta(minutes=1),
     },
+    "expire-outbound-email-bodies": {
+        "task": "portal.tasks.expire_outbound_email_bodies",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # Outbound email: how long a claimed row is leased to one worker, and how often it is tried.
@@ -325,6 +395,11 @@ OUTBOUND_EMAIL_LEASE = timedelta(minutes=5)
 OUTBOUND_EMAIL_MAX_ATTEMPTS = 8
 # How long a new row waits for its own task before the sweep treats it as lost.
 OUTBOUND_EMAIL_GRACE = timedelta(minutes=2)
+# How long an unsent email keeps its body: the longest any link in it works
+# (newsletter confirmation 7 days; verification and password reset 3). A sent
+# email's body is cleared at once; tests/portal/test_outbound_email.py checks this
+# covers every link lifetime.
+OUTBOUND_EMAIL_UNSENT_KEPT = timedelta(days=7)
 
 # Policy updates. A material change takes effect at least this many days after
 # it is published, so that people can decide before it applies.

@@ -22,3 +22,9 @@ def sweep_outbound_email() -> int:
     for email_id in ids:
         deliver_outbound_email.delay(email_id)
     return len(ids)
+
+
+@shared_task
+def expire_outbound_email_bodies() -> int:
+    """Unsent emails lose their bodies, and their links, once those have expired."""
+    return mail.outbound_email_bodies_expire()

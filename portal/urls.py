@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
 from policies import views as policies_views
-from portal import views
+from portal import ratelimits, views
 
 admin.site.site_header = _("Clareza administration")
 admin.site.site_title = _("Clareza")
 admin.site.index_title = _("Privacy operations")
+# Staff log in through allauth, never Django's own form: its rate limits and
+# its second step (allauth.mfa) apply to /admin/login/ as to every login.
+admin.site.login = secure_admin_login(admin.site.login)
+handler429 = ratelimits.handler429
 
 urlpatterns = [
     path("", views.home, name="home"),

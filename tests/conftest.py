@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from allauth.account.models import EmailAddress
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth import get_user_model
 
 from portal.celery import app as celery_app
@@ -9,12 +10,31 @@ from portal.celery import app as celery_app
 PASSWORD = "a-long-Test-passphrase-42"
 
 
-def make_user(email: str, *, language: str = "en", staff: bool = False, verified: bool = True):
+def add_second_factor(user) -> str:
+    """Give a person an authenticator app (TOTP) through allauth's own model
+    helper; returns the secret, from which tests/portal/test_mfa.py computes codes."""
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    return secret
+
+
+def make_user(
+    email: str,
+    *,
+    language: str = "en",
+    staff: bool = False,
+    verified: bool = True,
+    second_factor: bool | None = None,
+):
+    """A person with a verified address. Staff get a second factor unless told
+    otherwise: the admin opens only to staff who have one (STAFF_REQUIRE_MFA)."""
     User = get_user_model()
     user = User.objects.create_user(
         email=email, password=PASSWORD, language=language, is_staff=staff, is_superuser=staff
     )
     EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
+    if staff if second_factor is None else second_factor:
+        add_second_factor(user)
     return user
 
 
@@ -66,3 +86,12 @@ def _fresh_cache():
     else:
         cache.clear()
     yield
+
+
+def switch_form(purpose_key: str, decision: str, **extra: str) -> dict[str, str]:
+    """What the panel's switch for a purpose posts: the decision, and the hash of
+    the purpose's current description (the text the person read)."""
+    from consents.models import PurposeNotice
+
+    notice = PurposeNotice.objects.filter(purpose__key=purpose_key).order_by("-version").first()
+    return {"decision": decision, "notice": notice.content_hash if notice else "", **extra}

@@ -1,5 +1,6 @@
 """Starting real Celery worker processes against the pytest test database
-(tests/portal/test_worker.py, tests/policies/test_fanout_reliability.py).
+(tests/portal/test_worker.py, tests/policies/test_fanout_reliability.py), and
+the demo of `make run` with its own (tests/portal/test_demo.py).
 
 A worker is a subprocess in a process group of its own, so that a test can
 SIGKILL it together with its pool children, and teardown never leaves one
@@ -10,14 +11,17 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import quote, urlencode
+from urllib.request import HTTPCookieProcessor, Request, build_opener
 
 import pytest
 from django.conf import settings
@@ -167,3 +171,67 @@ def start_worker(
         worker.stop()
         raise
     return worker
+
+
+class DemoProcess(Worker):
+    """`manage.py rundemo` (started in a session of its own), its output, its address."""
+
+    def __init__(self, process: subprocess.Popen, log: Path, url: str, database: Path) -> None:
+        super().__init__(process, log, nodename="rundemo")
+        self.url = url
+        self.database = database
+
+    def kill(self) -> None:
+        """SIGKILL the launcher and every process group it started, whatever state they are in."""
+        groups = [self.process.pid]
+        if match := re.search(r"worker pid (\d+), web pid (\d+)", self.log()):
+            groups += [int(match.group(1)), int(match.group(2))]
+        for group in groups:
+            with suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of a process group that still run (zombies waiting to be
+    reaped do not count). Linux: read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def wait_for_http(url: str, process: Worker, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(OSError), build_opener().open(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        if process.process.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered 200:\n{process.log()}")
+
+
+def post_form(base_url: str, path: str, fields: dict[str, str]):
+    """GET a form page for its CSRF cookie and token, then POST it, as a browser does."""
+    opener = build_opener(HTTPCookieProcessor(CookieJar()))
+    with opener.open(base_url + path, timeout=30) as page:
+        html = page.read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert token, f"no CSRF token in {path}"
+    data = urlencode({"csrfmiddlewaretoken": token.group(1), **fields}).encode()
+    request = Request(base_url + path, data=data, headers={"Referer": base_url + path})  # noqa: S310
+    with opener.open(request, timeout=30) as response:
+        response.read()
+        return response

@@ -40,6 +40,7 @@ PAGES = [
     ("visitor", "/newsletter/sent/"),
     ("visitor", "/newsletter/confirm/{newsletter_token}/"),
     ("visitor", "/newsletter/confirm/not-a-token/", 400),
+    ("visitor", "{subscriber_receipts_path}"),
     ("visitor", "/policies/"),
     ("visitor", "/policies/privacy/"),
     ("visitor", "/policies/privacy/history/"),
@@ -144,7 +145,7 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
     and the differences), a v3 draft to preview, and one person of each kind in
     each language."""
     from consents import services as consent_services
-    from consents.emails import newsletter_token
+    from consents.emails import newsletter_links, newsletter_token
     from consents.models import DataCategory, Purpose
     from policies import emails, services
     from policies.models import Notification, Policy, PolicyVersion
@@ -190,6 +191,7 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
     )
     names = {
         "newsletter_token": newsletter_token(signup),
+        "subscriber_receipts_path": newsletter_links(signup.subject_id)["receipts_path"],
         "notice_token": emails.token(notification.pk, emails.NOTICE_SALT),
         "acknowledge_token": emails.token(notification.pk, emails.ACKNOWLEDGE_SALT),
         "unsubscribe_token": emails.token(notification.pk, emails.UNSUBSCRIBE_SALT),

@@ -7,6 +7,7 @@ import pytest
 
 from consents import services
 from consents.models import ConsentEvent, ConsentState, Decision, Method
+from tests.conftest import switch_form
 
 GPC = {"Sec-GPC": "1"}
 TOLD = (
@@ -132,7 +133,7 @@ def test_a_grant_given_in_the_panel_while_gpc_is_on_is_the_customers_choice_and_
     page = client.get("/me/", headers=GPC).content.decode()
     assert "your choice here wins for this purpose" in page
 
-    client.post("/me/consents/ad-partners/", {"decision": "granted"}, headers=GPC)
+    client.post("/me/consents/ad-partners/", switch_form("ad-partners", "granted"), headers=GPC)
     grant = ConsentEvent.objects.get(subject_id=customer.subject_id, purpose__key="ad-partners")
     assert grant.decision == Decision.GRANTED and grant.gpc_signal is True
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from consents import emails, services
 from consents.models import ConsentEvent, ConsentState, Decision, Method, NewsletterSignup
 from consents.tasks import purge_unconfirmed_newsletter_signups
+from portal.models import OutboundEmail
 from tests.conftest import make_user
 from tests.consents.conftest import inputs
 
@@ -191,6 +192,8 @@ def test_a_link_from_an_earlier_request_for_the_same_address_is_refused(
     client, purposes, django_capture_on_commit_callbacks
 ):
     subscribe(client, django_capture_on_commit_callbacks)
+    # One confirmation at a time: a new one leaves only once the first has expired.
+    NewsletterSignup.objects.update(created_at=timezone.now() - timedelta(days=8))
     subscribe(client, django_capture_on_commit_callbacks)
     first, second = (confirmation_path(m) for m in mail.outbox)
     assert first != second
@@ -218,7 +221,7 @@ def test_subscribing_with_an_invalid_email_is_refused_with_an_error(
     assert not mail.outbox and not NewsletterSignup.objects.exists() and ledger_is_empty()
 
 
-def test_subscribing_again_with_a_confirmed_address_looks_the_same_and_sends_nothing(
+def test_subscribing_again_with_a_confirmed_address_looks_the_same_and_changes_nothing_yet(
     client, purposes, django_capture_on_commit_callbacks
 ):
     signup = start_signup(purposes, EMAIL, confirm=True)
@@ -231,10 +234,12 @@ def test_subscribing_again_with_a_confirmed_address_looks_the_same_and_sends_not
     assert response.status_code == 302
     assert response["Location"] == reverse("consents:newsletter_sent")
     assert CHECK_INBOX in client.get(response["Location"]).content.decode()
-    assert not mail.outbox
+    # A new double opt-in: nothing changes until the new link is followed.
+    assert [m.to for m in mail.outbox] == [[EMAIL]]
     assert ConsentEvent.objects.count() == events
     signup.refresh_from_db()
-    assert signup.status == NewsletterSignup.Status.CONFIRMED and signup.pending_choices == []
+    assert signup.status == NewsletterSignup.Status.CONFIRMED
+    assert [c["purpose"] for c in signup.pending_choices] == OFFERED
 
 
 def test_the_purge_task_deletes_only_pending_signups_older_than_seven_days(purposes):
@@ -271,3 +276,7 @@ def test_a_grant_whose_text_changed_before_confirming_is_not_carried_over_and_is
     assert "did not switch it on" in page and "“Newsletter”" in page
     decisions = dict(ConsentEvent.objects.values_list("purpose__key", "decision").order_by("seq"))
     assert decisions == {"tailored-offers": Decision.REFUSED}
+    # No "your subscription is confirmed" email: nothing was switched on.
+    assert list(OutboundEmail.objects.values_list("subject", flat=True)) == [
+        "Confirm your subscription to Loja Clareza Demo Ltda."
+    ]

@@ -169,7 +169,7 @@ def test_posting_to_a_receipt_is_not_allowed(client, customer, purposes):
     client.force_login(customer)
     response = client.post(receipt_url(event))
     assert response.status_code == 405
-    assert response["Allow"] == "GET"
+    assert response["Allow"] == "GET, HEAD"
 
 
 def test_a_receipt_for_an_earlier_decision_describes_the_notice_its_author_read(

@@ -17,7 +17,7 @@ from django.utils.html import escape
 
 from consents import services
 from consents.admin import PurposeAdmin
-from consents.models import LEGAL_BASIS_CODES, Decision, Method, Purpose, PurposeNotice
+from consents.models import Decision, Method, Purpose, PurposeNotice, legal_basis_codes
 
 ACTIVE = [
     "account-orders",
@@ -154,14 +154,13 @@ def test_the_privacy_page_explains_every_active_purpose_fully(client, purposes):
         purpose = purposes[key]
         card = purpose_card(html, key)
         shown = facts(card)
-        codes = LEGAL_BASIS_CODES[purpose.legal_basis]
+        sensitive = purpose.data_categories.filter(sensitive=True).exists()
+        codes = legal_basis_codes(purpose.legal_basis, sensitive=sensitive)
         assert escape(purpose.name) in card
         assert escape(purpose.description) in card
         for category in purpose.data_categories.all():
             assert category.name in shown["Data used"]
-        assert shown["Legal basis"] == (
-            f"{purpose.get_legal_basis_display()} ({codes['lgpd']}; {codes['gdpr']})"
-        )
+        assert shown["Legal basis"] == (f"{codes['label']} ({codes['lgpd']}; {codes['gdpr']})")
         assert shown["How long we keep it"].startswith(
             f"{purpose.retention_days} days after its last use"
         )
@@ -214,7 +213,15 @@ def test_privacy_json_gives_dpv_codes_legal_bases_and_the_current_notice_hash(cl
     for key, entry in by_key.items():
         purpose = purposes[key]
         assert entry["dpv:hasPurpose"] == purpose.dpv_code and entry["dpv:hasPurpose"]
-        assert entry["legalBasis"] == {"code": purpose.legal_basis, **purpose.legal_basis_codes}
+        sensitive = purpose.data_categories.filter(sensitive=True).exists()
+        codes = legal_basis_codes(purpose.legal_basis, sensitive=sensitive)
+        assert entry["legalBasis"] == {
+            "code": purpose.legal_basis,
+            "gdpr": codes["gdpr"],
+            "lgpd": codes["lgpd"],
+            "dpv": codes["dpv"],
+            "explicitConsent": sensitive,
+        }
         assert {c["key"]: c["dpv:hasPersonalData"] for c in entry["dataCategories"]} == {
             c.key: c.dpv_code for c in purpose.data_categories.all()
         }

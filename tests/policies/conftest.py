@@ -14,7 +14,7 @@ from django.utils import timezone, translation
 
 from consents import services as consent_services
 from consents.demo import seed_inventory
-from consents.models import Decision, Method, NewsletterSignup, Purpose
+from consents.models import Decision, Method, NewsletterSignup, Purpose, ReconsentRequest
 from policies import services
 from policies.demo import V1, seed_policies
 from policies.models import Notification, Policy, PolicyVersion
@@ -152,3 +152,10 @@ def expire_leases(version: PolicyVersion) -> None:
     Notification.objects.filter(version=version).update(
         lease_until=timezone.now() - timedelta(seconds=1)
     )
+
+
+def move_effective_date(version: PolicyVersion, when) -> None:
+    """Test set-up: time passes. The version and the re-consent it asked for
+    share their effective date."""
+    PolicyVersion.objects.filter(pk=version.pk).update(effective_date=when)
+    ReconsentRequest.objects.filter(policy_version_id=version.pk).update(effective_date=when)

@@ -111,7 +111,7 @@ def test_publishing_from_the_admin_sends_and_shows_the_delivery(
     )
     assert len(mail.outbox) == 2
     html = admin_client.get(response["Location"]).content.decode()
-    assert "Published Privacy policy v2. 2 people are being told by email." in html
+    assert "Published Privacy policy, version 2. 2 people are being told by email." in html
     assert '<progress max="2" value="2"' in html
     assert "2 of 2 sent · 0 waiting · 0 failed" in html
     assert POLLING not in html

@@ -7,8 +7,10 @@ import re
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from policies.demo import V1
+from policies.models import PolicyVersion
 from tests.policies.conftest import draft, publish, seeded_draft
 
 NEW_PARAGRAPH = "Personalised recommendations now also use"
@@ -28,13 +30,22 @@ def test_the_index_lists_each_published_policy(client, two_versions):
     assert "Version 2" in html
 
 
-def test_the_current_version_is_rendered_from_markdown(client, two_versions):
+def test_the_version_in_force_is_rendered_from_markdown(client, two_versions):
     html = client.get("/policies/privacy/").content.decode()
     assert "<h2>Who we are</h2>" in html
     assert "## Who we are" not in html
-    assert NEW_PARAGRAPH in html
-    assert 'href="/policies/privacy/diff/1/2/"' in html
     assert "This is an earlier version." not in html
+
+
+def test_the_newest_version_is_shown_once_it_is_in_force(client, two_versions):
+    PolicyVersion.objects.filter(pk=two_versions.pk).update(
+        effective_date=timezone.localdate()
+    )  # test set-up: the notice period is over
+    html = client.get("/policies/privacy/").content.decode()
+    assert NEW_PARAGRAPH in html
+    assert "Version 2, in effect from" in html
+    assert 'href="/policies/privacy/diff/1/2/"' in html
+    assert "takes effect on" not in html
 
 
 def test_script_and_event_handlers_in_a_policy_never_reach_the_page(
@@ -54,6 +65,9 @@ def test_script_and_event_handlers_in_a_policy_never_reach_the_page(
 
 
 def test_an_earlier_version_is_shown_as_such(client, two_versions):
+    PolicyVersion.objects.filter(pk=two_versions.pk).update(
+        effective_date=timezone.localdate()
+    )  # test set-up: the notice period is over
     response = client.get("/policies/privacy/v1/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -123,7 +137,7 @@ def test_a_draft_is_not_public(client, privacy):
 
 def test_in_portuguese_the_portuguese_text_is_shown(client, two_versions):
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "pt-br"
-    html = client.get("/policies/privacy/").content.decode()
+    html = client.get("/policies/privacy/v2/").content.decode()
     assert "<h2>Quem somos</h2>" in html
     assert "Política de privacidade" in html
     assert "As recomendações personalizadas agora" in html

@@ -3,17 +3,30 @@ purposes it changes, and the lapse of grants not given again."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.test import Client
+from django.utils import formats, timezone
 
 from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpose
+from consents.selectors import reconsent_pending
 from consents.services import consent_record
+from policies import selectors as policy_selectors
 from policies.models import Acknowledgement, PolicyVersion
 from policies.tasks import expire_changed_grants
-from tests.conftest import make_user
-from tests.policies.conftest import draft, grant, publish, seeded_draft, v1
+from tests.conftest import make_user, switch_form
+from tests.policies.conftest import (
+    draft,
+    grant,
+    link,
+    message_to,
+    move_effective_date,
+    publish,
+    seeded_draft,
+    v1,
+)
 
 BANNER = "We changed how we use your data"
 KEEP = "Keep it on under the new terms"
@@ -92,15 +105,18 @@ def test_a_grant_the_change_affects_is_named_and_can_be_kept_under_the_new_terms
     assert "<strong>Personalised recommendations</strong>" in html
     assert html.count(KEEP) == 1
     response = client.post(
-        "/me/consents/recommendations/", {"decision": "granted", "reconfirm": "1"}
+        "/me/consents/recommendations/",
+        switch_form("recommendations", "granted", reconfirm="1"),
     )
     assert response.status_code == 302
     kept = state(customer, "recommendations")
     assert kept.decision == Decision.GRANTED
+    # Given again before v2 takes effect: the ledger names v1, the version in
+    # force; the event's time, after v2 was published, is what keeps it past v2's date.
     assert (kept.event.decision, kept.event.method, kept.event.policy_version_id) == (
         Decision.GRANTED,
         Method.PANEL,
-        v2.pk,
+        v1(v2.policy).pk,
     )
     assert ConsentEvent.objects.filter(subject_id=customer.subject_id).count() == 2
     html = client.get("/me/").content.decode()
@@ -123,14 +139,11 @@ def test_grants_not_given_again_lapse_once_the_change_takes_effect(customer, oth
     grant(other_customer, "recommendations")  # after v2: under the new terms
     kept = make_user("kept@example.com")
     untouched = make_user("untouched@example.com")
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate() + timedelta(days=1)
-    )
+    move_effective_date(v2, timezone.localdate() + timedelta(days=1))
     assert expire_changed_grants() == 0
     assert state(customer, "recommendations").decision == Decision.GRANTED
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate() - timedelta(days=1)
-    )  # test set-up: the notice period is over
+    # Test set-up: the notice period is over.
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
     assert expire_changed_grants() == 1
     lapsed = state(customer, "recommendations")
     assert lapsed.decision == Decision.WITHDRAWN
@@ -149,15 +162,13 @@ def test_a_reconfirmed_grant_and_other_purposes_do_not_lapse(customer, v2, priva
         method=Method.PANEL,
         reconfirm=True,
     )
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate() - timedelta(days=1)
-    )
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
     assert expire_changed_grants() == 0
     assert state(customer, "recommendations").decision == Decision.GRANTED
     assert state(customer, "newsletter").decision == Decision.GRANTED
 
 
-def test_ledger_events_name_the_latest_published_privacy_version(
+def test_ledger_events_name_the_privacy_version_in_force(
     privacy, customer, django_capture_on_commit_callbacks
 ):
     material = seeded_draft(privacy)
@@ -167,8 +178,14 @@ def test_ledger_events_name_the_latest_published_privacy_version(
     grant(customer, "tailored-offers")
     assert state(customer, "tailored-offers").event.policy_version_id == v1(privacy).pk
     v2 = publish(material, django_capture_on_commit_callbacks).version
-    grant(customer, "recommendations")
-    assert state(customer, "recommendations").event.policy_version_id == v2.pk
+    assert v2.effective_date > timezone.localdate()
+    grant(customer, "recommendations")  # v2 is announced, v1 still applies
+    assert state(customer, "recommendations").event.policy_version_id == v1(privacy).pk
+    PolicyVersion.objects.filter(pk=v2.pk).update(
+        effective_date=timezone.localdate()
+    )  # test set-up: the notice period is over
+    grant(customer, "product-research")
+    assert state(customer, "product-research").event.policy_version_id == v2.pk
 
 
 def test_acknowledging_needs_a_login_and_a_post_and_records_nothing_otherwise(client, customer, v2):
@@ -193,3 +210,107 @@ def test_acknowledging_never_redirects_off_the_portal(client, customer, v2, next
     client.force_login(customer)
     response = client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": next_url})
     assert response["Location"] == "/me/policies/"
+
+
+# Acknowledging the text is not deciding again (issue 8, item 7) ---------------------
+
+ASK = "Please decide again"
+
+
+def _asks_to_decide_again(html: str, version: PolicyVersion) -> bool:
+    date = formats.date_format(version.effective_date, "DATE_FORMAT")
+    return (
+        ASK in html
+        and "<strong>Personalised recommendations</strong>" in html
+        and f"Lapses on {date} unless you confirm it." in html
+        and 'action="/me/consents/recommendations/"' in html
+        and 'name="reconfirm" value="1"' in html
+        and 'name="decision" value="withdrawn"' in html
+    )
+
+
+def _pending(user) -> list[str]:
+    return [ask.purpose.key for ask in reconsent_pending(subject_id=user.subject_id)]
+
+
+def test_acknowledging_in_the_banner_still_asks_to_decide_again(client, customer, v2):
+    client.force_login(customer)
+    assert _asks_to_decide_again(client.get("/me/").content.decode(), v2)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    assert Acknowledgement.objects.filter(subject_id=customer.subject_id, version=v2).exists()
+    for path in ("/", "/me/"):
+        html = client.get(path).content.decode()
+        assert BANNER not in html  # the text is acknowledged
+        assert _asks_to_decide_again(html, v2), path  # the decision is still asked
+    assert KEEP in client.get("/me/").content.decode()
+    assert _pending(customer) == ["recommendations"]
+    assert state(customer, "recommendations").decision == Decision.GRANTED
+
+
+def test_acknowledging_from_the_email_still_asks_to_decide_again(client, customer, v2):
+    response = Client().post(link(message_to(customer.email), "acknowledge"))
+    assert response.status_code == 200
+    assert Acknowledgement.objects.filter(subject_id=customer.subject_id, method="email_link")
+    assert _pending(customer) == ["recommendations"]
+    client.force_login(customer)
+    html = client.get("/").content.decode()
+    assert BANNER not in html
+    assert _asks_to_decide_again(html, v2)
+
+
+def test_the_acknowledged_page_links_to_deciding_again_without_logging_in(customer, v2):
+    browser = Client()
+    html = browser.post(link(message_to(customer.email), "acknowledge")).content.decode()
+    assert ASK in html
+    decide = re.search(r'href="(/reconsent/[^"]+/)">Personalised recommendations<', html)
+    assert decide, html
+    assert browser.post(decide.group(1), {"decision": "granted"}).status_code == 302
+    kept = state(customer, "recommendations")
+    assert (kept.decision, kept.event.method) == (Decision.GRANTED, Method.EMAIL_LINK)
+    assert _pending(customer) == []
+    assert ASK not in browser.get(link(message_to(customer.email), "acknowledge")).content.decode()
+
+
+def test_confirming_after_acknowledging_records_a_grant_under_the_new_terms(client, customer, v2):
+    client.force_login(customer)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    before = state(customer, "recommendations").event
+    response = client.post(
+        "/me/consents/recommendations/", switch_form("recommendations", "granted", reconfirm="1")
+    )
+    assert response.status_code == 302
+    kept = state(customer, "recommendations")
+    assert kept.event.pk != before.pk
+    # Confirmed before v2 takes effect: the ledger names v1, the version then in
+    # force; what keeps the grant past v2's date is the time it was given.
+    in_force = policy_selectors.in_force(v2.policy)
+    assert in_force.pk != v2.pk
+    assert (kept.decision, kept.event.policy_version_id) == (Decision.GRANTED, in_force.pk)
+    current = Purpose.objects.get(key="recommendations").notices.order_by("-version").first()
+    assert kept.event.notice == current
+    assert _pending(customer) == []
+    html = client.get("/me/").content.decode()
+    assert ASK not in html and KEEP not in html
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
+    assert expire_changed_grants() == 0
+    assert state(customer, "recommendations").decision == Decision.GRANTED
+
+
+def test_withdrawing_from_the_banner_answers_the_request(client, customer, v2):
+    client.force_login(customer)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/"})
+    client.post("/me/consents/recommendations/", {"decision": "withdrawn"})
+    assert state(customer, "recommendations").decision == Decision.WITHDRAWN
+    assert _pending(customer) == []
+    assert ASK not in client.get("/").content.decode()
+
+
+def test_who_acknowledged_but_never_decided_lapses_at_the_effective_date(client, customer, v2):
+    client.force_login(customer)
+    client.post(f"/policies/versions/{v2.pk}/acknowledge/", {"next": "/me/"})
+    move_effective_date(v2, timezone.localdate() - timedelta(days=1))
+    assert expire_changed_grants() == 1
+    lapsed = state(customer, "recommendations")
+    assert (lapsed.decision, lapsed.event.method) == (Decision.WITHDRAWN, Method.EXPIRY)
+    assert _pending(customer) == []
+    assert ASK not in client.get("/me/").content.decode()

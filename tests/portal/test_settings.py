@@ -12,10 +12,12 @@ from portal.env import (
     database_from_url,
     email_from_url,
     env_bool,
+    env_conn_max_age,
     env_int,
     env_list,
     env_url,
     redis_url,
+    secret_key,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,6 +73,16 @@ def test_it_reads_relative_and_absolute_sqlite_paths():
         ("SITE_URL", "example.com", lambda e: env_url("SITE_URL", "", environ=e)),
         ("SECURE_HSTS_SECONDS", "a year", lambda e: env_int("SECURE_HSTS_SECONDS", 0, environ=e)),
         ("SECURE_HSTS_SECONDS", "-5", lambda e: env_int("SECURE_HSTS_SECONDS", 0, environ=e)),
+        (
+            "DATABASE_CONN_MAX_AGE",
+            "forever",
+            lambda e: env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=False, environ=e),
+        ),
+        (
+            "DATABASE_CONN_MAX_AGE",
+            "-1",
+            lambda e: env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=True, environ=e),
+        ),
     ],
 )
 def test_a_malformed_value_names_its_variable(name, value, parse):
@@ -129,3 +141,65 @@ def test_check_deploy_is_clean_with_production_variables():
     result = _start(PRODUCTION, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues" in result.stdout
+
+
+STRONG_KEY = PRODUCTION["SECRET_KEY"]
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 60,  # long, but one character repeated
+        "abcd" * 20,  # four different characters
+        STRONG_KEY[:49],  # one character short
+        "django-insecure-" + STRONG_KEY,  # what startproject writes for development
+        "demo-default",  # the demo key itself
+    ],
+    ids=["repeated", "four-characters", "short", "django-insecure", "default"],
+)
+def test_production_refuses_a_secret_key_check_deploy_would_flag(weak):
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY must be set"):
+        secret_key("SECRET_KEY", "demo-default", debug=False, environ={"SECRET_KEY": weak})
+
+
+def test_development_accepts_any_secret_key_and_production_a_strong_one():
+    assert (
+        secret_key("SECRET_KEY", "demo", debug=True, environ={"SECRET_KEY": "a" * 60}) == "a" * 60
+    )
+    assert secret_key("SECRET_KEY", "demo", debug=True, environ={}) == "demo"
+    strong = secret_key("SECRET_KEY", "demo", debug=False, environ={"SECRET_KEY": STRONG_KEY})
+    assert strong == STRONG_KEY
+
+
+def test_production_does_not_start_with_a_repeated_character_key():
+    result = _start({**PRODUCTION, "SECRET_KEY": "a" * 60}, "check")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set" in result.stderr
+
+
+def test_connections_are_not_kept_while_developing_and_kept_a_minute_in_production():
+    assert env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=True, environ={}) == 0
+    assert env_conn_max_age("DATABASE_CONN_MAX_AGE", debug=False, environ={}) == 60
+    assert env_conn_max_age("X", debug=True, environ={"X": "300"}) == 300
+    assert env_conn_max_age("X", debug=True, environ={"X": "None"}) is None
+
+
+PRINT_CONNECTION = (
+    "from django.conf import settings; d = settings.DATABASES['default']; "
+    "print('CONN', d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DEBUG": "1", "DATABASE_URL": "postgres://u@db.local/shop"}, "CONN 0 True"),
+        ({**PRODUCTION, "DATABASE_URL": "postgres://u@db.local/shop"}, "CONN 60 True"),
+        ({**PRODUCTION, "DATABASE_CONN_MAX_AGE": "5"}, "CONN 5 True"),
+    ],
+    ids=["development", "production", "chosen"],
+)
+def test_the_database_connection_lifetime_follows_debug_unless_set(env, expected):
+    result = _start(env, "shell", "-c", PRINT_CONNECTION)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout.splitlines()

@@ -1,0 +1,148 @@
+"""Signing keys of their own (issue 9, item 6): receipts and the ledger's chain
+head survive a new SECRET_KEY and any number of key rotations, because every
+key ever used stays published."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from io import StringIO
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.core.management import call_command
+from joserfc import jws
+from joserfc.errors import BadSignatureError
+
+from consents import keys, ledger
+from consents.models import Decision, LedgerHead, Method
+from consents.receipts import receipt_jws, receipt_verify
+from consents.services import ConsentError, RequestFacts, consent_record
+
+
+@pytest.fixture
+def key_dir(settings, tmp_path):
+    settings.SIGNING_KEY_DIR = tmp_path / "keys"
+    settings.RECEIPT_SIGNING_KEY = ""
+    return settings.SIGNING_KEY_DIR
+
+
+def grant(purposes, key="newsletter"):
+    return consent_record(
+        subject_id=uuid.uuid4(),
+        purpose=purposes[key],
+        decision=Decision.GRANTED,
+        method=Method.PANEL,
+        facts=RequestFacts(),
+    )
+
+
+def published(client) -> dict:
+    return json.loads(client.get("/.well-known/jwks.json").content)
+
+
+def kid_of(token: str) -> str:
+    import base64
+
+    header = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def test_the_first_key_is_made_on_first_use_readable_by_its_owner_only(key_dir, purposes):
+    assert not key_dir.exists()
+    grant(purposes)
+    (only,) = key_dir.glob("*.pem")
+    assert stat.S_IMODE(only.stat().st_mode) == 0o600
+    assert only.stem.endswith(keys.signing_key().kid)
+
+
+def test_a_new_secret_key_changes_nothing_the_ledger_and_receipts_prove(
+    client, key_dir, purposes, settings
+):
+    event = grant(purposes)
+    token = receipt_jws(event)
+    settings.SECRET_KEY = "a-brand-new-secret-" + "x9" * 30
+    assert ledger.verify().intact
+    assert receipt_verify(token, published(client))["consentReceiptID"] == str(event.uuid)
+    assert grant(purposes, "recommendations") is not None
+
+
+def test_after_rotations_every_receipt_ever_issued_still_verifies(client, key_dir, purposes):
+    first = grant(purposes)
+    first_token = receipt_jws(first)
+    out = StringIO()
+    call_command("rotate_signing_key", stdout=out)
+    assert "1 earlier key(s) stay published" in out.getvalue()
+    second = grant(purposes, "recommendations")
+    second_token = receipt_jws(second)
+    keys.key_rotate()
+
+    assert kid_of(first_token) != kid_of(second_token)
+    jwks = published(client)
+    assert len(jwks["keys"]) == 3
+    assert jwks["keys"][0]["kid"] == keys.signing_key().kid
+    assert all("d" not in k for k in jwks["keys"])  # public halves only
+    assert receipt_verify(first_token, jwks)["consentReceiptID"] == str(first.uuid)
+    assert receipt_verify(second_token, jwks)["consentReceiptID"] == str(second.uuid)
+    # The head signed by an earlier key verifies; the next decision signs it anew.
+    assert ledger.verify().intact
+    grant(purposes, "tailored-offers")
+    assert LedgerHead.objects.get().signature.startswith(keys.signing_key().kid + ".")
+    assert ledger.verify().intact
+
+
+def test_a_receipt_signed_by_a_key_the_portal_never_had_does_not_verify(client, key_dir, purposes):
+    event = grant(purposes)
+    token = receipt_jws(event)
+    stranger = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    other = keys._jwk(stranger)
+    payload = token.split(".")[1]
+    forged = jws.serialize_compact({"alg": "ES256", "kid": kid_of(token)}, _b64(payload), other)
+    with pytest.raises(BadSignatureError):
+        receipt_verify(forged, published(client))
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_a_head_signed_by_an_unknown_key_is_refused(key_dir, purposes):
+    grant(purposes)
+    head = LedgerHead.objects.get()
+    kid, _, signature = head.signature.partition(".")
+    LedgerHead.objects.update(signature="someone-elses-key." + signature)
+    assert "signature is wrong" in ledger.verify().problem
+    with pytest.raises(ConsentError):
+        grant(purposes, "recommendations")
+    LedgerHead.objects.update(signature=f"{kid}.{signature[:-4]}AAAA")
+    assert not ledger.verify().intact
+
+
+def test_a_key_given_in_the_environment_signs_and_stays_published_after_it_is_unset(
+    client, key_dir, purposes, settings
+):
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    settings.RECEIPT_SIGNING_KEY = pem
+    given = keys._jwk(pem).kid
+    token = receipt_jws(grant(purposes))
+    assert kid_of(token) == given
+    settings.RECEIPT_SIGNING_KEY = ""
+    keys.key_rotate()
+    assert given in {k["kid"] for k in published(client)["keys"]}
+    assert receipt_verify(token, published(client))
