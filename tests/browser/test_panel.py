@@ -4,6 +4,8 @@ including the paths where the portal refuses what was sent."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -143,12 +145,15 @@ def material_change(ana):
     return version
 
 
+DECIDE_AGAIN = re.compile("decide again", re.IGNORECASE)
+
+
 def test_a_policy_change_is_acknowledged_with_the_keyboard(open_page, ana, material_change):
     watched = open_page()
     page = watched.page
     log_in(page, ana.email, next_url="/me/")
     page.goto("/me/")
-    assert page.locator(".policy-banner").is_visible()
+    assert page.locator("#policy-banner").is_visible()
 
     tab_to(page, lambda f: f["tag"] == "button" and f["row"] is None and _in_banner(page))
     page.keyboard.press("Enter")
@@ -156,7 +161,8 @@ def test_a_policy_change_is_acknowledged_with_the_keyboard(open_page, ana, mater
 
     # The change is acknowledged; a request to decide again may remain (it is not
     # answered by reading), but nothing asks to acknowledge any more.
-    assert not page.locator(".policy-banner .policy-update").count()
+    assert not page.locator("[aria-labelledby=policy-banner-title]").count()
+    assert not page.get_by_role("button", name="I have read it").count()
     assert material_change.acknowledgements.filter(subject_id=ana.subject_id).exists()
 
 
@@ -172,11 +178,11 @@ def test_after_acknowledging_a_change_the_customer_is_still_asked_to_decide_agai
     page = watched.page
     log_in(page, ana.email, next_url="/me/")
     page.goto("/me/")
-    page.locator(".policy-banner button[type=submit]").click()
+    page.get_by_role("button", name="I have read it").click()
     page.wait_for_selector(".message-success")
 
-    keep = page.locator("#purpose-recommendations .reconsent button")
-    assert keep.is_visible()
+    assert page.locator("#reconfirm-recommendations").is_visible()
+    assert page.locator("#banner-keep-recommendations").is_visible()
 
 
 # With JavaScript: htmx swaps in place ----------------------------------------------------
@@ -206,15 +212,15 @@ def test_with_javascript_confirming_under_the_new_terms_updates_the_banner(
     page = watched.page
     log_in(page, ana.email, next_url="/me/")
     page.goto("/me/")
-    banner = page.locator(".policy-banner")
-    assert "Decide again" in banner.inner_text()
+    banner = page.locator("#policy-banner")
+    assert "decide again" in banner.inner_text().lower()
 
     page.evaluate("window.notReloaded = true")
-    page.locator("#purpose-recommendations .reconsent button").click()
+    page.locator("#reconfirm-recommendations").click()
     page.wait_for_selector("#purpose-recommendations:not(:has(.reconsent))")
 
     assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
-    still_asking = page.locator(".policy-banner", has_text="Decide again")
+    still_asking = page.locator("#policy-banner", has_text=DECIDE_AGAIN)
     assert not still_asking.count(), "the banner still asks to decide again"
     assert state(ana, "recommendations") == Decision.GRANTED
 
@@ -363,11 +369,11 @@ def test_without_javascript_confirming_under_the_new_terms_is_a_plain_form(
     page = watched.page
     log_in(page, ana.email, next_url="/me/")
     page.goto("/me/")
-    page.locator("#purpose-recommendations .reconsent button").click()
+    page.locator("#reconfirm-recommendations").click()
     page.wait_for_url("**/me/#purpose-recommendations")
 
     assert not page.locator("#purpose-recommendations .reconsent").count()
-    assert not page.locator(".policy-banner", has_text="Decide again").count()
+    assert not page.locator("#policy-banner", has_text=DECIDE_AGAIN).count()
     assert switch(page, "recommendations").get_attribute("aria-checked") == "true"
     assert state(ana, "recommendations") == Decision.GRANTED
 

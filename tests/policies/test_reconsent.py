@@ -314,3 +314,24 @@ def test_who_acknowledged_but_never_decided_lapses_at_the_effective_date(client,
     assert (lapsed.decision, lapsed.event.method) == (Decision.WITHDRAWN, Method.EXPIRY)
     assert _pending(customer) == []
     assert ASK not in client.get("/me/").content.decode()
+
+
+def test_the_banners_keep_button_confirms_the_grant(client, customer, v2):
+    """The banner's own form, posted as the page has it, keeps the grant under
+    the new terms (it carries the text's hash, as every grant must)."""
+    client.force_login(customer)
+    html = client.get("/").content.decode()
+    form = re.search(
+        r'<form method="post" action="/me/consents/recommendations/"[^>]*>(.*?)'
+        r'<button type="submit" class="button-small" id="banner-keep-recommendations">',
+        html,
+        re.S,
+    )
+    assert form, "the banner offers no keep button"
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form.group(1)))
+    before = state(customer, "recommendations").event
+    response = client.post("/me/consents/recommendations/", fields)
+    assert response.status_code == 302
+    kept = state(customer, "recommendations")
+    assert kept.decision == Decision.GRANTED and kept.event.pk != before.pk
+    assert _pending(customer) == []
