@@ -47,6 +47,7 @@ run: python $(STAMP)
 	$(BIN)/python manage.py rundemo $(HOST):$(PORT)
 
 test: python $(STAMP)
+	@.ci/chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -5,6 +5,7 @@ import csv
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -110,7 +111,9 @@ def _tell_asked(model_admin, request, updated) -> None:
     )
 
 
-class PurposeNoticeInline(admin.TabularInline):
+class PurposeNoticeInline(admin.StackedInline):
+    # Stacked, not tabular: read-only rows with no control would make a table that
+    # scrolls sideways on a phone with nothing a keyboard can focus.
     model = PurposeNotice
     fields = ["version", "created_at", "content_hash"]
     readonly_fields = fields
@@ -218,7 +221,9 @@ class PurposeAdmin(admin.ModelAdmin):
     list_display = ["name", "key", "legal_basis", "retention_days", "is_sale_or_sharing", "status"]
     list_filter = ["legal_basis", "is_sale_or_sharing", "retired_at"]
     search_fields = ["name", "name_pt", "key"]
-    filter_horizontal = ["data_categories"]
+    # Checkboxes, not filter_horizontal: its widget names unfocusable icons with
+    # aria-label, which assistive technology ignores (axe: aria-prohibited-attr).
+    formfield_overrides = {models.ManyToManyField: {"widget": forms.CheckboxSelectMultiple}}
     prepopulated_fields = {"key": ["name"]}
     inlines = [PurposeNoticeInline]
     actions = ["retire"]

@@ -87,6 +87,7 @@ class ReconsentAsk:
     purpose: Purpose
     effective_date: date
     requests: list[ReconsentRequest] = field(default_factory=list)
+    notice_hash: str = ""  # the purpose's current text, which a "keep it" posts back
 
     def changes(self) -> list[str]:
         """What widened, in the active language (policy changes say it in their summary)."""
@@ -113,6 +114,11 @@ def reconsent_pending(*, subject_id: uuid.UUID) -> list[ReconsentAsk]:
             request.purpose_id, ReconsentAsk(request.purpose, request.effective_date)
         )
         ask.requests.append(request)
+    if asks:
+        notices = current_notices([ask.purpose for ask in asks.values()])
+        for ask in asks.values():
+            notice = notices.get(ask.purpose.pk)
+            ask.notice_hash = notice.content_hash if notice else ""
     return list(asks.values())
 
 

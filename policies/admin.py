@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -64,7 +66,8 @@ def delivery(version: PolicyVersion) -> dict:
 class PolicyVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "status", "material", "effective_date", "published_at", "sent"]
     list_filter = ["policy", "status", "material"]
-    filter_horizontal = ["changed_purposes"]
+    # Checkboxes, not filter_horizontal (see consents/admin.py PurposeAdmin).
+    formfield_overrides = {models.ManyToManyField: {"widget": forms.CheckboxSelectMultiple}}
     change_form_template = "admin/policies/policyversion/change_form.html"
     fields = [
         "policy",

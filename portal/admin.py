@@ -13,6 +13,9 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ["email", "language", "is_staff", "is_active", "date_joined"]
     list_filter = ["is_staff", "is_superuser", "is_active", "language"]
     search_fields = ["email"]
+    # Plain multiple selects, not Django's filter_horizontal widget: it names
+    # unfocusable icons with aria-label (axe: aria-prohibited-attr).
+    filter_horizontal = ()
     readonly_fields = ["subject_id", "last_login", "date_joined"]
     fieldsets = [
         (None, {"fields": ["email", "password", "subject_id"]}),

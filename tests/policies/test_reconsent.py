@@ -330,3 +330,24 @@ def test_reconfirming_with_nothing_asked_adds_no_event(client, customer, privacy
     assert response.status_code == 200
     assert "Nothing changed" in response.content.decode()
     assert ConsentEvent.objects.filter(subject_id=customer.subject_id).count() == before
+
+
+def test_the_banners_keep_button_confirms_the_grant(client, customer, v2):
+    """The banner's own form, posted as the page has it, keeps the grant under
+    the new terms (it carries the text's hash, as every grant must)."""
+    client.force_login(customer)
+    html = client.get("/").content.decode()
+    form = re.search(
+        r'<form method="post" action="/me/consents/recommendations/"[^>]*>(.*?)'
+        r'<button type="submit" class="button-small" id="banner-keep-recommendations">',
+        html,
+        re.S,
+    )
+    assert form, "the banner offers no keep button"
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form.group(1)))
+    before = state(customer, "recommendations").event
+    response = client.post("/me/consents/recommendations/", fields)
+    assert response.status_code == 302
+    kept = state(customer, "recommendations")
+    assert kept.decision == Decision.GRANTED and kept.event.pk != before.pk
+    assert _pending(customer) == []

@@ -1,0 +1,151 @@
+"""A staff member in a real browser: logs in with a second factor, previews a
+policy version and publishes it, and watches the delivery bar fill while a real
+Celery worker sends the emails (as in production: nothing is sent inside the
+request), to an SMTP server that takes its time with each message."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.conf import settings
+
+from policies.models import Notification, Policy, PolicyVersion
+from tests.browser.conftest import log_in, make_staff, seed_shop, totp_code
+from tests.conftest import PASSWORD, make_user
+from tests.worker_support import (
+    NEEDS_REDIS,
+    default_queue,
+    new_queue_name,
+    skip_unless_postgresql,
+    start_worker,
+)
+
+RECIPIENTS = 300
+BATCH = 20  # a batch per claim: the bar moves batch by batch
+SMTP_DELAY = 0.02  # seconds an SMTP server takes to accept a message
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SlowSink:
+    """An SMTP server (outside the project) that accepts every message after a
+    short delay, as a real one over a network does."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        await asyncio.sleep(SMTP_DELAY)
+        self.received.extend(envelope.rcpt_tos)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_url() -> Iterator[tuple[SlowSink, str]]:
+    sink = SlowSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield sink, f"smtp://127.0.0.1:{controller.port}"
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def staff_member(live_server, flushable_db):
+    seed_shop()
+    return make_staff("sofia@example.com")
+
+
+def test_the_admin_asks_staff_for_their_second_factor(open_page, staff_member):
+    """/admin/ goes through the portal's login (allauth), whose second step asks
+    for the authenticator's code before the admin opens."""
+    user, secret = staff_member
+    page = open_page().page
+    page.goto("/admin/")
+    assert "/accounts/login/" in page.url, f"/admin/ led to {page.url}"
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.locator("form:has(input[name=password]) [type=submit]").click()
+    page.wait_for_url("**/accounts/2fa/authenticate/**")
+    page.fill("input[name=code]", totp_code(secret))
+    page.locator("form:has(input[name=code]) [type=submit]").click()
+    page.wait_for_url(re.compile(r"/admin/$"))
+    assert page.locator("#site-name").is_visible()
+
+
+@pytest.mark.worker
+@pytest.mark.skipif(not settings.REDIS_URL, reason=NEEDS_REDIS)
+def test_staff_preview_publish_and_watch_the_delivery_bar_move(
+    open_page, staff_member, smtp_url, tmp_path
+):
+    skip_unless_postgresql()
+    user, secret = staff_member
+    sink, smtp = smtp_url
+    for i in range(RECIPIENTS):
+        make_user(f"person{i}@example.com")
+    draft = Policy.objects.get(slug="privacy").versions.get(status=PolicyVersion.Status.DRAFT)
+
+    with default_queue(new_queue_name()) as queue:
+        worker = start_worker(
+            queue=queue,
+            log=tmp_path / "worker.log",
+            env={
+                "EMAIL_URL": smtp,
+                "POLICY_NOTIFICATION_BATCH": str(BATCH),
+                "POLICY_PARALLEL_SENDERS": "1",
+            },
+        )
+        try:
+            page = open_page().page
+            log_in(page, user.email, totp_secret=secret, next_url="/admin/")
+
+            page.get_by_role("link", name="Policy versions").first.click()
+            page.get_by_role("link", name=str(draft)).click()
+            page.get_by_role("link", name="Preview and publish").click()
+            preview = page.locator("#content")
+            assert f"{RECIPIENTS} people will be told by email" in preview.inner_text()
+            assert page.locator(".email-preview").is_visible()
+            assert not Notification.objects.filter(version=draft).exists()
+
+            page.evaluate("window.notReloaded = true")  # lost if the page reloads
+            page.get_by_role("button", name="Publish and notify").click()
+            page.wait_for_selector("#delivery progress")
+            page.evaluate("window.notReloaded = true")
+
+            seen = watch_the_bar(page, timeout=90)
+        finally:
+            worker.stop()
+
+    assert seen[-1] == RECIPIENTS, f"the bar stopped at {seen}"
+    moving = [value for value in seen if 0 < value < RECIPIENTS]
+    assert len(set(moving)) >= 2, f"the bar jumped instead of moving: {seen}"
+    assert seen == sorted(seen), f"the bar went backwards: {seen}"
+    assert page.evaluate("window.notReloaded === true"), "the page reloaded to update"
+    assert "finished" in page.locator("#delivery").inner_text()
+    assert sorted(sink.received) == sorted(f"person{i}@example.com" for i in range(RECIPIENTS))
+
+
+def watch_the_bar(page, *, timeout: float) -> list[int]:
+    """The <progress> value, read every quarter second until it is full."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        bar = page.locator("#delivery progress")
+        value = int(float(bar.get_attribute("value") or 0))
+        if not seen or value != seen[-1]:
+            seen.append(value)
+        if value >= int(bar.get_attribute("max")):
+            return seen
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the delivery bar never filled: {seen}")
