@@ -69,8 +69,8 @@ bench: $(STAMP)
 
 # Refresh the pt-BR catalogue after changing strings, then translate and compile.
 messages: $(STAMP)
-	$(BIN)/python manage.py makemessages --locale=pt_BR --no-obsolete --ignore='.venv/*' --ignore='staticfiles/*'
-	$(BIN)/python manage.py compilemessages --locale=pt_BR --ignore='.venv/*'
+	$(BIN)/python manage.py makemessages --locale=pt_BR --no-obsolete --ignore='.venv*' --ignore='staticfiles/*' --ignore='var/*'
+	$(BIN)/python manage.py compilemessages --locale=pt_BR --ignore='.venv*'
 
 clean:
 	rm -rf $(VENV) .venv-* var staticfiles .pytest_cache
