@@ -89,7 +89,9 @@ def checkpoint_read(line: dict, *, source: str, jwks: KeySet) -> Checkpoint:
             f"{source}: its signature does not verify against the portal's keys "
             f"({exc.__class__.__name__}): forged, not trusted"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") not in FORMATS:
+    if not isinstance(payload, dict):
+        raise UntrustedCheckpoint(f"{source}: its signed payload is malformed")
+    if payload.get("format") not in FORMATS:
         raise UntrustedCheckpoint(f"{source}: format {payload.get('format')!r} is not known")
     if payload.get("ledger") != settings.SITE_URL:
         raise UntrustedCheckpoint(
