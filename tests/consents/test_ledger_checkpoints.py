@@ -369,6 +369,23 @@ def test_a_forged_checkpoint_line_is_reported_and_not_trusted(purposes, export, 
     assert "Ledger intact against 1 signed checkpoint(s), but 3 checkpoint(s)" in message
 
 
+def test_a_checkpoint_forged_in_the_database_is_reported_and_not_trusted(
+    purposes, export, checkpoint
+):
+    decisions(purposes, 2)
+    made = checkpoint()
+    # Claims about events that never were, without the key: a row with no valid
+    # signature, and a genuine token put on a row that says something else.
+    LedgerCheckpoint.objects.create(size=9, root="f" * 64, token=made.token + "x")
+    LedgerCheckpoint.objects.create(size=8, root="e" * 64, token=made.token)
+    intact, message = verify_output()
+    assert not intact
+    assert "the checkpoint #9 stored in the database: its signature does not verify" in message
+    assert "the checkpoint #8 stored in the database: its root differs" in message
+    assert "covers 9" not in message and "covers 8" not in message
+    assert "Ledger intact against 1 signed checkpoint(s), but 2 checkpoint(s)" in message
+
+
 def test_a_checkpoint_copied_from_the_email_is_enough_to_verify(
     purposes, export, checkpoint, tmp_path
 ):
