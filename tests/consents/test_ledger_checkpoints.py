@@ -213,6 +213,10 @@ def test_the_command_prints_size_root_and_where_it_went(purposes, export, checkp
     assert "Checkpoint of 2 events" in out.getvalue()
     assert f"root {events[-1].hash}" in out.getvalue()
     assert f"exported to {export}" in out.getvalue()
+    again = StringIO()
+    call_command("ledger_checkpoint", stdout=again)
+    assert "Nothing was appended since the checkpoint of 2 events" in again.getvalue()
+    assert LedgerCheckpoint.objects.count() == 1
 
 
 def test_no_checkpoint_is_signed_over_a_ledger_rolled_back_behind_the_last_one(

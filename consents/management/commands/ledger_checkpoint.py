@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consents.ledger import LedgerIntegrityError
+from consents.models import LedgerCheckpoint
 from consents.services import ledger_checkpoint_make
 
 
@@ -15,12 +16,19 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        last = LedgerCheckpoint.objects.order_by("-size").values_list("pk", flat=True).first()
         try:
             checkpoint = ledger_checkpoint_make()
         except LedgerIntegrityError as exc:
             raise CommandError(f"No checkpoint: the ledger does not verify: {exc}.") from None
         if checkpoint is None:
             self.stdout.write("The ledger is empty: nothing to checkpoint.")
+            return
+        if checkpoint.pk == last:
+            self.stdout.write(
+                f"Nothing was appended since the checkpoint of {checkpoint.size} events made at "
+                f"{checkpoint.created_at.isoformat()}: no new checkpoint."
+            )
             return
         self.stdout.write(
             self.style.SUCCESS(
