@@ -364,7 +364,8 @@ def _verify_chain(
             )
         else:
             problem = (
-                f"the ledger has {count} events but the checkpoint of {beyond.time} covers "
+                f"the ledger has {count} event{'s' if count != 1 else ''} but the checkpoint "
+                f"of {beyond.time} covers "
                 f"{beyond.size}: events were removed (a rollback or truncation)"
             )
         if head_problem:

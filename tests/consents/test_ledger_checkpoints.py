@@ -406,6 +406,9 @@ def test_a_checkpoint_copied_from_the_email_is_enough_to_verify(
     LedgerCheckpoint.objects.all().delete()
     intact, message = verify_output(kept)
     assert not intact and "covers 2: events were removed" in message
+    # --checkpoints is repeatable: the email's copy and the export together.
+    intact, message = verify_output(kept, export)
+    assert not intact and "the ledger has 1 event but the checkpoint of" in message
 
 
 # Receipts
