@@ -6,7 +6,10 @@ single LedgerHead row, which also carries a signature of the last (seq, hash)
 by the portal's signing key (consents.keys): an attacker who can write to the
 database but does not hold the key cannot cut events off the end or recompute
 the chain without verify_ledger noticing, and no append extends a head that
-does not verify.
+does not verify. Someone who also saved an earlier head row can write it back
+after cutting events off: the signed checkpoints kept outside the database
+(consents.checkpoints) are what names that, and verify() checks the chain
+against every one it is given.
 """
 
 from __future__ import annotations
