@@ -139,3 +139,28 @@ def reconsent_request(*, request, email: str, language: str, subject_id, has_acc
         body_html=html,
         kind="emails/reconsent_request",
     )
+
+
+def ledger_checkpoint(*, checkpoint) -> None:
+    """To the DPO: a signed checkpoint of the ledger, to keep outside the portal
+    (verify_ledger names any rollback, wipe or rewrite before it)."""
+    from consents.checkpoints import checkpoint_time
+
+    context = {
+        "size": checkpoint.size,
+        "root": checkpoint.root,
+        "time": checkpoint_time(checkpoint.created_at),
+        "token": checkpoint.token,
+        "list_url": settings.SITE_URL + reverse("consents:ledger_checkpoints"),
+        "jwks_url": settings.SITE_URL + reverse("consents:jwks"),
+    }
+    subject, text, html = render_email(
+        "emails/ledger_checkpoint", context, language=settings.LANGUAGE_CODE
+    )
+    outbound_email_queue(
+        to=settings.DPO_EMAIL,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        kind="emails/ledger_checkpoint",
+    )

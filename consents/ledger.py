@@ -6,7 +6,10 @@ single LedgerHead row, which also carries a signature of the last (seq, hash)
 by the portal's signing key (consents.keys): an attacker who can write to the
 database but does not hold the key cannot cut events off the end or recompute
 the chain without verify_ledger noticing, and no append extends a head that
-does not verify.
+does not verify. Someone who also saved an earlier head row can write it back
+after cutting events off: the signed checkpoints kept outside the database
+(consents.checkpoints) are what names that, and verify() checks the chain
+against every one it is given.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from consents import checkpoints as checkpoints_module
 from consents import keys
 from consents.models import ConsentEvent, ConsentState, LedgerHead, PurposeNotice
 
@@ -168,6 +172,8 @@ class Verdict:
     intact: bool
     count: int
     problem: str = ""
+    checkpoints: int = 0  # signed checkpoints the chain was checked against
+    untrusted: tuple[str, ...] = ()  # checkpoints left out: why each is not trusted
 
 
 CHAIN_FIELDS = (
@@ -205,26 +211,34 @@ def _rows(chunk_size: int) -> Iterator[tuple]:
         last = chunk[-1][0]
 
 
-def verify(*, chunk_size: int = 5000) -> Verdict:
-    """Check the notices, the chain against its signed head, and the current
-    state against the chain, all in one snapshot of the database, so that
-    decisions made while it runs are never mistaken for tampering."""
+def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
+    """Check the notices, the chain against its signed head and against every
+    signed checkpoint (those stored in the database and those in
+    `checkpoint_files`, exported or published), and the current state against
+    the chain, all in one snapshot of the database, so that decisions made
+    while it runs are never mistaken for tampering."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
             # A snapshot for the whole read (SQLite's read transaction is one already).
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # The files are read before the first query takes the snapshot: every
+        # checkpoint they hold was committed before it, so the snapshot holds
+        # every event such a checkpoint covers (no false alarm while customers
+        # decide and the beat task checkpoints).
+        anchors, untrusted = checkpoints_module.checkpoints_gather(checkpoint_files)
+        extra = {"checkpoints": len(anchors), "untrusted": tuple(untrusted)}
         notice_hashes, problem = _verified_notice_hashes()
         if problem:
-            return Verdict(False, 0, problem)
-        verdict = _verify_chain(notice_hashes, chunk_size)
+            return Verdict(False, 0, problem, **extra)
+        verdict = _verify_chain(notice_hashes, chunk_size, anchors)
         if not verdict.intact:
-            return verdict
+            return Verdict(False, verdict.count, verdict.problem, **extra)
         problem = _state_problem()
         if problem:
-            return Verdict(False, verdict.count, problem)
-        return verdict
+            return Verdict(False, verdict.count, problem, **extra)
+        return Verdict(True, verdict.count, **extra)
 
 
 def _verified_notice_hashes() -> tuple[dict[int, str], str]:
@@ -251,9 +265,23 @@ def _verified_notice_hashes() -> tuple[dict[int, str], str]:
     return hashes, ""
 
 
-def _verify_chain(notice_hashes: dict[int, str], chunk_size: int) -> Verdict:
+def _verify_chain(
+    notice_hashes: dict[int, str],
+    chunk_size: int,
+    anchors: list[checkpoints_module.Checkpoint] = (),
+) -> Verdict:
+    """The chain, then the checkpoints (sorted by size, matched while the events
+    stream past: memory stays flat), then the head."""
     expected_prev = GENESIS
     count = 0
+    pending = iter(anchors)
+    anchor = next(pending, None)
+    matched = 0  # the size of the last checkpoint that matched
+    mismatch = None  # the earliest checkpoint that does not match
+    while anchor is not None and anchor.size == 0:
+        if anchor.root != GENESIS and mismatch is None:
+            mismatch = anchor
+        anchor = next(pending, None)
     for row in _rows(chunk_size):
         (
             seq,
@@ -300,19 +328,54 @@ def _verify_chain(notice_hashes: dict[int, str], chunk_size: int) -> Verdict:
         if computed != stored:
             return Verdict(False, count - 1, f"{where}: its content was changed")
         expected_prev = stored
+        while anchor is not None and anchor.size == seq:
+            if mismatch is None:
+                if hmac.compare_digest(anchor.root, stored):
+                    matched = seq
+                else:
+                    mismatch = anchor
+            anchor = next(pending, None)
+    # The first checkpoint beyond the last event, if any (checkpoints are sorted).
+    beyond = anchor
     head = LedgerHead.objects.filter(pk=1).first()
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    head_problem = ""
     if head and not head_signature_valid(head):
-        return Verdict(False, count, "the chain head's signature is wrong: the head was rewritten")
-    if head is None and count:
-        return Verdict(False, count, "the chain head is missing: it was deleted")
-    if (head_seq, head_hash) != (count, expected_prev):
-        return Verdict(
-            False,
-            count,
+        head_problem = "the chain head's signature is wrong: the head was rewritten"
+    elif head is None and count:
+        head_problem = "the chain head is missing: it was deleted"
+    elif (head_seq, head_hash) != (count, expected_prev):
+        head_problem = (
             f"the chain ends at #{count} but its signed head says #{head_seq}: "
-            "events were removed from the end or added around the lock",
+            "events were removed from the end or added around the lock"
         )
+    if mismatch is not None:
+        problem = (
+            f"event #{mismatch.size}'s hash differs from the checkpoint of {mismatch.time}: "
+            f"an event at or before #{mismatch.size} was changed"
+        )
+        if head_problem:
+            # The chain was recomputed consistently: the checkpoints, not the
+            # head, say where the change is.
+            problem += f" (the earliest checkpoint that no longer matches); {head_problem}"
+        return Verdict(False, matched, problem)
+    if beyond is not None:
+        if count == 0:
+            problem = (
+                f"the ledger has 0 events but the checkpoint of {beyond.time} covers "
+                f"{beyond.size}: the ledger was wiped"
+            )
+        else:
+            problem = (
+                f"the ledger has {count} event{'s' if count != 1 else ''} but the checkpoint "
+                f"of {beyond.time} covers "
+                f"{beyond.size}: events were removed (a rollback or truncation)"
+            )
+        if head_problem:
+            problem += f"; {head_problem}"
+        return Verdict(False, count, problem)
+    if head_problem:
+        return Verdict(False, count, head_problem)
     return Verdict(True, count)
 
 

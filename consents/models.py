@@ -394,6 +394,30 @@ class LedgerHead(models.Model):
         return f"ledger head #{self.seq}"
 
 
+class LedgerCheckpoint(models.Model):
+    """A signed statement of the ledger's size and root at a moment, kept and
+    published outside the database too (consents.checkpoints): a rollback, a
+    truncation, a wipe or a rewrite before it is named by verify_ledger even
+    when the database, its triggers and the chain head were all rewritten.
+    Append-only in the database, as the events (migration 0008)."""
+
+    size = models.BigIntegerField()  # events covered: #1 .. #size
+    root = models.CharField(max_length=64)  # the hash of event #size (genesis for 0)
+    created_at = models.DateTimeField(default=timezone.now)
+    token = models.TextField()  # compact JWS (ES256) over format, ledger, size, root, time
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="ledger_checkpoint_size"),
+            # Also the index of "the first checkpoint that covers event #n" (receipts)
+            # and of the newest checkpoint (the published list, the next checkpoint).
+            models.UniqueConstraint(fields=["size"], name="ledger_checkpoint_one_per_size"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ledger checkpoint #{self.size}"
+
+
 class NewsletterSignup(models.Model):
     """A visitor without an account. Nothing counts until the emailed link is
     followed: the purposes and the notices shown wait here, unconfirmed ones

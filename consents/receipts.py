@@ -12,8 +12,15 @@ from django.urls import reverse
 from joserfc import jws
 from joserfc.jwk import KeySet
 
+from consents.checkpoints import checkpoint_time
 from consents.keys import ALGORITHM, public_jwks, signing_key
-from consents.models import ConsentEvent, Decision, LegalBasis, legal_basis_codes
+from consents.models import (
+    ConsentEvent,
+    Decision,
+    LedgerCheckpoint,
+    LegalBasis,
+    legal_basis_codes,
+)
 
 __all__ = ["public_jwks", "receipt_jws", "receipt_payload", "receipt_verify"]
 COLLECTION_METHODS = {
@@ -92,6 +99,21 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
         "policyVersion": event.policy_version_id,
         "ledgerSeq": event.seq,
         "ledgerHash": event.hash,
+        # The signed checkpoint that covers this event, once there is one; the
+        # list (and so any later one) is at ledgerCheckpoints.
+        "ledgerCheckpoints": site + reverse("consents:ledger_checkpoints"),
+        "coveredBy": _covering_checkpoint(event),
+    }
+
+
+def _covering_checkpoint(event: ConsentEvent) -> dict | None:
+    checkpoint = LedgerCheckpoint.objects.filter(size__gte=event.seq).order_by("size").first()
+    if checkpoint is None:
+        return None
+    return {
+        "size": checkpoint.size,
+        "time": checkpoint_time(checkpoint.created_at),
+        "token": checkpoint.token,
     }
 
 

@@ -17,12 +17,13 @@ from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from consents import changes, ledger, personal_data
+from consents import changes, checkpoints, ledger, personal_data
 from consents.models import (
     ConsentEvent,
     ConsentState,
     DataCategory,
     Decision,
+    LedgerCheckpoint,
     Method,
     NewsletterSignup,
     Purpose,
@@ -803,3 +804,47 @@ def newsletter_signups_purge_unconfirmed(*, now=None) -> int:
         status=NewsletterSignup.Status.PENDING, created_at__lt=cutoff
     ).delete()
     return deleted
+
+
+def ledger_checkpoint_make() -> LedgerCheckpoint | None:
+    """Sign the ledger's current size and root (consents.checkpoints) and send
+    the checkpoint outside the database: one line appended to
+    LEDGER_CHECKPOINT_FILE and an email to the DPO, both once the transaction
+    commits. Returns the last checkpoint, unchanged, when nothing was appended
+    since it, and None while the ledger is empty.
+
+    Signs only a head that verifies (ledger.lock_head) and that extends the
+    last checkpoint: a ledger rolled back behind it is refused
+    (LedgerIntegrityError), never signed again."""
+    from consents import emails
+
+    with transaction.atomic():
+        head = ledger.lock_head()
+        last = LedgerCheckpoint.objects.order_by("-size").first()
+        if last is not None:
+            if head.seq < last.size:
+                raise ledger.LedgerIntegrityError(
+                    f"the ledger has {head.seq} events but the checkpoint #{last.size} covers "
+                    f"{last.size}: events were removed"
+                )
+            covered = ConsentEvent.objects.filter(seq=last.size).values_list("hash", flat=True)
+            if (covered.first() or ledger.GENESIS) != last.root:
+                raise ledger.LedgerIntegrityError(
+                    f"event #{last.size}'s hash differs from the checkpoint #{last.size}"
+                )
+            if head.seq == last.size:
+                return last
+        elif head.seq == 0:
+            return None
+        now = timezone.now()
+        checkpoint = LedgerCheckpoint.objects.create(
+            size=head.seq,
+            root=head.hash,
+            created_at=now,
+            token=checkpoints.checkpoint_token(size=head.seq, root=head.hash, moment=now),
+        )
+        emails.ledger_checkpoint(checkpoint=checkpoint)
+        line = checkpoints.checkpoint_line(checkpoint)
+        # Exported only once committed: a rolled-back checkpoint never leaves.
+        transaction.on_commit(lambda: checkpoints.export_append(line))
+    return checkpoint

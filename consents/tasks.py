@@ -2,9 +2,17 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from consents.services import newsletter_signups_purge_unconfirmed
+from consents.services import ledger_checkpoint_make, newsletter_signups_purge_unconfirmed
 
 
 @shared_task
 def purge_unconfirmed_newsletter_signups() -> int:
     return newsletter_signups_purge_unconfirmed()
+
+
+@shared_task
+def ledger_checkpoint() -> int | None:
+    """Beat, every LEDGER_CHECKPOINT_MINUTES: sign the ledger's size and root
+    and send them outside the database; nothing when nothing was appended."""
+    checkpoint = ledger_checkpoint_make()
+    return checkpoint.size if checkpoint else None

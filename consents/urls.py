@@ -10,6 +10,11 @@ urlpatterns = [
     path("privacy/", views.privacy, name="privacy"),
     path("privacy.json", views.privacy_json, name="privacy_json"),
     path(".well-known/jwks.json", views.jwks, name="jwks"),
+    path(
+        ".well-known/clareza-ledger-checkpoints.json",
+        views.ledger_checkpoints,
+        name="ledger_checkpoints",
+    ),
     path(".well-known/gpc.json", views.gpc_json, name="gpc_json"),
     path("newsletter/", views.newsletter, name="newsletter"),
     path("newsletter/sent/", views.newsletter_sent, name="newsletter_sent"),

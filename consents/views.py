@@ -20,11 +20,12 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
-from consents import changes, emails, ratelimit, receipts, selectors, services
+from consents import changes, checkpoints, emails, ratelimit, receipts, selectors, services
 from consents.forms import NewsletterForm
 from consents.models import (
     ConsentEvent,
     Decision,
+    LedgerCheckpoint,
     LegalBasis,
     Method,
     NewsletterSignup,
@@ -129,6 +130,22 @@ def privacy_json(request: HttpRequest) -> JsonResponse:
 def jwks(request: HttpRequest) -> JsonResponse:
     response = JsonResponse(receipts.public_jwks())
     response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_safe
+def ledger_checkpoints(request: HttpRequest) -> JsonResponse:
+    """The ledger's signed checkpoints, newest first: anyone holding one can
+    later prove that what it covers was never removed or changed."""
+    latest = LedgerCheckpoint.objects.order_by("-size")[: checkpoints.PUBLISHED]
+    body = {
+        "ledger": settings.SITE_URL,
+        "formats": list(checkpoints.FORMATS),
+        "keys": settings.SITE_URL + reverse("consents:jwks"),
+        "checkpoints": [checkpoints.checkpoint_line(c) for c in latest],
+    }
+    response = JsonResponse(body)
+    response["Cache-Control"] = "public, max-age=300"
     return response
 
 

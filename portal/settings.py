@@ -61,6 +61,11 @@ for _name, _value in (("CONTROLLER_EMAIL", CONTROLLER_EMAIL), ("DPO_EMAIL", DPO_
 # /.well-known/jwks.json. RECEIPT_SIGNING_KEY (a PEM), when set, is the one
 # that signs, the files' keys being earlier ones.
 SIGNING_KEY_DIR = Path(env_str("SIGNING_KEY_DIR", str(VAR_DIR / "signing-keys")))
+# Signed checkpoints of the ledger: appended here (JSON lines) and emailed to the DPO.
+LEDGER_CHECKPOINT_FILE = Path(
+    env_str("LEDGER_CHECKPOINT_FILE", str(VAR_DIR / "ledger-checkpoints.jsonl"))
+)
+LEDGER_CHECKPOINT_MINUTES = env_int("LEDGER_CHECKPOINT_MINUTES", 60, minimum=1)
 RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY", "").replace("\\n", "\n")
 # The date /.well-known/gpc.json states the GPC support was last reviewed.
 GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
@@ -387,6 +392,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-outbound-email-bodies": {
         "task": "portal.tasks.expire_outbound_email_bodies",
         "schedule": timedelta(hours=1),
+    },
+    "ledger-checkpoint": {
+        "task": "consents.tasks.ledger_checkpoint",
+        "schedule": timedelta(minutes=LEDGER_CHECKPOINT_MINUTES),
     },
 }
 
