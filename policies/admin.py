@@ -27,6 +27,24 @@ class PolicyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return obj is None or not obj.versions.exists()
 
+    def get_actions(self, request):
+        # A policy with versions is never deleted; one without is deleted from its page.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        policy = self.get_object(request, object_id)
+        if policy is not None and policy.versions.exists():
+            # Say why on the policy's page rather than answer a bare 403.
+            self.message_user(
+                request,
+                _("A policy with versions cannot be deleted: its versions are the record."),
+                messages.ERROR,
+            )
+            return redirect(reverse("admin:policies_policy_change", args=[policy.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
 
 def delivery(version: PolicyVersion) -> dict:
     """Counts by state, the send rate over the last minute, and an ETA."""

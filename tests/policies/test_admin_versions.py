@@ -82,3 +82,18 @@ def test_the_admin_version_page_configures_htmx_for_the_csp(admin_client, privac
     assert ' style="' not in page
     for tag in re.findall(r"<script\b[^>]*>", page):
         assert " src=" in tag or 'type="application/json"' in tag, tag
+
+
+def test_a_policy_with_versions_is_not_offered_for_deletion(admin_client, privacy):
+    v1(privacy)
+    change = reverse("admin:policies_policy_change", args=[privacy.pk])
+    delete = reverse("admin:policies_policy_delete", args=[privacy.pk])
+    listing = admin_client.get(reverse("admin:policies_policy_changelist")).content.decode()
+    assert 'value="delete_selected"' not in listing
+    assert f'href="{delete}"' not in admin_client.get(change).content.decode()
+    for method in (admin_client.get, admin_client.post):
+        response = method(delete, {"post": "yes"})
+        assert response.status_code == 302  # back to the policy, not the customer 403 page
+        assert response["Location"] == change
+        assert "its versions are the record" in admin_client.get(change).content.decode()
+    assert type(privacy).objects.filter(pk=privacy.pk).exists()
