@@ -71,6 +71,25 @@ def event_hash(
     return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
 
 
+def event_hash_of(event: ConsentEvent, *, prev_hash: str) -> str:
+    """event_hash of an event as it stands, after `prev_hash`."""
+    return event_hash(
+        seq=event.seq,
+        uuid=event.uuid,
+        subject_id=event.subject_id,
+        purpose_id=event.purpose_id,
+        notice_hash=event.notice.content_hash,
+        policy_version_id=event.policy_version_id,
+        decision=event.decision,
+        method=event.method,
+        created_at=event.created_at,
+        ip_truncated=event.ip_truncated,
+        user_agent_family=event.user_agent_family,
+        prev_hash=prev_hash,
+        gpc_signal=event.gpc_signal,
+    )
+
+
 def notice_content_hash(content: dict) -> str:
     """SHA-256 of a notice's canonical JSON: what every event's hash covers."""
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -132,21 +151,7 @@ def check_head(head: LedgerHead) -> None:
 def append(head: LedgerHead, **fields: object) -> ConsentEvent:
     """Append one event after `head` (locked by lock_head) and move the head."""
     event = ConsentEvent(seq=head.seq + 1, prev_hash=head.hash, **fields)
-    event.hash = event_hash(
-        seq=event.seq,
-        uuid=event.uuid,
-        subject_id=event.subject_id,
-        purpose_id=event.purpose_id,
-        notice_hash=event.notice.content_hash,
-        policy_version_id=event.policy_version_id,
-        decision=event.decision,
-        method=event.method,
-        created_at=event.created_at,
-        ip_truncated=event.ip_truncated,
-        user_agent_family=event.user_agent_family,
-        prev_hash=event.prev_hash,
-        gpc_signal=event.gpc_signal,
-    )
+    event.hash = event_hash_of(event, prev_hash=event.prev_hash)
     event.save(force_insert=True)
     head.seq, head.hash = event.seq, event.hash
     head.signature = head_signature(head.seq, head.hash)

@@ -12,6 +12,7 @@ from consents import ledger
 from consents.demo import seed_inventory
 from consents.models import ConsentEvent, ConsentState, Decision, LedgerHead, Method, Purpose
 from consents.services import ConsentError, RequestFacts, consent_record, truncate_ip
+from tests.consents.ledger_support import drop_event_triggers
 
 TABLE = "consents_consentevent"
 
@@ -101,16 +102,6 @@ def test_the_orm_cannot_delete_an_event_either(purposes):
     assert ConsentEvent.objects.count() == 1
 
 
-def _drop_triggers() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"DROP TRIGGER consents_ledger_no_update ON {TABLE}")
-            cursor.execute(f"DROP TRIGGER consents_ledger_no_delete ON {TABLE}")
-        else:
-            cursor.execute("DROP TRIGGER consents_ledger_no_update")
-            cursor.execute("DROP TRIGGER consents_ledger_no_delete")
-
-
 @pytest.fixture
 def chain(purposes):
     """Five events for three people, then the triggers dropped (rolled back after
@@ -122,7 +113,7 @@ def chain(purposes):
     record(purposes, subjects[0], "newsletter", Decision.WITHDRAWN)
     record(purposes, subjects[1], "tailored-offers")
     assert verify_output() == (True, "Ledger intact: 5 events verified.\n")
-    _drop_triggers()
+    drop_event_triggers()
     return subjects
 
 
@@ -166,20 +157,7 @@ def test_verify_notices_an_inserted_event_even_with_a_correct_hash(chain, purpos
         created_at=last.created_at,
         prev_hash=last.hash,
     )
-    forged.hash = ledger.event_hash(
-        seq=6,
-        uuid=forged.uuid,
-        subject_id=forged.subject_id,
-        purpose_id=forged.purpose_id,
-        notice_hash=forged.notice.content_hash,
-        policy_version_id=None,
-        decision=forged.decision,
-        method=forged.method,
-        created_at=forged.created_at,
-        ip_truncated="",
-        user_agent_family="",
-        prev_hash=forged.prev_hash,
-    )
+    forged.hash = ledger.event_hash_of(forged, prev_hash=forged.prev_hash)
     forged.save(force_insert=True)
     intact, message = verify_output()
     assert not intact

@@ -14,19 +14,14 @@ from consents import ledger
 from consents.demo import seed_inventory
 from consents.models import ConsentEvent, ConsentState, Decision, LedgerHead, PurposeNotice
 from consents.services import ConsentError, purpose_notice_refresh
-from tests.consents.test_ledger import _drop_triggers, record, verify_output
+from tests.consents.ledger_support import (
+    drop_append_only_triggers,
+    drop_event_triggers,
+    recompute_chain_from,
+)
+from tests.consents.test_ledger import record, verify_output
 
 NOTICES = "consents_purposenotice"
-
-
-def _drop_notice_triggers() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"DROP TRIGGER consents_notice_no_update ON {NOTICES}")
-            cursor.execute(f"DROP TRIGGER consents_notice_no_delete ON {NOTICES}")
-        else:
-            cursor.execute("DROP TRIGGER consents_notice_no_update")
-            cursor.execute("DROP TRIGGER consents_notice_no_delete")
 
 
 @pytest.fixture
@@ -41,8 +36,8 @@ def attacked(purposes):
     record(purposes, subjects[1], "tailored-offers")
     record(purposes, subjects[2], "product-research")
     assert verify_output()[0]
-    _drop_triggers()
-    _drop_notice_triggers()
+    drop_event_triggers()
+    drop_append_only_triggers("consents_notice", NOTICES)
     return subjects
 
 
@@ -74,30 +69,9 @@ def test_a_decision_after_an_event_was_rewritten_and_the_chain_recomputed_is_ref
     attacked, purposes
 ):
     # Refused becomes granted, and every later hash and the head are recomputed.
-    events = list(ConsentEvent.objects.order_by("seq"))
-    prev = events[1].hash
     with connection.cursor() as cursor:
         cursor.execute("UPDATE consents_consentevent SET decision = 'granted' WHERE seq = 3")
-    for event in events[2:]:
-        event.refresh_from_db()
-        new_hash = ledger.event_hash(
-            seq=event.seq,
-            uuid=event.uuid,
-            subject_id=event.subject_id,
-            purpose_id=event.purpose_id,
-            notice_hash=event.notice.content_hash,
-            policy_version_id=event.policy_version_id,
-            decision=event.decision,
-            method=event.method,
-            created_at=event.created_at,
-            ip_truncated=event.ip_truncated,
-            user_agent_family=event.user_agent_family,
-            prev_hash=prev,
-            gpc_signal=event.gpc_signal,
-        )
-        ConsentEvent.objects.filter(pk=event.pk).update(prev_hash=prev, hash=new_hash)
-        prev = new_hash
-    LedgerHead.objects.update(hash=prev)
+    recompute_chain_from(3)
 
     with pytest.raises(ConsentError):
         record(purposes, uuid.uuid4(), "newsletter")

@@ -23,7 +23,12 @@ from consents.receipts import receipt_payload, receipt_verify
 from consents.services import ledger_checkpoint_make
 from consents.tasks import ledger_checkpoint
 from portal.models import OutboundEmail
-from tests.consents.test_ledger import _drop_triggers, record
+from tests.consents.ledger_support import (
+    drop_append_only_triggers,
+    drop_event_triggers,
+    recompute_chain_from,
+)
+from tests.consents.test_ledger import record
 
 CHECKPOINTS = "consents_ledgercheckpoint"
 WELL_KNOWN = "/.well-known/clareza-ledger-checkpoints.json"
@@ -67,39 +72,7 @@ def decisions(purposes, count: int) -> list[ConsentEvent]:
 
 
 def drop_checkpoint_triggers() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(f"DROP TRIGGER consents_checkpoint_no_update ON {CHECKPOINTS}")
-            cursor.execute(f"DROP TRIGGER consents_checkpoint_no_delete ON {CHECKPOINTS}")
-        else:
-            cursor.execute("DROP TRIGGER consents_checkpoint_no_update")
-            cursor.execute("DROP TRIGGER consents_checkpoint_no_delete")
-
-
-def recompute_chain_from(seq: int) -> str:
-    """What an attacker without the key can do: every hash from #seq on
-    recomputed, the head moved to the new last hash (its signature stays)."""
-    prev = ConsentEvent.objects.get(seq=seq - 1).hash if seq > 1 else ledger.GENESIS
-    for event in ConsentEvent.objects.filter(seq__gte=seq).order_by("seq"):
-        new_hash = ledger.event_hash(
-            seq=event.seq,
-            uuid=event.uuid,
-            subject_id=event.subject_id,
-            purpose_id=event.purpose_id,
-            notice_hash=event.notice.content_hash,
-            policy_version_id=event.policy_version_id,
-            decision=event.decision,
-            method=event.method,
-            created_at=event.created_at,
-            ip_truncated=event.ip_truncated,
-            user_agent_family=event.user_agent_family,
-            prev_hash=prev,
-            gpc_signal=event.gpc_signal,
-        )
-        ConsentEvent.objects.filter(pk=event.pk).update(prev_hash=prev, hash=new_hash)
-        prev = new_hash
-    LedgerHead.objects.update(hash=prev)
-    return prev
+    drop_append_only_triggers("consents_checkpoint", CHECKPOINTS)
 
 
 # Making checkpoints
@@ -226,7 +199,7 @@ def test_no_checkpoint_is_signed_over_a_ledger_rolled_back_behind_the_last_one(
     saved = LedgerHead.objects.values("seq", "hash", "signature").get()
     decisions(purposes, 2)
     checkpoint()
-    _drop_triggers()
+    drop_event_triggers()
     ConsentState.objects.filter(event__seq__gt=2).delete()
     ConsentEvent.objects.filter(seq__gt=2).delete()
     LedgerHead.objects.update(**saved)
@@ -279,7 +252,7 @@ def test_a_head_row_written_back_after_a_rollback_is_named_from_the_export(
     saved = LedgerHead.objects.values("seq", "hash", "signature", "updated_at").get()
     decisions(purposes, 2)
     made = checkpoint()
-    _drop_triggers()
+    drop_event_triggers()
     ConsentState.objects.filter(event__seq__gt=4).delete()
     ConsentEvent.objects.filter(seq__gt=4).delete()
     LedgerHead.objects.update(**saved)
@@ -305,7 +278,7 @@ def test_a_wiped_ledger_is_named_from_the_export_even_with_the_checkpoint_table_
 ):
     decisions(purposes, 3)
     made = checkpoint()
-    _drop_triggers()
+    drop_event_triggers()
     drop_checkpoint_triggers()
     ConsentState.objects.all().delete()
     ConsentEvent.objects.all().delete()
@@ -330,7 +303,7 @@ def test_a_recomputed_chain_is_named_at_the_earliest_checkpoint_that_no_longer_m
     for subject in subjects[3:]:
         record(purposes, subject, "newsletter")
     checkpoint()
-    _drop_triggers()
+    drop_event_triggers()
     drop_checkpoint_triggers()
     # Refused becomes granted at #2; every later hash and the head are recomputed.
     ConsentEvent.objects.filter(seq=2).update(decision=Decision.GRANTED)
@@ -398,7 +371,7 @@ def test_a_checkpoint_copied_from_the_email_is_enough_to_verify(
     kept = tmp_path / "from-the-email.txt"
     kept.write_text(made.token + "\n")
     assert verify_output(kept)[0]
-    _drop_triggers()
+    drop_event_triggers()
     drop_checkpoint_triggers()
     ConsentState.objects.filter(event__seq=2).delete()
     ConsentEvent.objects.filter(seq=2).delete()
