@@ -61,9 +61,26 @@ def _key_files() -> list[Path]:
 _cache: dict[tuple, KeyRing] = {}
 
 
-def keyring() -> KeyRing:
-    """The keys, read again whenever the key directory changes (a rotation in
-    another process is seen at once). The first key is made on first use."""
+def _marker() -> tuple:
+    """What the cached keys depend on: the folder (its mtime moves whenever a
+    key file is added, renamed or removed) and the key given in the environment."""
+    directory = _key_dir()
+    try:
+        stamp = directory.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = None
+    return (str(directory), stamp, settings.RECEIPT_SIGNING_KEY)
+
+
+def keyring(*, reload: bool = False) -> KeyRing:
+    """The keys, read again whenever the key folder changes (a rotation in
+    another process is seen at once); one stat() when it has not. The first key
+    is made on first use. `reload` reads the folder whatever its mtime says
+    (verify() does, for a kid it does not know: a coarse mtime can hide a
+    rotation made within the same tick)."""
+    ring = None if reload else _cache.get(_marker())
+    if ring is not None:
+        return ring
     files = _key_files()
     if settings.RECEIPT_SIGNING_KEY:
         given = _jwk(settings.RECEIPT_SIGNING_KEY)
@@ -73,13 +90,11 @@ def keyring() -> KeyRing:
     if not files:
         key_rotate()
         files = _key_files()
-    marker = tuple((f.name, f.stat().st_mtime_ns) for f in files)
-    ring = _cache.get(marker)
-    if ring is None:
-        loaded = [_jwk(f.read_bytes()) for f in files]
-        ring = KeyRing(current=loaded[-1], keys={k.kid: k for k in loaded})
-        _cache.clear()
-        _cache[marker] = ring
+    marker = _marker()
+    loaded = [_jwk(f.read_bytes()) for f in files]
+    ring = KeyRing(current=loaded[-1], keys={k.kid: k for k in loaded})
+    _cache.clear()
+    _cache[marker] = ring
     return ring
 
 
@@ -135,7 +150,7 @@ def sign(message: bytes) -> str:
 def verify(message: bytes, signature: str) -> bool:
     """True when `signature` is sign(message) by any key the portal has used."""
     kid, _, encoded = signature.partition(".")
-    key = keyring().keys.get(kid)
+    key = keyring().keys.get(kid) or keyring(reload=True).keys.get(kid)
     if key is None or not encoded:
         return False
     try:

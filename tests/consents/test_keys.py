@@ -4,7 +4,9 @@ key ever used stays published."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import stat
 import uuid
 from io import StringIO
@@ -12,6 +14,8 @@ from io import StringIO
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256
 from django.core.management import call_command
 from joserfc import jws
 from joserfc.errors import BadSignatureError
@@ -146,3 +150,34 @@ def test_a_key_given_in_the_environment_signs_and_stays_published_after_it_is_un
     keys.key_rotate()
     assert given in {k["kid"] for k in published(client)["keys"]}
     assert receipt_verify(token, published(client))
+
+
+def test_a_key_added_within_the_same_mtime_tick_is_still_found(key_dir, purposes):
+    """The key ring is cached on the folder's mtime; a rotation by another
+    process that a coarse clock leaves invisible must not make its signatures
+    unknown here (the ledger would refuse every decision)."""
+    grant(purposes)
+    keys.keyring()  # cached in this process
+    before = key_dir.stat()
+    other_process_key = keys._jwk(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    keys._store(
+        other_process_key.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        other_process_key,
+    )
+    os.utime(key_dir, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert other_process_key.kid not in keys.keyring().keys  # the cache did not see it
+    signature = f"{other_process_key.kid}.{keys.sign(b'x').partition('.')[2]}"
+    assert not keys.verify(b"x", signature)  # a signature by another key is still refused
+    r, s = decode_dss_signature(other_process_key.private_key.sign(b"x", ec.ECDSA(SHA256())))
+    raw = base64.urlsafe_b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).rstrip(b"=")
+    assert keys.verify(b"x", f"{other_process_key.kid}.{raw.decode()}")
