@@ -191,7 +191,7 @@ def fanout(count: int, number: int, env: dict[str, str], logs: Path) -> tuple[fl
     from django.utils import timezone
 
     from policies import services
-    from policies.models import Notification
+    from policies.notices import notices_of
 
     draft = material_draft(number)
     sink = Sink(int(env["EMAIL_URL"].rsplit(":", 1)[1]))
@@ -200,9 +200,9 @@ def fanout(count: int, number: int, env: dict[str, str], logs: Path) -> tuple[fl
         started = timezone.now()
         published = services.policy_version_publish(version=draft)
         assert published.notifications == count, published.notifications
-        rows = Notification.objects.filter(version=published.version)
+        rows = notices_of(published.version)
         deadline = time.monotonic() + max(600, count / 20)
-        while rows.exclude(status=Notification.Status.SENT).exists():
+        while rows.exclude(status="sent").exists():
             if time.monotonic() > deadline or worker.process.poll() is not None:
                 sys.exit(f"the fan-out stalled; worker log: {worker.log}")
             time.sleep(0.2)
@@ -221,13 +221,14 @@ def baseline(version_id: int, port: int) -> tuple[float, int]:
     from django.core import mail
 
     from policies import emails
-    from policies.models import Notification
+    from policies.models import PolicyVersion
+    from policies.notices import Notice, notices_of
 
     connection = mail.get_connection(fail_silently=False)
-    rows = Notification.objects.filter(version_id=version_id).select_related("version__policy")
+    version = PolicyVersion.objects.select_related("policy").get(pk=version_id)
     messages = [
-        emails.policy_update(row, connection=connection)
-        for row in rows.order_by("id").iterator(chunk_size=2000)
+        emails.policy_update(Notice(row, version), connection=connection)
+        for row in notices_of(version_id).order_by("id").iterator(chunk_size=2000)
     ]
     sink = Sink(port)
     try:

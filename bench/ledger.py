@@ -36,7 +36,7 @@ def decisions(count: int) -> tuple[float, float]:
     from consents.models import Decision, Method, Purpose
     from consents.receipts import receipt_jws
     from consents.services import consent_record
-    from portal.models import OutboundEmail
+    from portal.models import OutboxItem
 
     purposes = list(
         Purpose.objects.filter(legal_basis="consent").prefetch_related("data_categories")
@@ -45,7 +45,7 @@ def decisions(count: int) -> tuple[float, float]:
     consent_record(
         subject_id=uuid.uuid4(), purpose=purposes[0], decision=Decision.GRANTED, method=Method.PANEL
     )
-    OutboundEmail.objects.create(to="warm@example.com", subject="s", body_text="b")
+    OutboxItem.objects.create(kind="email", recipient="warm@example.com", title="s")
 
     started = time.perf_counter()
     for i in range(count):
@@ -60,7 +60,7 @@ def decisions(count: int) -> tuple[float, float]:
 
     started = time.perf_counter()
     for i in range(count):
-        OutboundEmail.objects.create(to=f"b{i}@example.com", subject="s", body_text="b")
+        OutboxItem.objects.create(kind="email", recipient=f"b{i}@example.com", title="s")
     baseline_rate = count / (time.perf_counter() - started)
     return service_rate, baseline_rate
 

@@ -78,7 +78,7 @@ def _queue(signup: NewsletterSignup, template_prefix: str, context: dict) -> Non
         body_text=text,
         body_html=html,
         headers=one_click_stop_headers(links["stop_url"]),
-        kind=template_prefix,
+        template=template_prefix,
     )
 
 
@@ -137,7 +137,7 @@ def reconsent_request(*, request, email: str, language: str, subject_id, has_acc
         subject=subject,
         body_text=text,
         body_html=html,
-        kind="emails/reconsent_request",
+        template="emails/reconsent_request",
     )
 
 
@@ -162,5 +162,5 @@ def ledger_checkpoint(*, checkpoint) -> None:
         subject=subject,
         body_text=text,
         body_html=html,
-        kind="emails/ledger_checkpoint",
+        template="emails/ledger_checkpoint",
     )

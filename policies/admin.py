@@ -5,7 +5,6 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -15,8 +14,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from policies import emails, selectors, services, text
-from policies.models import Notification, Policy, PolicyVersion
+from policies import emails, notices, selectors, services, text
+from policies.models import Policy, PolicyVersion
+from portal import outbox
+from portal.models import OutboxItem
 
 
 @admin.register(Policy)
@@ -48,35 +49,26 @@ class PolicyAdmin(admin.ModelAdmin):
 
 def delivery(version: PolicyVersion) -> dict:
     """Counts by state, the send rate over the last minute, and an ETA."""
-    counts = dict(
-        Notification.objects.filter(version=version)
-        .values_list("status")
-        .annotate(n=Count("pk"))
-        .values_list("status", "n")
-    )
-    total = sum(counts.values())
-    sent = counts.get(Notification.Status.SENT, 0)
-    failed = counts.get(Notification.Status.FAILED, 0)
-    left = total - sent - failed
+    rows = notices.notices_of(version)
+    progress = outbox.outbox_progress(kind=notices.NOTICE, topic=notices.topic(version.pk))
+    left = progress["pending"]
     minute_ago = timezone.now() - timedelta(minutes=1)
-    last_minute = Notification.objects.filter(version=version, sent_at__gte=minute_ago).count()
+    last_minute = rows.filter(sent_at__gte=minute_ago).count()
     rate = last_minute / 60
     eta = timedelta(seconds=round(left / rate)) if rate and left else None
     return {
         "version": version,
-        "total": total,
-        "sent": sent,
-        "failed": failed,
-        "pending": left,
+        **progress,
         "rate": rate,
         "rate_per_minute": last_minute,
         "eta": eta,
         "done": left == 0,  # nothing waiting (nor anyone to tell): stop polling
-        "failures": list(
-            Notification.objects.filter(version=version, status=Notification.Status.FAILED)
+        "failures": [
+            {"email": email, "attempts": attempts, "last_error": error}
+            for email, attempts, error in rows.filter(status=OutboxItem.Status.FAILED)
             .order_by("pk")
-            .values("email", "attempts", "last_error")[:50]
-        ),
+            .values_list("recipient", "attempts", "last_error")[:50]
+        ],
     }
 
 
@@ -100,10 +92,8 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     def sent(self, obj: PolicyVersion) -> str:
         if not obj.is_published:
             return "-"
-        row = Notification.objects.filter(version=obj).aggregate(
-            total=Count("pk"), sent=Count("pk", filter=Q(status=Notification.Status.SENT))
-        )
-        return f"{row['sent']} / {row['total']}"
+        progress = outbox.outbox_progress(kind=notices.NOTICE, topic=notices.topic(obj.pk))
+        return f"{progress['sent']} / {progress['total']}"
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.is_published:
@@ -212,10 +202,15 @@ class PolicyVersionAdmin(admin.ModelAdmin):
                 return redirect(change_url)
         previous = selectors.published(version.policy).first()
         blocks = text.diff(previous.body, version.body) if previous else []
-        sample = Notification(
-            version=version, email="customer@example.com", subject_id=request.user.subject_id,
-            language=translation.get_language() or "en", pk=0,
+        language = translation.get_language() or "en"
+        sample = notices.Notice(
+            item=notices.notice_item(
+                version_id=version.pk, email="customer@example.com", language=language,
+                subject_id=request.user.subject_id, user_id=None,
+            ),
+            version=version,
         )  # fmt: skip
+        sample.item.pk = 0
         version.number = version.number or ((previous.number if previous else 0) + 1)
         preview = emails.policy_update(sample)
         context = {
@@ -241,12 +236,8 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         )
 
     def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from policies.tasks import dispatch_notifications
-
         version = self._version(request, pk)
         count = services.notifications_retry_failed(version=version)
-        if count:
-            dispatch_notifications.delay(version.pk)
         self.message_user(
             request,
             ngettext(

@@ -11,7 +11,11 @@ class PoliciesConfig(AppConfig):
 
     def ready(self) -> None:
         from consents.services import set_policies_document_provider, set_policy_version_provider
+        from policies import notices
         from policies.selectors import policies_document, version_in_force_id
+        from portal import outbox
 
         set_policy_version_provider(version_in_force_id)
+        # Publishing writes a row per recipient at once: several senders share them.
+        outbox.register(notices.NOTICE, send=notices.notices_send, fan_out=True)
         set_policies_document_provider(policies_document)

@@ -1,5 +1,5 @@
-"""The policy-update email, one per notification row (house style: one
-function per email; templates under templates/emails/)."""
+"""The policy-update email, one per notice (policies/notices.py; house style:
+one function per email; templates under templates/emails/)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import formats, translation
 
 from consents import emails as consent_emails
+from policies.notices import Notice
 from portal.mail import render_email
 
 NOTICE_SALT = "policies.notice"
@@ -17,11 +18,12 @@ ACKNOWLEDGE_SALT = "policies.acknowledge"
 UNSUBSCRIBE_SALT = consent_emails.ONE_CLICK_STOP_SALT
 
 
-def token(notification_id: int, salt: str) -> str:
-    return signing.dumps({"n": notification_id}, salt=salt)
+def token(notice_id: int, salt: str) -> str:
+    """The signed name of a notice (its outbox row's id) in the email's links."""
+    return signing.dumps({"n": notice_id}, salt=salt)
 
 
-def links(notification) -> dict[str, str]:
+def links(notification: Notice) -> dict[str, str]:
     site = settings.SITE_URL
     return {
         "notice_url": site
@@ -39,7 +41,7 @@ def links(notification) -> dict[str, str]:
     }
 
 
-def policy_update(notification, *, connection=None) -> mail.EmailMultiAlternatives:
+def policy_update(notification: Notice, *, connection=None) -> mail.EmailMultiAlternatives:
     version = notification.version
     urls = links(notification)
     with translation.override(notification.language):

@@ -1,8 +1,9 @@
-"""Policies, their immutable published versions, who was told, and who acknowledged."""
+"""Policies, their immutable published versions, and who acknowledged them.
+
+Who was told is in the outbox (portal.OutboxItem, kind "policy_update", one
+row per version and recipient): see policies/notices.py."""
 
 from __future__ import annotations
-
-import uuid
 
 from django.conf import settings
 from django.db import models
@@ -109,58 +110,6 @@ class PolicyVersion(models.Model):
         if language.lower().startswith("pt"):
             return getattr(self, f"{field}_pt") or getattr(self, field)
         return getattr(self, field)
-
-
-class Notification(models.Model):
-    """One email about one version to one recipient: the outbox row that Celery
-    drains. (version, email) is unique, so publishing twice, retries and restarts
-    never make a second row."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
-        SENDING = "sending", _("Sending")
-        SENT = "sent", _("Sent")
-        FAILED = "failed", _("Failed")
-
-    version = models.ForeignKey(
-        PolicyVersion, on_delete=models.PROTECT, related_name="notifications"
-    )
-    email = models.EmailField()
-    language = models.CharField(max_length=10, default="en")
-    subject_id = models.UUIDField(help_text="The ledger's id of the recipient.")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name = _("notification")
-        verbose_name_plural = _("notifications")
-        constraints = [
-            models.UniqueConstraint(fields=["version", "email"], name="notification_once"),
-        ]
-        indexes = [
-            # The claim: a version's unsent rows in id order (partial, so it stays small).
-            models.Index(
-                fields=["version", "id"],
-                name="notification_unsent_idx",
-                condition=models.Q(status__in=["pending", "sending"]),
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.version} → {self.status}"
-
-    @property
-    def message_id(self) -> str:
-        """Derived from (version, recipient): a duplicate can be recognised."""
-        token = uuid.uuid5(uuid.NAMESPACE_URL, f"clareza:{self.version_id}:{self.email.lower()}")
-        return f"<policy-{self.version_id}.{token}@clareza>"
 
 
 class Acknowledgement(models.Model):

@@ -18,7 +18,8 @@ from consents.emails import reconsent_token
 from consents.models import NewsletterSignup
 from consents.services import RequestFacts
 from policies import emails, selectors, services, text
-from policies.models import Acknowledgement, Notification, Policy, PolicyVersion
+from policies.models import Acknowledgement, Policy, PolicyVersion
+from policies.notices import Notice, notice_get, notices_for
 
 
 def _version(slug: str, number: int | None = None) -> PolicyVersion:
@@ -108,19 +109,19 @@ def diff(request: HttpRequest, slug: str, old: int, new: int) -> HttpResponse:
 # Signed links from the email: no login needed, and they expire -------------------
 
 
-def _notification(token: str, salt: str) -> Notification | None:
+def _notification(token: str, salt: str) -> Notice | None:
     try:
         data = signing.loads(token, salt=salt, max_age=settings.POLICY_LINK_DAYS * 24 * 3600)
     except signing.BadSignature:
         return None
-    return Notification.objects.filter(pk=data.get("n")).select_related("version__policy").first()
+    return notice_get(data.get("n")) if isinstance(data, dict) else None
 
 
 def _invalid(request: HttpRequest) -> HttpResponse:
     return render(request, "policies/link_invalid.html", status=400)
 
 
-def _acknowledged(notification: Notification) -> bool:
+def _acknowledged(notification: Notice) -> bool:
     return notification.version.acknowledgements.filter(subject_id=notification.subject_id).exists()
 
 
@@ -260,13 +261,11 @@ def my_policies(request: HttpRequest) -> HttpResponse:
             "version__policy"
         )
     }
-    sent = {
-        n.version_id: n
-        for n in Notification.objects.filter(subject_id=subject_id).select_related(
-            "version__policy"
-        )
+    sent = {n.version.pk: n for n in notices_for(subject_id)}
+    versions = {
+        **{a.version_id: a.version for a in acknowledged.values()},
+        **{pk: n.version for pk, n in sent.items()},
     }
-    versions = {v.version_id: v.version for v in [*acknowledged.values(), *sent.values()]}
     rows = [
         {"version": version, "ack": acknowledged.get(pk), "notification": sent.get(pk)}
         for pk, version in sorted(

@@ -121,5 +121,5 @@ class AccountAdapter(DefaultAccountAdapter):
             subject=subject,
             body_text=text.strip(),
             body_html=html,
-            kind=template_prefix,
+            template=template_prefix,
         )

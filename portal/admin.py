@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
 
-from portal.models import OutboundEmail, User
+from portal.models import OutboxItem, User
 
 
 @admin.register(User)
@@ -31,36 +31,48 @@ class UserAdmin(DjangoUserAdmin):
     ]
 
 
-@admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):
-    """Delivery metadata only: staff see whether mail leaves, to whom and which
-    email it was, never what it says (bodies hold working password-reset links)."""
+@admin.register(OutboxItem)
+class OutboxItemAdmin(admin.ModelAdmin):
+    """Delivery metadata only: staff see whether work leaves, to whom and which
+    email it was, and why it failed, never what it says (payloads hold working
+    password-reset links). A policy version's page shows its notices' progress."""
 
-    list_display = ["created_at", "to", "kind", "status", "attempts", "sent_at", "short_error"]
-    list_filter = ["status", "kind"]
-    search_fields = ["to"]
+    list_display = [
+        "created_at",
+        "recipient",
+        "kind",
+        "topic",
+        "status",
+        "attempts",
+        "sent_at",
+        "short_error",
+    ]
+    list_filter = ["status", "kind", "topic"]
+    search_fields = ["recipient"]
     fields = [
         "uuid",
         "message_id",
-        "to",
-        "subject",
         "kind",
+        "topic",
+        "recipient",
+        "title",
         "status",
         "attempts",
         "created_at",
         "sent_at",
-        "lease_until",
+        "next_attempt_at",
+        "leased_until",
         "last_error",
     ]
     readonly_fields = fields
     date_hierarchy = "created_at"
 
     @admin.display(description=_("Message-ID"))
-    def message_id(self, obj: OutboundEmail) -> str:
+    def message_id(self, obj: OutboxItem) -> str:
         return obj.message_id
 
     @admin.display(description=_("last error"))
-    def short_error(self, obj: OutboundEmail) -> str:
+    def short_error(self, obj: OutboxItem) -> str:
         return obj.last_error[:80]
 
     def has_add_permission(self, request) -> bool:

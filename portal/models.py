@@ -67,12 +67,16 @@ class User(AbstractUser):
         return self.email
 
 
-class OutboundEmail(models.Model):
-    """An email waiting to leave, written in the transaction that caused it.
+class OutboxItem(models.Model):
+    """One piece of outgoing work (an email, a policy notice, later an export or
+    a webhook), written in the transaction that caused it (shared/DESIGN.md
+    principle 2).
 
-    Celery delivers it; a periodic sweep re-queues rows whose task was lost
-    (shared/DESIGN.md principle 2). A row is claimed before the message is
-    sent, so a retried task never sends it twice.
+    Every kind goes through the same machinery (portal/outbox.py): rows are
+    claimed in batches (SELECT ... FOR UPDATE SKIP LOCKED) under a lease that
+    is renewed while the batch runs, retried with backoff until they fail for
+    good, and swept back to a worker when their task was lost. What is done
+    with a batch is the handler registered for its kind.
     """
 
     class Status(models.TextChoices):
@@ -81,46 +85,74 @@ class OutboundEmail(models.Model):
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
 
+    # Emails use it in their Message-ID; a kind that must recognise a duplicate
+    # (policy notices) derives it from what makes the row unique.
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    to = models.EmailField()
-    subject = models.CharField(max_length=998)
-    # Which email this is (its template, e.g. account/email/password_reset_key):
-    # what stays to say what was sent once the body is gone.
-    kind = models.CharField(max_length=100, blank=True)
-    # The body and headers hold working links (password reset, verification),
-    # so they are kept only while the email may still leave: cleared when it is
-    # sent, and for an unsent one once its links have expired
-    # (portal/mail.py outbound_email_bodies_expire).
-    body_text = models.TextField(blank=True)
-    body_html = models.TextField(blank=True)
-    headers = models.JSONField(default=dict, blank=True)
+    # The handler that does the work (portal/outbox.py register()).
+    kind = models.CharField(_("kind"), max_length=50)
+    # What the row is one of, kept once the payload is gone; rows of one topic
+    # are claimed and counted together: an email's template
+    # (account/email/password_reset_key), a policy version's notices
+    # (policy_version:12).
+    topic = models.CharField(_("topic"), max_length=200, blank=True)
+    # Unique per kind when set: writing the same work twice (publishing twice, a
+    # retried task, a restart) never makes a second row.
+    dedupe_key = models.CharField(max_length=300, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=254, blank=True)
+    # The ledger's id of the person the work concerns, when there is one.
+    subject_id = models.UUIDField(null=True, blank=True)
+    # An email's subject line: what staff see instead of the content.
+    title = models.CharField(_("title"), max_length=998, blank=True)
+    # What the handler needs. A kind whose payload is private (an email's body
+    # and headers hold working password-reset links) has it cleared once the
+    # work is done, and for unsent rows once OUTBOX_UNSENT_KEPT has passed.
+    payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # A pending row is not tried before this (backoff after a failure).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A sending row belongs to one worker until then; after, the sweep takes it back.
+    leased_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = _("outbound email")
-        verbose_name_plural = _("outbound emails")
+        verbose_name = _("outbox item")
+        verbose_name_plural = _("outbox")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "dedupe_key"],
+                name="outbox_once_per_dedupe_key",
+                condition=~models.Q(dedupe_key=""),
+            ),
+        ]
         indexes = [
-            # The sweep's query: unsent rows whose lease is over, oldest first.
+            # The claim and the sweep: a kind's (and topic's) unsent rows in id
+            # order. Partial, so it stays as small as the work waiting.
             models.Index(
-                fields=["status", "lease_until"],
-                name="outbound_unsent_idx",
+                fields=["kind", "topic", "id"],
+                name="outbox_unsent_idx",
                 condition=models.Q(status__in=["pending", "sending"]),
             ),
-            # The expiry's query: rows still holding a body, created before a cutoff.
+            # Progress per topic (the admin's delivery bar): counts by status.
+            models.Index(fields=["kind", "topic", "status"], name="outbox_progress_idx"),
+            # A person's rows (their policy notices, and the copy of their data).
+            models.Index(
+                fields=["subject_id"],
+                name="outbox_subject_idx",
+                condition=models.Q(subject_id__isnull=False),
+            ),
+            # The expiry of private payloads: rows not sent, created before a cutoff.
             models.Index(
                 fields=["created_at"],
-                name="outbound_with_body_idx",
-                condition=~models.Q(body_text=""),
+                name="outbox_not_sent_idx",
+                condition=~models.Q(status="sent"),
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.subject} → {self.to} ({self.status})"
+        return f"{self.kind} {self.topic} → {self.recipient} ({self.status})"
 
     @property
     def message_id(self) -> str:

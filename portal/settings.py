@@ -373,8 +373,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
-    "sweep-policy-notifications": {
-        "task": "policies.tasks.sweep_notifications",
+    "sweep-outbox": {
+        "task": "portal.tasks.outbox_sweep",
         "schedule": timedelta(minutes=1),
     },
     "expire-changed-grants": {
@@ -385,12 +385,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "consents.tasks.purge_unconfirmed_newsletter_signups",
         "schedule": timedelta(hours=1),
     },
-    "sweep-outbound-email": {
-        "task": "portal.tasks.sweep_outbound_email",
-        "schedule": timedelta(minutes=1),
-    },
-    "expire-outbound-email-bodies": {
-        "task": "portal.tasks.expire_outbound_email_bodies",
+    "expire-outbox-private-payloads": {
+        "task": "portal.tasks.outbox_expire_private_payloads",
         "schedule": timedelta(hours=1),
     },
     "ledger-checkpoint": {
@@ -399,34 +395,45 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Outbound email: how long a claimed row is leased to one worker, and how often it is tried.
-OUTBOUND_EMAIL_LEASE = timedelta(minutes=5)
-OUTBOUND_EMAIL_MAX_ATTEMPTS = 8
-# How long a new row waits for its own task before the sweep treats it as lost.
-OUTBOUND_EMAIL_GRACE = timedelta(minutes=2)
+# The outbox (portal/outbox.py), for every kind of outgoing work. The old
+# POLICY_NOTIFICATION_* variables are still read when the OUTBOX_* one is unset.
+# Rows one task claims and works through (one SMTP connection for an email batch).
+OUTBOX_BATCH = env_int(
+    "OUTBOX_BATCH", env_int("POLICY_NOTIFICATION_BATCH", 200, minimum=1), minimum=1
+)
+# Batch tasks working at once on a fan-out (a policy version's notices).
+OUTBOX_PARALLEL_SENDERS = env_int(
+    "OUTBOX_PARALLEL_SENDERS", env_int("POLICY_PARALLEL_SENDERS", 2, minimum=1), minimum=1
+)
+# A claimed row is leased to one worker this long, renewed while its batch runs;
+# a killed worker's rows come back to the sweep after it.
+OUTBOX_LEASE = timedelta(
+    seconds=env_int(
+        "OUTBOX_LEASE_SECONDS",
+        env_int("POLICY_NOTIFICATION_LEASE_SECONDS", 300, minimum=1),
+        minimum=1,
+    )
+)
+# Tries before a row ends failed (backoff 30 s, doubling: about two hours in all).
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
+# How long new rows wait for the task queued when they were written before the
+# sweep treats them as lost (after a broker outage, say).
+OUTBOX_GRACE = timedelta(
+    seconds=env_int(
+        "OUTBOX_GRACE_SECONDS",
+        env_int("POLICY_NOTIFICATION_GRACE_SECONDS", 120, minimum=1),
+        minimum=1,
+    )
+)
 # How long an unsent email keeps its body: the longest any link in it works
 # (newsletter confirmation 7 days; verification and password reset 3). A sent
 # email's body is cleared at once; tests/portal/test_outbound_email.py checks this
 # covers every link lifetime.
-OUTBOUND_EMAIL_UNSENT_KEPT = timedelta(days=7)
+OUTBOX_UNSENT_KEPT = timedelta(days=7)
 
 # Policy updates. A material change takes effect at least this many days after
 # it is published, so that people can decide before it applies.
 POLICY_MATERIAL_NOTICE_DAYS = env_int("POLICY_MATERIAL_NOTICE_DAYS", 30, minimum=0)
-# Rows one task claims and sends over one SMTP connection; tasks sending at once.
-POLICY_NOTIFICATION_BATCH = env_int("POLICY_NOTIFICATION_BATCH", 200, minimum=1)
-POLICY_PARALLEL_SENDERS = env_int("POLICY_PARALLEL_SENDERS", 2, minimum=1)
-# A claimed row is leased to one worker this long; a killed worker's rows come
-# back to the sweep after it.
-POLICY_NOTIFICATION_LEASE = timedelta(
-    seconds=env_int("POLICY_NOTIFICATION_LEASE_SECONDS", 300, minimum=1)
-)
-POLICY_NOTIFICATION_MAX_ATTEMPTS = 6
-# How long new rows wait for the task queued at publishing before the sweep
-# treats them as lost (after a broker outage, say).
-POLICY_NOTIFICATION_GRACE = timedelta(
-    seconds=env_int("POLICY_NOTIFICATION_GRACE_SECONDS", 120, minimum=1)
-)
 # How long the links in a policy email work without logging in.
 POLICY_LINK_DAYS = env_int("POLICY_LINK_DAYS", 60, minimum=1)
 

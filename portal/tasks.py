@@ -1,30 +1,40 @@
+"""The outbox's tasks (portal/outbox.py): they take a kind and a topic, never
+rows, and claim what they send, so that running one twice does nothing twice."""
+
 from __future__ import annotations
 
 from celery import shared_task
 
-from portal import mail
+from portal import outbox
 
 
-@shared_task(bind=True, max_retries=5, acks_late=True)
-def deliver_outbound_email(self, email_id: int) -> bool:
+@shared_task(bind=True, max_retries=None)
+def outbox_send(self, kind: str, topic: str = "", overdue_only: bool = False) -> int:
+    """Send one batch of a kind (and topic), then queue the next while rows are
+    waiting: a few of these running at once are a fan-out's senders."""
     try:
-        return mail.outbound_email_send(email_id=email_id)
-    except Exception as exc:
-        # The row is already released with its error; retrying here only makes
-        # delivery faster than waiting for the sweep.
-        raise self.retry(exc=exc, countdown=min(30 * 2**self.request.retries, 600)) from exc
+        sent = outbox.outbox_send(kind=kind, topic=topic, overdue_only=overdue_only)
+    except outbox.DeliveryInterrupted as exc:
+        # The rows are released with their error and back off; trying again here
+        # only makes delivery faster than waiting for the sweep. Kept under the
+        # broker's visibility timeout (600 s), or Redis would hand the delayed
+        # task out a second time.
+        countdown = min(15 * 2 ** min(self.request.retries, 5), 300)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    if sent and outbox.outbox_claimable(kind=kind, topic=topic, overdue_only=overdue_only).exists():
+        outbox_send.delay(kind, topic, overdue_only=overdue_only)
+    return sent
 
 
 @shared_task
-def sweep_outbound_email() -> int:
-    """Re-queue rows whose task was lost (crash, broker outage) or whose backoff is over."""
-    ids = mail.outbound_email_due_ids()
-    for email_id in ids:
-        deliver_outbound_email.delay(email_id)
-    return len(ids)
+def outbox_sweep() -> int:
+    """Start senders for rows whose task was lost (a crash, a broker outage),
+    whose worker died (lease over) or whose backoff is over; give up on rows
+    that used up their attempts. Returns how many rows were due."""
+    return sum(outbox.outbox_sweep().values())
 
 
 @shared_task
-def expire_outbound_email_bodies() -> int:
+def outbox_expire_private_payloads() -> int:
     """Unsent emails lose their bodies, and their links, once those have expired."""
-    return mail.outbound_email_bodies_expire()
+    return outbox.outbox_private_payloads_expire()

@@ -77,8 +77,8 @@ PAGES = [
     ("staff", "/admin/"),
     ("staff", "/admin/portal/user/"),
     ("staff", "/admin/portal/user/{customer_id}/change/"),
-    ("staff", "/admin/portal/outboundemail/"),
-    ("staff", "/admin/portal/outboundemail/{email_id}/change/"),
+    ("staff", "/admin/portal/outboxitem/"),
+    ("staff", "/admin/portal/outboxitem/{email_id}/change/"),
     ("staff", "/admin/consents/datacategory/"),
     ("staff", "/admin/consents/datacategory/{category_id}/change/"),
     ("staff", "/admin/consents/purpose/"),
@@ -148,8 +148,10 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
     from consents.emails import newsletter_links, newsletter_token
     from consents.models import DataCategory, Purpose
     from policies import emails, services
-    from policies.models import Notification, Policy, PolicyVersion
-    from portal.models import OutboundEmail
+    from policies.models import Policy, PolicyVersion
+    from policies.notices import notices_of
+    from portal.mail import EMAIL
+    from portal.models import OutboxItem
 
     purposes = seed_shop()
     granted = frozenset({"newsletter", "recommendations", "tailored-offers"})
@@ -181,7 +183,7 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
             effective_date=services.earliest_effective_date(material=False),
         )
     )
-    notification = Notification.objects.get(version=v2, email=ana.email)
+    notification = notices_of(v2).get(recipient=ana.email)
     offered = list(Purpose.objects.filter(offered_in_newsletter=True))
     signup = consent_services.newsletter_signup_start(
         email="reader@example.com",
@@ -196,7 +198,7 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
         "acknowledge_token": emails.token(notification.pk, emails.ACKNOWLEDGE_SALT),
         "unsubscribe_token": emails.token(notification.pk, emails.UNSUBSCRIBE_SALT),
         "customer_id": ana.pk,
-        "email_id": OutboundEmail.objects.order_by("pk").first().pk,
+        "email_id": OutboxItem.objects.filter(kind=EMAIL).order_by("pk").first().pk,
         "category_id": DataCategory.objects.get(key="dietary-health").pk,
         "purpose_id": purposes["recommendations"].pk,
         "policy_id": policy.pk,

@@ -15,7 +15,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.conf import settings
 
-from policies.models import Notification, Policy, PolicyVersion
+from policies.models import Policy, PolicyVersion
+from policies.notices import notices_of
 from tests.browser.conftest import log_in, make_staff, seed_shop, totp_code
 from tests.conftest import PASSWORD, make_user
 from tests.worker_support import (
@@ -102,8 +103,8 @@ def test_staff_preview_publish_and_watch_the_delivery_bar_move(
             log=tmp_path / "worker.log",
             env={
                 "EMAIL_URL": smtp,
-                "POLICY_NOTIFICATION_BATCH": str(BATCH),
-                "POLICY_PARALLEL_SENDERS": "1",
+                "OUTBOX_BATCH": str(BATCH),
+                "OUTBOX_PARALLEL_SENDERS": "1",
             },
         )
         try:
@@ -116,7 +117,7 @@ def test_staff_preview_publish_and_watch_the_delivery_bar_move(
             preview = page.locator("#content")
             assert f"{RECIPIENTS} people will be told by email" in preview.inner_text()
             assert page.locator(".email-preview").is_visible()
-            assert not Notification.objects.filter(version=draft).exists()
+            assert not notices_of(draft).exists()
 
             page.evaluate("window.notReloaded = true")  # lost if the page reloads
             page.get_by_role("button", name="Publish and notify").click()

@@ -12,7 +12,7 @@ from django.core import mail
 from django.urls import reverse
 
 from consents.models import ConsentEvent, NewsletterSignup
-from portal.models import OutboundEmail
+from portal.models import OutboxItem
 from tests.conftest import PASSWORD
 from tests.consents.test_newsletter import notice_hashes
 
@@ -22,7 +22,7 @@ TOO_LONG = "An email address can have at most 254 characters; this one has 312."
 
 
 def nothing_sent() -> bool:
-    return not OutboundEmail.objects.exists() and not mail.outbox
+    return not OutboxItem.objects.exists() and not mail.outbox
 
 
 def test_the_long_address_is_a_valid_312_character_address():

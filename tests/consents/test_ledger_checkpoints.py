@@ -22,7 +22,8 @@ from consents.models import ConsentEvent, ConsentState, Decision, LedgerCheckpoi
 from consents.receipts import receipt_payload, receipt_verify
 from consents.services import ledger_checkpoint_make
 from consents.tasks import ledger_checkpoint
-from portal.models import OutboundEmail
+from portal.mail import EMAIL
+from portal.models import OutboxItem
 from tests.consents.ledger_support import (
     drop_append_only_triggers,
     drop_event_triggers,
@@ -140,7 +141,7 @@ def test_a_rolled_back_checkpoint_is_never_exported(
     assert callbacks == []
     assert not export.exists()
     assert not LedgerCheckpoint.objects.exists()
-    assert not OutboundEmail.objects.filter(kind="emails/ledger_checkpoint").exists()
+    assert not OutboxItem.objects.filter(kind=EMAIL, topic="emails/ledger_checkpoint").exists()
 
 
 def test_the_dpo_is_emailed_the_checkpoint_and_how_to_keep_it(
@@ -148,7 +149,10 @@ def test_the_dpo_is_emailed_the_checkpoint_and_how_to_keep_it(
 ):
     decisions(purposes, 2)
     made = checkpoint()
-    assert OutboundEmail.objects.get(kind="emails/ledger_checkpoint").to == settings.DPO_EMAIL
+    assert (
+        OutboxItem.objects.get(kind=EMAIL, topic="emails/ledger_checkpoint").recipient
+        == settings.DPO_EMAIL
+    )
     [email] = mailoutbox
     assert email.to == [settings.DPO_EMAIL]
     assert email.subject == "Consent ledger checkpoint: 2 events"
@@ -176,7 +180,7 @@ def test_the_beat_task_checkpoints_on_schedule_and_skips_when_nothing_changed(
         assert ledger_checkpoint.delay().get() == 2
     assert LedgerCheckpoint.objects.count() == 1
     assert len(exported(export)) == 1
-    assert OutboundEmail.objects.filter(kind="emails/ledger_checkpoint").count() == 1
+    assert OutboxItem.objects.filter(kind=EMAIL, topic="emails/ledger_checkpoint").count() == 1
 
 
 def test_the_command_prints_size_root_and_where_it_went(purposes, export, checkpoint):

@@ -15,7 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from consents.models import ConsentEvent, NewsletterSignup
-from portal.models import OutboundEmail
+from portal.models import OutboxItem
 from tests.consents.test_newsletter import (
     CHECK_INBOX,
     EMAIL,
@@ -48,7 +48,7 @@ def post(client, hashes, django_capture_on_commit_callbacks):
 def snapshot() -> list:
     return [
         list(NewsletterSignup.objects.order_by("pk").values()),
-        OutboundEmail.objects.count(),
+        OutboxItem.objects.count(),
         ConsentEvent.objects.count(),
     ]
 

@@ -26,7 +26,7 @@ from consents.models import (
 )
 from consents.selectors import reconsent_pending
 from policies.tasks import expire_changed_grants
-from portal.models import OutboundEmail
+from portal.models import OutboxItem
 from tests.conftest import make_user, switch_form
 
 DECIDE_LINK = r"https?://[^/\s\"<>]+(/reconsent/[^/\s\"<>]+/)"
@@ -145,7 +145,7 @@ def test_each_grantee_gets_one_email_in_their_language_naming_the_differences(
     recommendations, grantees, staff, django_capture_on_commit_callbacks
 ):
     updated = widen(recommendations, staff, django_capture_on_commit_callbacks)
-    assert OutboundEmail.objects.count() == 2
+    assert OutboxItem.objects.count() == 2
     assert sorted(m.to[0] for m in mail.outbox) == ["ana@example.com", "customer@example.com"]
     english = message_to("customer@example.com")
     date = formats.date_format(updated.reconsent.effective_date, "DATE_FORMAT")
@@ -299,7 +299,7 @@ def test_a_narrowing_change_asks_nobody_again(
     assert [d["kind"] for d in updated.differences] == kinds
     assert updated.reconsent is None
     assert not ReconsentRequest.objects.exists()
-    assert not OutboundEmail.objects.exists()
+    assert not OutboxItem.objects.exists()
     assert pending(grantees["en"]) == []
 
 
@@ -419,7 +419,7 @@ def test_the_admin_saves_a_narrowing_change_without_asking(
     recommendations.refresh_from_db()
     assert recommendations.retention_days == 30
     assert not ReconsentRequest.objects.exists()
-    assert not OutboundEmail.objects.exists()
+    assert not OutboxItem.objects.exists()
 
 
 def test_the_admin_warns_before_a_category_used_by_granted_purposes_turns_sensitive(

@@ -17,7 +17,10 @@ from consents.demo import seed_inventory
 from consents.models import Decision, Method, NewsletterSignup, Purpose, ReconsentRequest
 from policies import services
 from policies.demo import V1, seed_policies
-from policies.models import Notification, Policy, PolicyVersion
+from policies.models import Policy, PolicyVersion
+from policies.notices import NOTICE, notices_of, topic
+from portal import outbox
+from portal.models import OutboxItem
 from tests.conftest import make_user
 
 REFUSED = "refused@example.com"
@@ -144,14 +147,24 @@ def link(message, kind: str) -> str:
 
 
 def statuses(version: PolicyVersion) -> dict[str, str]:
-    return dict(Notification.objects.filter(version=version).values_list("email", "status"))
+    return dict(notices_of(version).values_list("recipient", "status"))
+
+
+def notice(version: PolicyVersion, email: str) -> OutboxItem:
+    """The outbox row of a version's notice to one address."""
+    return notices_of(version).get(recipient=email)
+
+
+def send_batch(version: PolicyVersion, *, limit: int | None = None) -> int:
+    """What one sender task does: claim a batch of the version's notices and send it."""
+    return outbox.outbox_send(kind=NOTICE, topic=topic(version.pk), limit=limit)
 
 
 def expire_leases(version: PolicyVersion) -> None:
     """Test set-up: time passes, so the backoff or the lease is over."""
-    Notification.objects.filter(version=version).update(
-        lease_until=timezone.now() - timedelta(seconds=1)
-    )
+    past = timezone.now() - timedelta(seconds=1)
+    notices_of(version).filter(status=OutboxItem.Status.PENDING).update(next_attempt_at=past)
+    notices_of(version).filter(status=OutboxItem.Status.SENDING).update(leased_until=past)
 
 
 def move_effective_date(version: PolicyVersion, when) -> None:

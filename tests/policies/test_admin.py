@@ -7,7 +7,9 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from policies.models import Notification, PolicyVersion
+from policies.models import PolicyVersion
+from policies.notices import NOTICE
+from portal.models import OutboxItem
 from tests.conftest import make_user
 from tests.policies.conftest import (
     REFUSED,
@@ -93,7 +95,7 @@ def test_the_publish_page_previews_the_email_the_headers_the_differences_and_the
     assert 'value="Publish and notify"' in html
     draft_v2.refresh_from_db()
     assert (draft_v2.status, draft_v2.number) == (PolicyVersion.Status.DRAFT, None)
-    assert not Notification.objects.exists()
+    assert not OutboxItem.objects.filter(kind=NOTICE).exists()
 
 
 def test_publishing_from_the_admin_sends_and_shows_the_delivery(
@@ -142,7 +144,7 @@ def test_failed_emails_are_listed_with_their_errors_and_can_be_retried(
     admin_client, draft_v2, settings, django_capture_on_commit_callbacks
 ):
     settings.EMAIL_BACKEND = REFUSING_BACKEND
-    settings.POLICY_NOTIFICATION_MAX_ATTEMPTS = 1
+    settings.OUTBOX_MAX_ATTEMPTS = 1
     make_user(REFUSED)
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(publish_url(draft_v2))
@@ -155,10 +157,11 @@ def test_failed_emails_are_listed_with_their_errors_and_can_be_retried(
     assert POLLING not in html
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    response = admin_client.post(retry)
+    with django_capture_on_commit_callbacks(execute=True):  # the senders start on commit
+        response = admin_client.post(retry)
     assert response.status_code == 302
     assert response["Location"] == change_url(draft_v2)
-    assert statuses(draft_v2)[REFUSED] == Notification.Status.SENT
+    assert statuses(draft_v2)[REFUSED] == OutboxItem.Status.SENT
     done = admin_client.get(delivery_url(draft_v2)).content.decode()
     assert "3 of 3 sent · 0 waiting · 0 failed" in done
     assert REFUSED not in done
@@ -185,7 +188,7 @@ def test_a_customer_cannot_reach_the_staff_pages(
             assert response["Location"].startswith(reverse("admin:login"))
     draft_v2.refresh_from_db()
     assert draft_v2.status == PolicyVersion.Status.DRAFT
-    assert not Notification.objects.exists()
+    assert not OutboxItem.objects.filter(kind=NOTICE).exists()
     assert mail.outbox == []
 
 

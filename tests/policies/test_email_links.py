@@ -8,13 +8,15 @@ import time
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core import mail, signing
 from django.test import Client
 from django.utils import formats, translation
 
 from consents.models import ConsentEvent, ConsentState, Decision, Method
-from policies import emails
-from policies.models import Acknowledgement, Notification
+from policies import emails, notices
+from policies.models import Acknowledgement
+from portal.models import OutboxItem
 from tests.conftest import make_user
 from tests.policies.conftest import (
     LINK,
@@ -22,6 +24,7 @@ from tests.policies.conftest import (
     grant,
     link,
     message_to,
+    notice,
     publish,
     seeded_draft,
     statuses,
@@ -44,7 +47,7 @@ def published(privacy, django_capture_on_commit_callbacks):
     return publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
 
 
-def signed_at(notification: Notification, salt: str, seconds_ago: int) -> str:
+def signed_at(notification: OutboxItem, salt: str, seconds_ago: int) -> str:
     """A link token exactly like the emailed one, but signed in the past."""
 
     class PastSigner(signing.TimestampSigner):
@@ -86,7 +89,7 @@ def test_the_email_speaks_the_recipients_language_and_carries_everything_needed(
     published, email, language, subject, summary_field, words
 ):
     message = message_to(email)
-    notification = Notification.objects.get(version=published, email=email)
+    notification = notice(published, email)
     with translation.override(language):
         effective = formats.date_format(published.effective_date, "DATE_FORMAT")
     assert message.subject == subject
@@ -108,17 +111,17 @@ def test_the_email_speaks_the_recipients_language_and_carries_everything_needed(
 
 def test_the_email_headers_identify_it_and_offer_one_click_unsubscribe(published):
     message = message_to("bob@example.com")
-    notification = Notification.objects.get(version=published, email="bob@example.com")
+    notification = notice(published, "bob@example.com")
     assert message.extra_headers["Message-ID"] == notification.message_id
     assert message.message()["Message-ID"] == notification.message_id
     assert UNSUBSCRIBE_HEADER.match(message.extra_headers["List-Unsubscribe"])
     assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert set(statuses(published).values()) == {Notification.Status.SENT}
+    assert set(statuses(published).values()) == {OutboxItem.Status.SENT}
 
 
 def test_the_message_id_follows_from_the_version_and_the_recipient(published):
     def message_id(version_id: int, email: str) -> str:
-        return Notification(version_id=version_id, email=email).message_id
+        return notices.message_id(version_id, email)
 
     assert message_id(published.pk, "bob@example.com") == message_id(
         published.pk, "Bob@Example.com"
@@ -147,7 +150,7 @@ def test_the_notice_link_shows_the_summary_and_the_differences_without_login(pub
 
 
 def test_the_acknowledge_link_records_only_on_post_and_only_once(published):
-    bob = Notification.objects.get(version=published, email="bob@example.com")
+    bob = notice(published, "bob@example.com")
     path = link(message_to("bob@example.com"), "acknowledge")
     client = Client()
     response = client.get(path)
@@ -163,14 +166,14 @@ def test_the_acknowledge_link_records_only_on_post_and_only_once(published):
         bob.subject_id,
         published,
         "email_link",
-        bob.user,
+        get_user_model().objects.get(email="bob@example.com"),
     )
 
 
 @pytest.mark.parametrize("kind", ["notice", "acknowledge", "unsubscribe"])
 def test_a_tampered_link_is_refused_and_changes_nothing(published, purposes, kind):
-    bob = Notification.objects.get(version=published, email="bob@example.com")
-    grant(bob.user, "newsletter")
+    bob = notice(published, "bob@example.com")
+    grant(get_user_model().objects.get(email=bob.recipient), "newsletter")
     path = link(message_to("bob@example.com"), kind)
     token = path.rstrip("/").rsplit("/", 1)[1]
     tampered = path.replace(token, token[:-1] + ("A" if token[-1] != "A" else "B"))
@@ -184,7 +187,7 @@ def test_a_tampered_link_is_refused_and_changes_nothing(published, purposes, kin
 
 
 def test_a_link_signed_for_another_purpose_is_refused(published):
-    bob = Notification.objects.get(version=published, email="bob@example.com")
+    bob = notice(published, "bob@example.com")
     notice_token = emails.token(bob.pk, emails.NOTICE_SALT)
     response = Client().post(f"/policies/acknowledge/{notice_token}/")
     assert response.status_code == 400
@@ -192,7 +195,7 @@ def test_a_link_signed_for_another_purpose_is_refused(published):
 
 
 def test_an_expired_link_is_refused_and_records_nothing(published):
-    bob = Notification.objects.get(version=published, email="bob@example.com")
+    bob = notice(published, "bob@example.com")
     max_age = settings.POLICY_LINK_DAYS * 24 * 3600
     fresh = signed_at(bob, emails.ACKNOWLEDGE_SALT, max_age - 3600)
     assert Client().get(f"/policies/acknowledge/{fresh}/").status_code == 200
@@ -200,8 +203,8 @@ def test_an_expired_link_is_refused_and_records_nothing(published):
     response = Client().post(f"/policies/acknowledge/{expired}/")
     assert response.status_code == 400
     assert INVALID in response.content.decode()
-    notice = signed_at(bob, emails.NOTICE_SALT, max_age + 60)
-    assert Client().get(f"/policies/notice/{notice}/").status_code == 400
+    expired_notice = signed_at(bob, emails.NOTICE_SALT, max_age + 60)
+    assert Client().get(f"/policies/notice/{expired_notice}/").status_code == 400
     assert not Acknowledgement.objects.exists()
 
 

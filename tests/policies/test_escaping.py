@@ -12,8 +12,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils.safestring import SafeData
 
-from policies import emails, services, text
-from policies.models import Notification, PolicyVersion
+from policies import emails, notices, services, text
+from policies.models import PolicyVersion
 from tests.conftest import PASSWORD, add_second_factor
 from tests.policies.conftest import customers, draft, link, message_to, publish, seeded_draft
 
@@ -92,7 +92,11 @@ def test_a_drafters_summary_cannot_put_a_form_into_the_publish_preview(client, d
 def test_the_plain_text_email_is_not_marked_safe_and_the_html_one_escapes(privacy):
     version = draft(privacy, summary=HOSTILE_SUMMARY)
     version.number = 2
-    sample = Notification(version=version, email="a@example.com", language="en", pk=0)
+    item = notices.notice_item(
+        version_id=version.pk, email="a@example.com", language="en", subject_id=None, user_id=None
+    )
+    item.pk = 0
+    sample = notices.Notice(item=item, version=version)
     message = emails.policy_update(sample)
     assert HOSTILE_SUMMARY in message.body  # plain text carries the words as typed
     assert not isinstance(message.body, SafeData)

@@ -44,9 +44,11 @@ from kombu import pools
 from consents.models import NewsletterSignup
 from policies import services
 from policies.demo import seed_policies
-from policies.models import Notification, Policy, PolicyVersion
-from policies.tasks import sweep_notifications
+from policies.models import Policy, PolicyVersion
+from policies.notices import NOTICE, notices_of, topic
+from portal import outbox
 from portal.celery import app as celery_app
+from portal.tasks import outbox_sweep
 from tests.worker_support import (
     NEEDS_POSTGRESQL,
     NEEDS_REDIS,
@@ -64,7 +66,7 @@ pytestmark = [
 ]
 
 RECIPIENTS = 2000
-SENDERS = settings.POLICY_PARALLEL_SENDERS
+SENDERS = settings.OUTBOX_PARALLEL_SENDERS
 # The workers run as in production (DEBUG off: templates are compiled once, not
 # for every message), with a key of their own: nothing here checks their links.
 PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "fanout-test-" + secrets.token_urlsafe(48)}
@@ -217,7 +219,7 @@ def material_draft() -> PolicyVersion:
 
 
 def unsent(version: PolicyVersion) -> int:
-    return Notification.objects.filter(version=version).exclude(status="sent").count()
+    return notices_of(version).exclude(status="sent").count()
 
 
 def wait_until_all_sent(version: PolicyVersion, workers: list[Worker], timeout: float) -> None:
@@ -226,15 +228,13 @@ def wait_until_all_sent(version: PolicyVersion, workers: list[Worker], timeout: 
         if unsent(version) == 0:
             return
         time.sleep(0.1)
-    statuses = Counter(
-        Notification.objects.filter(version=version).values_list("status", flat=True)
-    )
+    statuses = Counter(notices_of(version).values_list("status", flat=True))
     logs = "\n".join(w.log()[-4000:] for w in workers)
     raise AssertionError(f"not all sent after {timeout}s: {dict(statuses)}\n{logs}")
 
 
 def expected_message_ids(version: PolicyVersion) -> set[str]:
-    return {n.message_id for n in Notification.objects.filter(version=version).only("email")}
+    return {n.message_id for n in notices_of(version).only("uuid")}
 
 
 def forget_unacked(queue: str) -> None:
@@ -267,8 +267,10 @@ def test_every_recipient_gets_exactly_one_message(smtp_sink, workers):
     assert len(sink) == RECIPIENTS, f"{len(sink)} messages for {RECIPIENTS} recipients"
     assert sink.per_recipient() == Counter(emails)
     assert set(sink.message_ids()) == expected_message_ids(published.version)
-    rows = Notification.objects.filter(version=published.version)
-    assert set(rows.values_list("status", "attempts", "lease_until")) == {("sent", 1, None)}
+    rows = notices_of(published.version)
+    assert set(rows.values_list("status", "attempts", "leased_until", "next_attempt_at")) == {
+        ("sent", 1, None, None)
+    }
     print(f"{RECIPIENTS} messages in {elapsed:.1f}s: {RECIPIENTS / elapsed:.0f}/s")
 
 
@@ -277,8 +279,8 @@ def test_a_worker_killed_mid_fanout_loses_nothing(smtp_sink, workers, queue):
     emails = make_recipients(RECIPIENTS)
     draft = material_draft()
     lease = {
-        "POLICY_NOTIFICATION_LEASE_SECONDS": str(LEASE_SECONDS),
-        "POLICY_NOTIFICATION_BATCH": str(KILL_BATCH),
+        "OUTBOX_LEASE_SECONDS": str(LEASE_SECONDS),
+        "OUTBOX_BATCH": str(KILL_BATCH),
     }
     first = workers(**lease)
 
@@ -302,9 +304,7 @@ def test_a_worker_killed_mid_fanout_loses_nothing(smtp_sink, workers, queue):
         assert len(held) == SENDERS, f"{len(held)} senders caught mid-batch\n{first.log()}"
         assert 300 <= received_at_kill < RECIPIENTS, "the kill did not land mid fan-out"
         in_flight = set(
-            Notification.objects.filter(version=version, status="sending").values_list(
-                "email", flat=True
-            )
+            notices_of(version).filter(status="sending").values_list("recipient", flat=True)
         )
         # The held messages and the rest of their batches: leased to a dead worker.
         assert held <= in_flight
@@ -315,14 +315,15 @@ def test_a_worker_killed_mid_fanout_loses_nothing(smtp_sink, workers, queue):
         # The killed worker's leases run out; then the periodic sweep (its task,
         # queued here as beat would) hands their version to the senders again.
         latest = (
-            Notification.objects.filter(version=version, status="sending")
-            .order_by("-lease_until")
-            .values_list("lease_until", flat=True)
+            notices_of(version)
+            .filter(status="sending")
+            .order_by("-leased_until")
+            .values_list("leased_until", flat=True)
             .first()
         )
         if latest is not None:
             time.sleep(max(0.0, (latest - timezone.now()).total_seconds()) + 0.2)
-        sweep_notifications.delay()
+        outbox_sweep.delay()
         wait_until_all_sent(version, [first, second], timeout=30)
     finally:
         forget_unacked(queue)
@@ -337,9 +338,7 @@ def test_a_worker_killed_mid_fanout_loses_nothing(smtp_sink, workers, queue):
     assert len(sink.message_ids()) == RECIPIENTS
     assert set(sink.message_ids()) == expected_message_ids(version)
     assert len(sink) - RECIPIENTS <= KILL_BATCH * SENDERS
-    assert set(Notification.objects.filter(version=version).values_list("status", flat=True)) == {
-        "sent"
-    }
+    assert set(notices_of(version).values_list("status", flat=True)) == {"sent"}
     print(
         f"killed after {received_at_kill} messages with {len(in_flight)} rows leased; "
         f"{len(sink) - RECIPIENTS} duplicate(s)"
@@ -452,12 +451,12 @@ def test_a_broker_outage_during_publishing_delays_but_loses_nothing(
     assert len(sink) == 0, "nothing is sent before the sweep"
     # Rows younger than the grace period may still have their own task on the
     # way, so the sweep leaves them; time passes (test set-up) and it takes them.
-    assert services.notifications_due_versions() == []
-    Notification.objects.filter(version=version).update(
-        created_at=timezone.now() - settings.POLICY_NOTIFICATION_GRACE - timedelta(seconds=1)
+    assert outbox.outbox_due() == {}
+    notices_of(version).update(
+        created_at=timezone.now() - settings.OUTBOX_GRACE - timedelta(seconds=1)
     )
-    assert services.notifications_due_versions() == [version.pk]
-    sweep_notifications.delay()  # what beat queues every minute
+    assert outbox.outbox_due() == {(NOTICE, topic(version.pk)): RECIPIENTS}
+    outbox_sweep.delay()  # what beat queues every minute
     wait_until_all_sent(version, [worker], timeout=30)
 
     assert len(sink) == RECIPIENTS

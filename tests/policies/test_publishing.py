@@ -1,4 +1,4 @@
-"""Publishing versions, who is told, and draining the notification outbox."""
+"""Publishing versions, who is told, and draining their notices from the outbox."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from django.utils import timezone
 
 from policies import services
 from policies.demo import seed_policies
-from policies.models import Notification, Policy, PolicyVersion
-from policies.tasks import sweep_notifications
+from policies.models import Policy, PolicyVersion
+from policies.notices import NOTICE, notices_of, topic
+from portal import outbox
+from portal.models import OutboxItem
 from tests.conftest import make_user
 from tests.policies.conftest import (
     REFUSED,
@@ -25,8 +27,10 @@ from tests.policies.conftest import (
     draft,
     expire_leases,
     grant,
+    notice,
     publish,
     seeded_draft,
+    send_batch,
     statuses,
     subscriber,
     v1,
@@ -71,7 +75,7 @@ def test_a_material_change_sooner_than_the_notice_period_is_refused_naming_the_e
     assert earliest.isoformat() in str(refused.value)
     early.refresh_from_db()
     assert (early.status, early.number) == (PolicyVersion.Status.DRAFT, None)
-    assert not Notification.objects.exists()
+    assert not OutboxItem.objects.filter(kind=NOTICE).exists()
     assert mail.outbox == []
 
 
@@ -95,7 +99,7 @@ def test_the_first_version_of_a_policy_emails_nobody(
     terms = Policy.objects.create(slug="terms", title="Terms of sale")
     result = publish(draft(terms, material=True), django_capture_on_commit_callbacks)
     assert (result.version.number, result.notifications) == (1, 0)
-    assert not Notification.objects.exists()
+    assert not OutboxItem.objects.filter(kind=NOTICE).exists()
     assert mail.outbox == []
 
 
@@ -115,16 +119,16 @@ def test_a_material_change_tells_each_customer_and_subscriber_once_in_their_lang
     subscriber("leitora@example.com", language="pt-br")
     subscriber("quiet@example.com", newsletter=False)
     result = publish(seeded_draft(privacy), django_capture_on_commit_callbacks)
-    rows = Notification.objects.filter(version=result.version)
-    assert sorted(rows.values_list("email", "language")) == [
+    rows = notices_of(result.version)
+    assert sorted((row.recipient, row.payload["language"]) for row in rows) == [
         ("ana@example.com", "pt-br"),
         ("bob@example.com", "en"),
         ("leitora@example.com", "pt-br"),
         ("quiet@example.com", "en"),
     ]
     assert result.notifications == 4
-    assert sorted(m.to[0] for m in mail.outbox) == sorted(rows.values_list("email", flat=True))
-    assert set(statuses(result.version).values()) == {Notification.Status.SENT}
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(rows.values_list("recipient", flat=True))
+    assert set(statuses(result.version).values()) == {OutboxItem.Status.SENT}
 
 
 def test_the_queries_to_write_notifications_do_not_grow_with_recipients(
@@ -154,7 +158,7 @@ def test_creating_the_notifications_again_adds_nobody(
 ):
     version = publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
     assert services.notifications_create(version=version) == 0
-    assert Notification.objects.filter(version=version).count() == 1
+    assert notices_of(version).count() == 1
 
 
 def test_a_minor_change_goes_only_to_those_accepting_optional_email_a_material_one_to_all(
@@ -187,10 +191,13 @@ def test_the_database_keeps_one_notification_per_version_and_address(
     privacy, customer, django_capture_on_commit_callbacks
 ):
     version = publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
-    row = Notification.objects.get(version=version)
+    row = notices_of(version).get()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Notification.objects.create(version=version, email=row.email, subject_id=row.subject_id)
-    assert Notification.objects.filter(version=version).count() == 1
+        # A fresh uuid: only the (kind, dedupe key) constraint stands in the way.
+        OutboxItem.objects.create(
+            kind=NOTICE, topic=row.topic, dedupe_key=row.dedupe_key, recipient=row.recipient
+        )
+    assert notices_of(version).count() == 1
 
 
 # Sending
@@ -199,16 +206,16 @@ def test_the_database_keeps_one_notification_per_version_and_address(
 def test_a_batch_claims_at_most_the_batch_size(
     privacy, settings, django_capture_on_commit_callbacks
 ):
-    settings.POLICY_NOTIFICATION_BATCH = 2
+    settings.OUTBOX_BATCH = 2
     customers(5)
     with django_capture_on_commit_callbacks(execute=False) as queued:
         version = services.policy_version_publish(version=seeded_draft(privacy)).version
     assert len(queued) == 1
-    assert services.notification_batch_send(version_id=version.pk) == 2
-    assert services.notification_batch_send(version_id=version.pk, limit=1) == 1
-    rows = Notification.objects.filter(version=version)
-    assert rows.filter(status=Notification.Status.SENT).count() == 3
-    assert rows.filter(status=Notification.Status.PENDING, attempts=0).count() == 2
+    assert send_batch(version) == 2
+    assert send_batch(version, limit=1) == 1
+    rows = notices_of(version)
+    assert rows.filter(status=OutboxItem.Status.SENT).count() == 3
+    assert rows.filter(status=OutboxItem.Status.PENDING, attempts=0).count() == 2
     assert len(mail.outbox) == 3
 
 
@@ -222,13 +229,13 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for():
     ).version
     customers(3)
     assert services.notifications_create(version=version) == 3
-    held = Notification.objects.filter(version=version).order_by("id").first()
+    held = notices_of(version).order_by("id").first()
     locked, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         try:
             with transaction.atomic():
-                Notification.objects.select_for_update().get(pk=held.pk)
+                OutboxItem.objects.select_for_update().get(pk=held.pk)
                 locked.set()
                 release.wait(10)
         finally:
@@ -238,13 +245,13 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for():
     worker.start()
     try:
         assert locked.wait(10)
-        assert services.notification_batch_send(version_id=version.pk) == 2
+        assert send_batch(version) == 2
     finally:
         release.set()
         worker.join(10)
     held.refresh_from_db()
-    assert (held.status, held.attempts) == (Notification.Status.PENDING, 0)
-    assert held.email not in [m.to[0] for m in mail.outbox]
+    assert (held.status, held.attempts) == (OutboxItem.Status.PENDING, 0)
+    assert held.recipient not in [m.to[0] for m in mail.outbox]
     assert len(mail.outbox) == 2
 
 
@@ -255,16 +262,17 @@ def test_a_refused_recipient_stays_pending_with_its_error_and_the_others_are_sen
     customers(2)
     make_user(REFUSED)
     version = publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
-    refused = Notification.objects.get(version=version, email=REFUSED)
-    assert refused.status == Notification.Status.PENDING
+    refused = notice(version, REFUSED)
+    assert refused.status == OutboxItem.Status.PENDING
     assert refused.attempts == 1
     assert "SMTPRecipientsRefused" in refused.last_error
     assert REFUSED in refused.last_error
-    assert refused.lease_until > timezone.now()
+    assert refused.next_attempt_at > timezone.now()  # backing off
+    assert refused.leased_until is None
     assert statuses(version) == {
-        "person0@example.com": Notification.Status.SENT,
-        "person1@example.com": Notification.Status.SENT,
-        REFUSED: Notification.Status.PENDING,
+        "person0@example.com": OutboxItem.Status.SENT,
+        "person1@example.com": OutboxItem.Status.SENT,
+        REFUSED: OutboxItem.Status.PENDING,
     }
     assert sorted(m.to[0] for m in mail.outbox) == ["person0@example.com", "person1@example.com"]
 
@@ -273,35 +281,40 @@ def test_after_the_last_attempt_a_refused_row_fails_and_keeps_its_error(
     privacy, settings, django_capture_on_commit_callbacks
 ):
     settings.EMAIL_BACKEND = REFUSING_BACKEND
-    settings.POLICY_NOTIFICATION_MAX_ATTEMPTS = 3
+    settings.OUTBOX_MAX_ATTEMPTS = 3
     make_user(REFUSED)
     version = publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
     for attempt in (2, 3):
-        assert Notification.objects.get(version=version).status == Notification.Status.PENDING
+        assert notices_of(version).get().status == OutboxItem.Status.PENDING
         expire_leases(version)
-        assert services.notification_batch_send(version_id=version.pk) == 0
-        assert Notification.objects.get(version=version).attempts == attempt
-    row = Notification.objects.get(version=version)
-    assert row.status == Notification.Status.FAILED
-    assert row.lease_until is None
+        assert send_batch(version) == 0
+        assert notices_of(version).get().attempts == attempt
+    row = notices_of(version).get()
+    assert row.status == OutboxItem.Status.FAILED
+    assert (row.leased_until, row.next_attempt_at) == (None, None)
     assert "SMTPRecipientsRefused" in row.last_error
-    assert not services.notifications_pending(version_id=version.pk)
+    assert not outbox.outbox_pending(kind=NOTICE, topic=topic(version.pk))
 
 
 def test_retrying_failed_rows_puts_them_back_and_they_are_sent(
     privacy, settings, django_capture_on_commit_callbacks
 ):
     settings.EMAIL_BACKEND = REFUSING_BACKEND
-    settings.POLICY_NOTIFICATION_MAX_ATTEMPTS = 1
+    settings.OUTBOX_MAX_ATTEMPTS = 1
     make_user(REFUSED)
     version = publish(seeded_draft(privacy), django_capture_on_commit_callbacks).version
-    assert statuses(version) == {REFUSED: Notification.Status.FAILED}
+    assert statuses(version) == {REFUSED: OutboxItem.Status.FAILED}
     assert services.notifications_retry_failed(version=version) == 1
-    row = Notification.objects.get(version=version)
-    assert (row.status, row.attempts, row.lease_until) == (Notification.Status.PENDING, 0, None)
+    row = notices_of(version).get()
+    assert (row.status, row.attempts, row.leased_until, row.next_attempt_at) == (
+        OutboxItem.Status.PENDING,
+        0,
+        None,
+        None,
+    )
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert services.notification_batch_send(version_id=version.pk) == 1
-    assert statuses(version) == {REFUSED: Notification.Status.SENT}
+    assert send_batch(version) == 1
+    assert statuses(version) == {REFUSED: OutboxItem.Status.SENT}
     assert [m.to for m in mail.outbox] == [[REFUSED]]
 
 
@@ -311,14 +324,14 @@ def test_the_sweep_sends_rows_left_pending_past_the_grace_period_and_leaves_fres
     customers(2)
     with django_capture_on_commit_callbacks(execute=False):  # the task is lost
         version = services.policy_version_publish(version=seeded_draft(privacy)).version
-    assert sweep_notifications() == []
-    assert set(statuses(version).values()) == {Notification.Status.PENDING}
+    assert outbox.outbox_sweep() == {}
+    assert set(statuses(version).values()) == {OutboxItem.Status.PENDING}
     assert mail.outbox == []
-    Notification.objects.filter(version=version).update(
-        created_at=timezone.now() - settings.POLICY_NOTIFICATION_GRACE - timedelta(seconds=1)
+    notices_of(version).update(
+        created_at=timezone.now() - settings.OUTBOX_GRACE - timedelta(seconds=1)
     )
-    assert sweep_notifications() == [version.pk]
-    assert set(statuses(version).values()) == {Notification.Status.SENT}
+    assert outbox.outbox_sweep() == {(NOTICE, topic(version.pk)): 2}
+    assert set(statuses(version).values()) == {OutboxItem.Status.SENT}
     assert len(mail.outbox) == 2
 
 
@@ -328,14 +341,15 @@ def test_the_sweep_sends_rows_whose_lease_expired_and_leaves_live_leases(
     customers(2)
     with django_capture_on_commit_callbacks(execute=False):
         version = services.policy_version_publish(version=seeded_draft(privacy)).version
-    claimed = services.notifications_claim(version_id=version.pk, limit=10)  # then the worker dies
+    # Then the worker dies.
+    claimed = outbox.outbox_claim(kind=NOTICE, topic=topic(version.pk), limit=10)
     assert len(claimed) == 2
-    assert sweep_notifications() == []
-    assert set(statuses(version).values()) == {Notification.Status.SENDING}
+    assert outbox.outbox_sweep() == {}
+    assert set(statuses(version).values()) == {OutboxItem.Status.SENDING}
     expire_leases(version)
-    assert sweep_notifications() == [version.pk]
-    assert set(statuses(version).values()) == {Notification.Status.SENT}
-    assert set(Notification.objects.values_list("attempts", flat=True)) == {2}
+    assert outbox.outbox_sweep() == {(NOTICE, topic(version.pk)): 2}
+    assert set(statuses(version).values()) == {OutboxItem.Status.SENT}
+    assert set(notices_of(version).values_list("attempts", flat=True)) == {2}
     assert len(mail.outbox) == 2
 
 
@@ -361,7 +375,7 @@ def test_the_command_publishes_and_queues_notifications(
     assert version.effective_date == services.earliest_effective_date(material=True)
     assert list(version.changed_purposes.values_list("key", flat=True)) == ["recommendations"]
     assert version.body_pt == v1(privacy).body_pt
-    assert statuses(version) == {customer.email: Notification.Status.SENT}
+    assert statuses(version) == {customer.email: OutboxItem.Status.SENT}
     assert [m.to for m in mail.outbox] == [[customer.email]]
 
 
@@ -414,5 +428,5 @@ def test_the_command_refuses_bad_input_clearly_and_publishes_nothing(
         earliest = services.earliest_effective_date(material=True)
         assert earliest.isoformat() in str(refused.value)
     assert set(PolicyVersion.objects.values_list("pk", flat=True)) == before
-    assert not Notification.objects.exists()
+    assert not OutboxItem.objects.filter(kind=NOTICE).exists()
     assert mail.outbox == []

@@ -14,7 +14,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from portal.models import OutboundEmail
+from portal.mail import EMAIL
+from portal.models import OutboxItem
 from tests.conftest import make_user
 
 LOGIN_URL = "/accounts/login/"
@@ -85,9 +86,9 @@ def test_signup_sends_a_verification_email_whose_link_confirms_the_address_and_a
     for content, mimetype in message.alternatives:  # none until templates add one
         assert mimetype == "text/html"
         assert confirm_path in content
-    row = OutboundEmail.objects.get(to="new@example.com")
-    assert row.status == OutboundEmail.Status.SENT
-    assert (row.body_text, row.body_html) == ("", "")  # the link left with the email
+    row = OutboxItem.objects.get(kind=EMAIL, recipient="new@example.com")
+    assert row.status == OutboxItem.Status.SENT
+    assert row.payload == {}  # the link left with the email
 
     page = client.get(confirm_path)
     assert page.status_code == 200

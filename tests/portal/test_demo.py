@@ -27,7 +27,7 @@ from tests.worker_support import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-DELIVER = "portal.tasks.deliver_outbound_email"
+DELIVER = "portal.tasks.outbox_send"
 
 
 def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -150,7 +150,7 @@ def test_make_run_sends_a_views_email_from_its_worker_and_stops_it_on_ctrl_c(dem
     assert f"worker | {demo.url}/accounts/password/reset/key/" in log
     with sqlite3.connect(demo.database) as db:
         rows = db.execute(
-            "SELECT status, attempts FROM portal_outboundemail WHERE \"to\" = 'ana@example.com'"
+            "SELECT status, attempts FROM portal_outboxitem WHERE recipient = 'ana@example.com'"
         ).fetchall()
     assert rows == [("sent", 1)]
     # The periodic sweeps run too: beat sits inside the demo's worker (their first
@@ -175,7 +175,7 @@ def test_an_email_waits_in_the_filesystem_broker_until_a_worker_takes_it(tmp_pat
     env = _demo_env(tmp_path, TASK_BROKER="filesystem")
     script = (
         "from django.db import transaction; from portal.mail import outbound_email_queue; "
-        "from portal.models import OutboundEmail as E\n"
+        "from portal.models import OutboxItem as E\n"
         "with transaction.atomic():\n"
         "    outbound_email_queue(to='wait@example.com', subject='S', body_text='B')\n"
         "print(list(E.objects.values_list('status', 'attempts')))"

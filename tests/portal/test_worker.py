@@ -17,8 +17,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from portal.celery import app as celery_app
-from portal.models import OutboundEmail
-from portal.tasks import deliver_outbound_email, sweep_outbound_email
+from portal.mail import EMAIL
+from portal.models import OutboxItem
+from portal.tasks import outbox_send, outbox_sweep
 from tests.worker_support import (
     NEEDS_REDIS,
     Worker,
@@ -28,8 +29,9 @@ from tests.worker_support import (
 )
 from tests.worker_support import start_worker as start_worker_process
 
-DELIVER = deliver_outbound_email.name
-SWEEP = sweep_outbound_email.name
+DELIVER = outbox_send.name
+SWEEP = outbox_sweep.name
+RESET = "account/email/password_reset_key"
 
 needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason=NEEDS_REDIS)
 
@@ -61,7 +63,7 @@ def queue() -> Iterator[str]:
     skip_unless_postgresql()
     with default_queue(new_queue_name()) as name:
         # Verify instead of assuming: the router sends an unrouted task there.
-        route = celery_app.amqp.router.route({}, DELIVER, (1,), {})
+        route = celery_app.amqp.router.route({}, DELIVER, (EMAIL, RESET), {})
         assert route["queue"].name == name
         yield name
 
@@ -97,11 +99,11 @@ def start_worker(queue, tmp_path) -> Iterator:
             worker.stop()
 
 
-def _wait_until_sent(email: OutboundEmail, worker: Worker, timeout: float = 30) -> OutboundEmail:
+def _wait_until_sent(email: OutboxItem, worker: Worker, timeout: float = 30) -> OutboxItem:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         email.refresh_from_db()
-        if email.status == OutboundEmail.Status.SENT:
+        if email.status == OutboxItem.Status.SENT:
             return email
         time.sleep(0.2)
     raise AssertionError(
@@ -120,12 +122,13 @@ def test_a_password_reset_email_is_delivered_by_a_real_worker(
     response = client.post("/accounts/password/reset/", {"email": customer.email})
 
     assert response.status_code == 302
-    email = OutboundEmail.objects.get(to=customer.email)
+    email = OutboxItem.objects.get(kind=EMAIL, recipient=customer.email)
     # The request has returned and committed, and nothing has run the task yet.
-    assert email.status == OutboundEmail.Status.PENDING
+    assert email.status == OutboxItem.Status.PENDING
     assert email.attempts == 0
     messages = _queued(queue)
-    assert [(m["task"], m["argsrepr"]) for m in messages] == [(DELIVER, f"({email.pk},)")]
+    # The task names the kind and the topic, and claims the row when it runs.
+    assert [(m["task"], m["argsrepr"]) for m in messages] == [(DELIVER, repr((EMAIL, RESET)))]
     task_id = messages[0]["id"]
 
     worker = start_worker()
@@ -133,7 +136,7 @@ def test_a_password_reset_email_is_delivered_by_a_real_worker(
 
     assert email.attempts == 1
     assert email.sent_at is not None
-    assert email.lease_until is None
+    assert (email.leased_until, email.next_attempt_at, email.payload) == (None, None, {})
     log = worker.wait_for(rf"Task {re.escape(DELIVER)}\[{task_id}\] succeeded").string
     assert f"Task {DELIVER}[{task_id}] received" in log
     assert email.message_id in log  # the console backend printed this very message
@@ -145,27 +148,31 @@ def test_a_password_reset_email_is_delivered_by_a_real_worker(
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_the_sweep_requeues_an_email_whose_task_was_lost(queue, start_worker, tasks_run_here):
-    lost = OutboundEmail.objects.create(
-        to="lost@example.com",
-        subject="Lost",
-        body_text="Its task never reached the broker.",
-        created_at=timezone.now() - settings.OUTBOUND_EMAIL_GRACE - timedelta(seconds=1),
+    lost = OutboxItem.objects.create(
+        kind=EMAIL,
+        recipient="lost@example.com",
+        title="Lost",
+        payload={"body_text": "Its task never reached the broker."},
+        created_at=timezone.now() - settings.OUTBOX_GRACE - timedelta(seconds=1),
     )
     # Written a moment ago: its own task may still be queued, so the sweep leaves it.
-    fresh = OutboundEmail.objects.create(
-        to="fresh@example.com", subject="Fresh", body_text="Its task is on its way."
+    fresh = OutboxItem.objects.create(
+        kind=EMAIL,
+        recipient="fresh@example.com",
+        title="Fresh",
+        payload={"body_text": "Its task is on its way."},
     )
-    OutboundEmail.objects.create(
-        to="done@example.com",
-        subject="Done",
-        body_text="Already sent.",
-        status=OutboundEmail.Status.SENT,
+    OutboxItem.objects.create(
+        kind=EMAIL,
+        recipient="done@example.com",
+        title="Done",
+        status=OutboxItem.Status.SENT,
         attempts=1,
         sent_at=timezone.now(),
     )
     assert _queued(queue) == []
 
-    sweep_outbound_email.delay()
+    outbox_sweep.delay()
 
     assert [m["task"] for m in _queued(queue)] == [SWEEP]
     worker = start_worker()
@@ -179,7 +186,7 @@ def test_the_sweep_requeues_an_email_whose_task_was_lost(queue, start_worker, ta
     assert "done@example.com" not in log
     assert "fresh@example.com" not in log
     fresh.refresh_from_db()
-    assert (fresh.status, fresh.attempts) == (OutboundEmail.Status.PENDING, 0)
+    assert (fresh.status, fresh.attempts) == (OutboxItem.Status.PENDING, 0)
     assert tasks_run_here == []
 
 
