@@ -391,11 +391,15 @@ def outbox_sweep() -> dict[tuple[str, str], int]:
     outbox_give_up()
     due = outbox_due()
     for kind, topic in due:
-        if kind not in _handlers:
+        handler = _handlers.get(kind)
+        if handler is None:
             log.error("outbox rows of kind %r wait, and no handler is registered for it", kind)
             continue
-        for _ in range(_handlers[kind].senders):
-            outbox_send_task.delay(kind, topic, overdue_only=True)
+        # A one-off row has a task of its own: a fresh one is left to it. A
+        # fan-out's rows share their topic's senders: when the topic is due,
+        # those senders were lost, and every row of it is taken.
+        for _ in range(handler.senders):
+            outbox_send_task.delay(kind, topic, overdue_only=not handler.fan_out)
     return due
 
 
