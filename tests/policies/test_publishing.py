@@ -228,7 +228,11 @@ def test_a_row_another_transaction_holds_is_skipped_not_waited_for():
         version=PolicyVersion.objects.get(status=PolicyVersion.Status.DRAFT)
     ).version
     customers(3)
-    assert services.notifications_create(version=version) == 3
+    # Written as publishing does, with their senders not started: the test is the sender.
+    with transaction.atomic():
+        assert services.notifications_create(version=version) == 3
+        connection.run_on_commit.clear()
+    assert set(statuses(version).values()) == {OutboxItem.Status.PENDING}
     held = notices_of(version).order_by("id").first()
     locked, release = threading.Event(), threading.Event()
 
