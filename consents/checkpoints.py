@@ -6,9 +6,12 @@ the list published at /.well-known/clareza-ledger-checkpoints.json), so that
 verify_ledger can name a rollback, a truncation, a wipe or a rewrite that left
 the database consistent with itself.
 
-The payload is versioned by "format": "clareza-chain-v1" says that the root
-is the hash of event #size in the hash chain (consents.ledger), or the genesis
-hash for 0. A later format (a Merkle tree) is added beside it in FORMATS."""
+The payload is versioned by "format": "clareza-merkle-v1" says that the root
+is the RFC 9162 Merkle tree hash of the first `size` events (consents.ledger);
+every seal of the tree is signed the same way. "clareza-chain-v1", from before
+the tree, says that the root is the hash of event #size in the hash chain, or
+the genesis hash for 0: such checkpoints stay valid for the events of the
+chain, which are the tree's first leaves."""
 
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from consents import keys
 from consents.models import LedgerCheckpoint
 
 CHAIN_V1 = "clareza-chain-v1"
-FORMATS = (CHAIN_V1,)
+MERKLE_V1 = "clareza-merkle-v1"
+FORMATS = (CHAIN_V1, MERKLE_V1)
 PUBLISHED = 1000  # checkpoints in the published list, newest first
 
 
@@ -36,9 +40,9 @@ def checkpoint_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def checkpoint_token(*, size: int, root: str, moment: datetime) -> str:
+def checkpoint_token(*, size: int, root: str, moment: datetime, format: str = MERKLE_V1) -> str:
     payload = {
-        "format": CHAIN_V1,
+        "format": format,
         "ledger": settings.SITE_URL,
         "size": size,
         "root": root,
@@ -69,6 +73,7 @@ class Checkpoint:
     root: str
     time: str
     source: str = ""
+    format: str = MERKLE_V1
 
 
 class UntrustedCheckpoint(ValueError):
@@ -105,7 +110,13 @@ def checkpoint_read(line: dict, *, source: str, jwks: KeySet) -> Checkpoint:
             raise UntrustedCheckpoint(
                 f"{source}: its {field} differs from the one it signs: forged, not trusted"
             )
-    return Checkpoint(size=size, root=root, time=str(time), source=source)
+    return Checkpoint(size=size, root=root, time=str(time), source=source, format=payload["format"])
+
+
+def checkpoint_verify(token: str, *, source: str) -> Checkpoint:
+    """The signed content of a token, against every key the portal ever used."""
+    jwks = KeySet(list(keys.keyring().keys.values()))
+    return checkpoint_read({"token": token}, source=source, jwks=jwks)
 
 
 def _file_lines(path: Path) -> Iterator[tuple[str, object]]:

@@ -15,6 +15,8 @@ urlpatterns = [
         views.ledger_checkpoints,
         name="ledger_checkpoints",
     ),
+    path("ledger/proofs/<uuid:receipt_id>.json", views.ledger_proof, name="ledger_proof"),
+    path("ledger/clareza-verify.py", views.verify_script, name="verify_script"),
     path(".well-known/gpc.json", views.gpc_json, name="gpc_json"),
     path("newsletter/", views.newsletter, name="newsletter"),
     path("newsletter/sent/", views.newsletter_sent, name="newsletter_sent"),

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import (
+    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -20,7 +22,16 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
-from consents import changes, checkpoints, emails, ratelimit, receipts, selectors, services
+from consents import (
+    changes,
+    checkpoints,
+    emails,
+    ledger,
+    ratelimit,
+    receipts,
+    selectors,
+    services,
+)
 from consents.forms import NewsletterForm
 from consents.models import (
     ConsentEvent,
@@ -150,6 +161,47 @@ def ledger_checkpoints(request: HttpRequest) -> JsonResponse:
 
 
 @require_safe
+def ledger_proof(request: HttpRequest, receipt_id) -> JsonResponse:
+    """The inclusion proof of one decision (by its receipt's id) against a
+    signed seal: the newest, or the one of `?size=` (a published checkpoint's
+    size). It holds hashes only: anyone with the receipt may fetch it."""
+    event = ConsentEvent.objects.filter(uuid=receipt_id).first()
+    if event is None:
+        return JsonResponse({"error": "No decision has this receipt id."}, status=404)
+    size = request.GET.get("size")
+    if size is not None and not size.isdigit():
+        return JsonResponse({"error": "size must be a whole number of events."}, status=400)
+    proof = ledger.inclusion_proof(event, size=int(size) if size else None)
+    if proof is None:
+        if size:
+            return JsonResponse(
+                {"error": f"The ledger has no seal of {size} events that covers this decision."},
+                status=404,
+            )
+        response = JsonResponse(
+            {"error": "This decision is not sealed yet: try again in a few seconds."}, status=404
+        )
+        response["Retry-After"] = str(settings.LEDGER_SEAL_SECONDS)
+        return response
+    response = JsonResponse(proof.as_dict())
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@require_safe
+def verify_script(request: HttpRequest) -> FileResponse:
+    """The offline verifier: a Python script with no dependencies that checks
+    a receipt, its inclusion proof and the checkpoint with the published keys."""
+    path = Path(__file__).with_name("verify_offline.py")
+    return FileResponse(
+        path.open("rb"),
+        as_attachment=True,
+        filename="clareza-verify.py",
+        content_type="text/x-python; charset=utf-8",
+    )
+
+
+@require_safe
 def gpc_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"gpc": True, "lastUpdate": settings.GPC_LAST_UPDATE})
 
@@ -271,7 +323,7 @@ def newsletter_receipts(request: HttpRequest, token: str) -> HttpResponse:
     events = (
         ConsentEvent.objects.filter(subject_id=subject_id)
         .select_related("purpose", "notice")
-        .order_by("-seq")[:NEWSLETTER_RECEIPTS_SHOWN]
+        .order_by("-id")[:NEWSLETTER_RECEIPTS_SHOWN]
     )
     return render(
         request,

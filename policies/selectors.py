@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -99,6 +102,45 @@ def version_in_force_id(*, at: datetime | None = None) -> int | None:
     and which the ledger records with each decision."""
     version = in_force(PRIVACY, at=at)
     return version.pk if version is not None else None
+
+
+def version_in_force_for_ledger() -> tuple[int, str] | None:
+    """The privacy policy version in force and the hash of its text, in one query."""
+    version = in_force(PRIVACY)
+    return (version.pk, version.content_hash) if version is not None else None
+
+
+def version_content_hash(version: PolicyVersion) -> str:
+    """SHA-256 of a published version's canonical text: what it says, in both
+    languages, and what it is (number, effective date, material or not)."""
+    document = {
+        "policy": version.policy.slug,
+        "number": version.number,
+        "body": version.body,
+        "body_pt": version.body_pt,
+        "summary": version.summary,
+        "summary_pt": version.summary_pt,
+        "material": version.material,
+        "effective_date": version.effective_date.isoformat(),
+    }
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def version_hashes_checked() -> tuple[dict[int, str], str]:
+    """For verify_ledger: each published version's hash recomputed from its
+    text, or the first version whose text no longer matches its hash."""
+    hashes = {}
+    versions = PolicyVersion.objects.filter(status=PolicyVersion.Status.PUBLISHED)
+    for version in versions.select_related("policy").order_by("pk").iterator():
+        computed = version_content_hash(version)
+        if not hmac.compare_digest(computed, version.content_hash):
+            return {}, (
+                f"the text of “{version.policy.title}” version {version.number} was changed "
+                "after it was published: it no longer matches its hash"
+            )
+        hashes[version.pk] = computed
+    return hashes, ""
 
 
 def unacknowledged_material(user) -> list[PolicyVersion]:

@@ -45,11 +45,12 @@ def _check_database() -> str:
 
 
 def _check_ledger() -> str:
-    """Decisions are refused while the consent ledger's head does not verify."""
-    from consents.ledger import head_problem
+    """The sealer refuses to extend a ledger whose last seal does not verify,
+    and decisions must not wait longer than LEDGER_SEAL_MAX_DELAY to be sealed."""
+    from consents.ledger import seal_problem
 
     try:
-        problem = head_problem()
+        problem = seal_problem()
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return f"error: {problem}" if problem else "ok"
