@@ -763,22 +763,65 @@ def _event_problem(row: tuple, notices: dict[int, str], policies: dict[int, str]
 def _verify_tree(
     notices: dict[int, str], policies: dict[int, str], chunk_size: int, checkpoints: list
 ) -> Verdict:
-    """The leaves in order, each event's hash, the tree's root at every anchor
-    (matched while the leaves stream past: memory stays flat), then the events
-    not sealed yet."""
+    """Every event's hash, then the leaves in order and the tree's root at
+    every anchor (matched while the leaves stream past: memory stays flat),
+    then what lies beyond the last seal.
+
+    On PostgreSQL the database recomputes the events' hashes itself (one
+    statement) and streams the leaf hashes over COPY; elsewhere each row is
+    checked in Python as it streams past."""
     anchors, seal_count, forged = _anchors(checkpoints)
     if forged:
         return Verdict(False, 0, forged)
+    walk = _Walk()
+    fast = connection.vendor == "postgresql"
+    if fast:
+        problem = _pg_event_problem(notices, policies) or _chain_problem(notices, chunk_size)
+        if problem:
+            return Verdict(False, 0, problem, seals=seal_count)
+        leaves = _pg_leaf_hashes()
+    else:
+        leaves = _checked_leaf_hashes(notices, policies, chunk_size, walk)
+    verdict = _walk_tree(leaves, anchors, walk, seal_count)
+    if verdict is not None:
+        return verdict
+    return _beyond_the_tree(notices, policies, chunk_size, walk, seal_count, check=not fast)
+
+
+def _checked_leaf_hashes(
+    notices: dict[int, str], policies: dict[int, str], chunk_size: int, walk: _Walk
+) -> Iterator[tuple[int, int | None, bytes]]:
+    """(place, event id, leaf hash) in tree order, each event's hash checked
+    first (walk.problem says why it stopped)."""
+    for row in _leaf_rows(chunk_size):
+        if row[1] is not None:
+            problem = _event_problem(row, notices, policies, walk)
+            if problem:
+                walk.problem = f"{problem} (leaf #{row[0]})"
+                return
+        yield row[0], row[1], merkle.leaf_hash(bytes.fromhex(row[15])) if row[15] else b""
+
+
+def _walk_tree(
+    leaves: Iterable[tuple[int, int | None, bytes]],
+    anchors: list[_Anchor],
+    walk: _Walk,
+    seal_count: int,
+) -> Verdict | None:
+    """Fold the leaves into the tree, checking their places, their order and
+    the root at every anchor. A Verdict when something is wrong, else None."""
     pending = iter(anchors)
     anchor = next(pending, None)
-    walk = _Walk()
     frontier = merkle.Frontier()
     while anchor is not None and anchor.size == 0:
         if anchor.root not in (GENESIS, merkle.EMPTY_ROOT.hex()) and walk.mismatch is None:
             walk.mismatch = anchor
         anchor = next(pending, None)
-    for row in _leaf_rows(chunk_size):
-        place, event_id, stored = row[0], row[1], row[15]
+    extend = frontier.extend
+    batch: list[bytes] = []
+    last_id = 0
+    place = 0
+    for place, event_id, leaf in leaves:
         walk.count += 1
         if place != walk.count:
             walk.problem = f"leaf #{walk.count} is missing: the tree skips to #{place}"
@@ -786,25 +829,33 @@ def _verify_tree(
         if event_id is None:
             walk.problem = f"leaf #{place}: its event was deleted"
             break
-        if event_id <= walk.last_id:
+        if event_id <= last_id:
             walk.problem = f"leaf #{place}: out of order"
             break
-        walk.last_id = event_id
-        problem = _event_problem(row, notices, policies, walk)
-        if problem:
-            walk.problem = f"{problem} (leaf #{place})"
-            break
-        frontier.append(merkle.leaf_hash(bytes.fromhex(stored)))
-        while anchor is not None and anchor.size == place:
-            if walk.mismatch is None:
-                root = stored if anchor.kind == "chain" else frontier.root().hex()
-                if hmac.compare_digest(anchor.root, root):
-                    walk.matched = place
-                else:
-                    walk.mismatch = anchor
-            anchor = next(pending, None)
+        last_id = event_id
+        batch.append(leaf)
+        if anchor is not None and anchor.size == place:
+            extend(batch, _ignore)
+            batch.clear()
+            while anchor is not None and anchor.size == place:
+                if walk.mismatch is None:
+                    root = (
+                        _chain_hash_at(place) if anchor.kind == "chain" else frontier.root().hex()
+                    )
+                    if hmac.compare_digest(anchor.root, root):
+                        walk.matched = place
+                    else:
+                        walk.mismatch = anchor
+                anchor = next(pending, None)
+        elif len(batch) >= 4096:
+            extend(batch, _ignore)
+            batch.clear()
+    else:
+        walk.count += 1  # every leaf verified: count as if the next one had been read
+    walk.count -= 1
+    walk.last_id = last_id
     if walk.problem:
-        return Verdict(False, walk.count - 1, walk.problem, seals=seal_count)
+        return Verdict(False, walk.count, walk.problem, seals=seal_count)
     if walk.mismatch is not None:
         earlier = f"after #{walk.matched}" if walk.matched else "from the first"
         return Verdict(
@@ -815,20 +866,39 @@ def _verify_tree(
             seals=seal_count,
         )
     if anchor is not None:
-        beyond = anchor
         count = walk.count
-        what = (
-            "the ledger was wiped"
-            if count == 0
-            else "events were removed (a rollback or truncation)"
-        )
+        what = "the ledger was wiped" if count == 0 else "events were removed (a rollback)"
         return Verdict(
             False,
             count,
             f"the ledger has {count} sealed event{'s' if count != 1 else ''} but "
-            f"{beyond.source} covers {beyond.size}: {what}",
+            f"{anchor.source} covers {anchor.size}: {what}",
             seals=seal_count,
         )
+    return None
+
+
+def _ignore(level: int, index: int, digest: bytes) -> None:
+    """Completed subtrees are not needed while verifying: only roots are."""
+
+
+def _chain_hash_at(place: int) -> str:
+    """The stored hash of the event at `place` (a checkpoint of the chain)."""
+    return LedgerLeaf.objects.filter(seq=place).values_list("event__hash", flat=True).first() or ""
+
+
+def _beyond_the_tree(
+    notices: dict[int, str],
+    policies: dict[int, str],
+    chunk_size: int,
+    walk: _Walk,
+    seal_count: int,
+    *,
+    check: bool,
+) -> Verdict:
+    """The last seal covers exactly the tree, no event hides below its
+    barrier, and the events not sealed yet are counted (and checked, when the
+    database did not check them already)."""
     last_seal = LedgerSeal.objects.order_by("-size").values_list("size", "last_event_id").first()
     if last_seal is None and walk.count:
         return Verdict(False, walk.count, "the tree has leaves but no seal: the seals were deleted")
@@ -837,7 +907,7 @@ def _verify_tree(
             False,
             walk.count,
             f"the tree has {walk.count} leaves but its last seal covers {last_seal[0]}: "
-            "leaves were added behind the sealer",
+            "leaves were added or removed behind the sealer",
             seals=seal_count,
         )
     barrier = last_seal[1] if last_seal else 0
@@ -855,6 +925,9 @@ def _verify_tree(
             "it was inserted behind the sealer",
             seals=seal_count,
         )
+    if not check:
+        unsealed = ConsentEvent.objects.filter(id__gt=barrier).count()
+        return Verdict(True, walk.count, unsealed=unsealed, seals=seal_count)
     unsealed = 0
     for row in _unsealed_rows(barrier, chunk_size):
         problem = _event_problem(row, notices, policies, walk)
@@ -862,6 +935,101 @@ def _verify_tree(
             return Verdict(False, walk.count, f"{problem} (not sealed yet)", seals=seal_count)
         unsealed += 1
     return Verdict(True, walk.count, unsealed=unsealed, seals=seal_count)
+
+
+# PostgreSQL computes SHA-256 itself: the events' hashes (format 2) are checked
+# in one statement, the same fields joined as event_hash() joins them.
+_SQL_EVENT_HASH = """
+encode(sha256(convert_to(concat_ws(chr(31),
+    'clareza-event-v2',
+    e.uuid::text,
+    e.subject_id::text,
+    e.purpose_id::text,
+    coalesce(n.hash, ''),
+    coalesce(e.policy_version_id::text, ''),
+    coalesce(p.hash, ''),
+    e.decision,
+    e.method,
+    to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    e.ip_truncated,
+    e.user_agent_family,
+    CASE WHEN e.gpc_signal THEN 'gpc' ELSE '' END
+), 'UTF8')), 'hex')
+"""
+
+_SQL_CHANGED_EVENT = f"""
+SELECT e.uuid FROM consents_consentevent e
+LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
+LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
+WHERE e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
+ORDER BY e.id LIMIT 1
+"""  # noqa: S608 (constant SQL)
+
+
+def event_hash_in_sql(event_id: int) -> str:
+    """The database's own hash of one event (format 2): a test keeps it equal
+    to event_hash()."""
+    notices, _ = _verified_notice_hashes()
+    policies = policy_hashes()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_SQL_EVENT_HASH} FROM consents_consentevent e "  # noqa: S608
+            "LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id "
+            "LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) "
+            "ON p.id = e.policy_version_id WHERE e.id = %s",
+            [*_arrays(notices), *_arrays(policies), event_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def _arrays(hashes: dict[int, str]) -> tuple[list[int], list[str]]:
+    return list(hashes), list(hashes.values())
+
+
+def _pg_event_problem(notices: dict[int, str], policies: dict[int, str]) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_CHANGED_EVENT, [*_arrays(notices), *_arrays(policies)])
+        row = cursor.fetchone()
+    if row is None:
+        return ""
+    place = LedgerLeaf.objects.filter(event__uuid=row[0]).values_list("seq", flat=True).first()
+    where = f"leaf #{place}" if place else "not sealed yet"
+    return f"event {row[0]}: its content was changed ({where})"
+
+
+def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
+    """The events of the old hash chain (format 1), checked in Python: each
+    hash covers the one before it."""
+    walk = _Walk()
+    last = 0
+    while True:
+        chunk = _fetch(
+            f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
+            "WHERE e.prev_hash <> '' AND e.id > %s ORDER BY e.id LIMIT %s",
+            [last, chunk_size],
+        )
+        if not chunk:
+            return ""
+        for row in chunk:
+            problem = _event_problem(row, notices, {}, walk)
+            if problem:
+                return problem
+        last = chunk[-1][1]
+
+
+def _pg_leaf_hashes() -> Iterator[tuple[int, int | None, bytes]]:
+    """(place, event id, leaf hash) in tree order over one COPY stream, the
+    leaf hashes computed by the database: memory stays flat."""
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with raw.copy(
+            "COPY (SELECT l.seq, e.id, sha256('\\x00'::bytea || decode(e.hash, 'hex')) "
+            "FROM consents_ledgerleaf l LEFT JOIN consents_consentevent e ON e.id = l.event_id "
+            "ORDER BY l.seq) TO STDOUT (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "int8", "bytea"])
+            for place, event_id, leaf in copy.rows():
+                yield place, event_id, bytes(leaf) if leaf is not None else b""
 
 
 def _state_problem() -> str:
