@@ -449,5 +449,6 @@ def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
             "retention_days": event.notice.content.get("retention_days"),
             "signed_at": datetime.fromtimestamp(claims["consentTimestamp"], tz=UTC),
             "key_id": receipts.signing_key().kid,
+            "site_url": settings.SITE_URL,
         },
     )
