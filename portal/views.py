@@ -105,7 +105,8 @@ def health(request: HttpRequest) -> JsonResponse:
     alerts on "status", not only on the HTTP code."""
     checks = {"database": _check_database(), "cache": _check_cache()}
     if checks["database"] == "ok":
-        # A head that does not verify stops every decision: say so loudly.
+        # A seal that does not verify stops the sealer; decisions waiting too
+        # long to be sealed mean the beat is not running: say so loudly.
         checks["ledger"] = _check_ledger()
     if settings.REDIS_URL:
         checks["redis"] = _check_redis()
