@@ -28,7 +28,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from consents import keys
-from consents.models import LedgerCheckpoint
+from consents.models import LedgerCheckpoint, LedgerSeal
 
 CHAIN_V1 = "clareza-chain-v1"
 MERKLE_V1 = "clareza-merkle-v1"
@@ -54,7 +54,7 @@ def checkpoint_token(*, size: int, root: str, moment: datetime, format: str = ME
     return jws.serialize_compact(header, body, key)
 
 
-def checkpoint_line(checkpoint: LedgerCheckpoint) -> dict:
+def checkpoint_line(checkpoint: LedgerCheckpoint | LedgerSeal) -> dict:
     """The checkpoint as exported and published: the signed token decides, the
     other fields are there for people to read."""
     return {

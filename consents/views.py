@@ -37,6 +37,7 @@ from consents.models import (
     ConsentEvent,
     Decision,
     LedgerCheckpoint,
+    LedgerSeal,
     LegalBasis,
     Method,
     NewsletterSignup,
@@ -146,17 +147,24 @@ def jwks(request: HttpRequest) -> JsonResponse:
 
 @require_safe
 def ledger_checkpoints(request: HttpRequest) -> JsonResponse:
-    """The ledger's signed checkpoints, newest first: anyone holding one can
-    later prove that what it covers was never removed or changed."""
-    latest = LedgerCheckpoint.objects.order_by("-size")[: checkpoints.PUBLISHED]
+    """The ledger's signed checkpoints, newest first, headed by the newest
+    seal: anyone holding one can later prove that what it covers was never
+    removed or changed."""
+    latest = list(LedgerCheckpoint.objects.order_by("-size")[: checkpoints.PUBLISHED])
+    lines = [checkpoints.checkpoint_line(c) for c in latest]
+    # The newest seal too (signed the same way), so that a proof fetched just
+    # now can be compared with what is published.
+    seal = LedgerSeal.objects.order_by("-size").first()
+    if seal is not None and (not latest or seal.size > latest[0].size):
+        lines.insert(0, checkpoints.checkpoint_line(seal))
     body = {
         "ledger": settings.SITE_URL,
         "formats": list(checkpoints.FORMATS),
         "keys": settings.SITE_URL + reverse("consents:jwks"),
-        "checkpoints": [checkpoints.checkpoint_line(c) for c in latest],
+        "checkpoints": lines,
     }
     response = JsonResponse(body)
-    response["Cache-Control"] = "public, max-age=300"
+    response["Cache-Control"] = f"public, max-age={settings.LEDGER_SEAL_SECONDS}"
     return response
 
 
