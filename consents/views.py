@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -197,16 +196,14 @@ def ledger_proof(request: HttpRequest, receipt_id) -> JsonResponse:
 
 
 @require_safe
-def verify_script(request: HttpRequest) -> FileResponse:
+def verify_script(request: HttpRequest) -> HttpResponse:
     """The offline verifier: a Python script with no dependencies that checks
     a receipt, its inclusion proof and the checkpoint with the published keys."""
-    path = Path(__file__).with_name("verify_offline.py")
-    return FileResponse(
-        path.open("rb"),
-        as_attachment=True,
-        filename="clareza-verify.py",
-        content_type="text/x-python; charset=utf-8",
-    )
+    script = Path(__file__).with_name("verify_offline.py").read_bytes()
+    response = HttpResponse(script, content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="clareza-verify.py"'
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 @require_safe
