@@ -15,6 +15,7 @@ chain, which are the tree's first leaves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -178,6 +179,40 @@ def checkpoints_gather(
         for size, root, token in rows.iterator():
             take(f"the checkpoint #{size} stored in the database", {"root": root, "token": token})
     return sorted(trusted.values()), untrusted
+
+
+def newest_checkpoint() -> Checkpoint | None:
+    """The largest trusted checkpoint among the one stored last and the last
+    line of LEDGER_CHECKPOINT_FILE (read from its end: the file only grows)."""
+    jwks = KeySet(list(keys.keyring().keys.values()))
+    found = []
+    stored = LedgerCheckpoint.objects.order_by("-size").values_list("token", flat=True).first()
+    candidates = [
+        ("the last stored checkpoint", {"token": stored} if stored else None),
+        ("the last exported checkpoint", _last_line(Path(settings.LEDGER_CHECKPOINT_FILE))),
+    ]
+    for source, line in candidates:
+        if line is None:
+            continue
+        # A forged one anchors nothing (verify_ledger names it).
+        with contextlib.suppress(UntrustedCheckpoint):
+            found.append(checkpoint_read(line, source=source, jwks=jwks))
+    return max(found, key=lambda c: c.size, default=None)
+
+
+def _last_line(path: Path) -> dict | None:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            tail = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return None
+    try:
+        line = json.loads(tail[-1]) if tail else None
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) else None
 
 
 def export_append(line: dict) -> Path:

@@ -329,6 +329,11 @@ def seal(*, batch: int = SEAL_BATCH) -> SealOutcome:
             rows = _unsealed(after, barrier, batch)
             if not rows:
                 return SealOutcome(newest, sealed)
+            if not sealed:
+                # Never sign a tree that a checkpoint kept outside contradicts.
+                problem = anchor_problem(frontier.size)
+                if problem:
+                    raise LedgerIntegrityError(problem)
             last_id = rows[-1][0]
             start = frontier.size
             _insert_leaves(start, after, last_id)
@@ -482,6 +487,42 @@ def inclusion_proof(event: ConsentEvent, *, size: int | None = None) -> Inclusio
     return InclusionProof(index, target.size, [p.hex() for p in path], target.token)
 
 
+@dataclass(frozen=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    proof: list[str]
+    first_token: str
+    second_token: str
+
+    def as_dict(self) -> dict:
+        return {
+            "format": checkpoints_module.MERKLE_V1,
+            "first": self.first,
+            "second": self.second,
+            "proof": self.proof,
+            "firstCheckpoint": self.first_token,
+            "secondCheckpoint": self.second_token,
+        }
+
+
+def consistency_proof(first: int, second: int | None = None) -> ConsistencyProof | None:
+    """RFC 9162 proof that the tree signed at `first` events is the beginning
+    of the tree signed at `second` (the newest seal by default): nothing
+    before `first` was changed since. None when either is not a seal's size."""
+    seals = LedgerSeal.objects.order_by("-size")
+    newer = seals.filter(size=second).first() if second is not None else seals.first()
+    older = seals.filter(size=first).first()
+    if newer is None or older is None or older.size > newer.size:
+        return None
+    ranges = merkle.consistency_ranges(older.size, newer.size)
+    nodes = perfect_subtrees(merkle.perfect_needed(ranges), newer.size)
+    path = merkle.consistency_proof(older.size, newer.size, lambda level, i: nodes[(level, i)])
+    return ConsistencyProof(
+        older.size, newer.size, [p.hex() for p in path], older.token, newer.token
+    )
+
+
 def root_at(size: int) -> str:
     """The root of the tree of the first `size` leaves, from the stored nodes
     and at most one block of leaves (a checkpoint's consistency with today)."""
@@ -493,10 +534,15 @@ def root_at(size: int) -> str:
 
 
 def extends_problem(checkpoint) -> str:
-    """Whether today's tree still holds the tree `checkpoint` signed, or ""."""
+    """Whether today's tree still holds the tree `checkpoint` (a stored
+    LedgerCheckpoint, or a checkpoints.Checkpoint) signed, or "". The size of
+    the tree is not checked here: see anchor_problem."""
     if checkpoint.size == 0:
         return ""
-    if checkpoint.token and _format_of(checkpoint.token) == checkpoints_module.CHAIN_V1:
+    format_ = getattr(checkpoint, "format", None)
+    if format_ is None:
+        format_ = _format_of(checkpoint.token)
+    if format_ == checkpoints_module.CHAIN_V1:
         found = (
             LedgerLeaf.objects.filter(seq=checkpoint.size)
             .values_list("event__hash", flat=True)
@@ -517,6 +563,21 @@ def _format_of(token: str) -> str:
         return checkpoints_module.checkpoint_verify(token, source="").format
     except checkpoints_module.UntrustedCheckpoint:
         return ""
+
+
+def anchor_problem(size: int) -> str:
+    """Whether a tree of `size` leaves contradicts the newest checkpoint: the
+    one stored and the last line exported to LEDGER_CHECKPOINT_FILE, which
+    someone who rewrote the database may not have reached. "" when it agrees."""
+    newest = checkpoints_module.newest_checkpoint()
+    if newest is None:
+        return ""
+    if newest.size > size:
+        return (
+            f"{newest.source} covers {newest.size} events but the tree holds {size}: "
+            "the ledger was rolled back or wiped"
+        )
+    return extends_problem(newest)
 
 
 # Verifying

@@ -130,6 +130,8 @@ def _ledger_position(event: ConsentEvent, site: str) -> dict:
         "ledgerHash": event.hash,
         "inclusionProof": proof.as_dict() if proof else None,
         "proofUrl": site + reverse("consents:ledger_proof", args=[event.uuid]),
+        # RFC 9162 consistency proofs between two signed sizes (?first=&second=).
+        "consistencyUrl": site + reverse("consents:ledger_consistency"),
         # The signed checkpoint that covers this event, once there is one; the
         # list (and so any later one) is at ledgerCheckpoints.
         "ledgerCheckpoints": site + reverse("consents:ledger_checkpoints"),

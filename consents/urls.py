@@ -16,6 +16,7 @@ urlpatterns = [
         name="ledger_checkpoints",
     ),
     path("ledger/proofs/<uuid:receipt_id>.json", views.ledger_proof, name="ledger_proof"),
+    path("ledger/consistency.json", views.ledger_consistency, name="ledger_consistency"),
     path("ledger/clareza-verify.py", views.verify_script, name="verify_script"),
     path(".well-known/gpc.json", views.gpc_json, name="gpc_json"),
     path("newsletter/", views.newsletter, name="newsletter"),

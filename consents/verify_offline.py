@@ -66,6 +66,7 @@ class BadInput(Exception):
 # --- Merkle tree (RFC 9162 2.1), the same lines as consents/merkle.py --------
 
 HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -102,6 +103,43 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], roo
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+def verify_consistency(
+    m: int, n: int, old_root: bytes, new_root: bytes, proof: list[bytes]
+) -> bool:
+    """RFC 9162 2.1.4.2 for 0 < m < n. For m == n the proof must be empty and
+    the roots equal; for m == 0, empty, with old_root the empty tree's."""
+    if not 0 <= m <= n or not _all_hashes([old_root, new_root, *proof]):
+        return False
+    if m == 0:
+        return not proof and old_root == EMPTY_ROOT
+    if m == n:
+        return not proof and old_root == new_root
+    if not proof:
+        return False
+    path = list(proof)
+    if m & (m - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = m - 1, n - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == old_root and sr == new_root and sn == 0
 
 
 # --- ECDSA P-256 with SHA-256 (FIPS 186-4; JWS ES256, RFC 7518 3.4) ---------
@@ -487,14 +525,72 @@ def check(args: argparse.Namespace, report: Report) -> None:
         )
     report.ok(f"The checkpoint is for the ledger of {controller}, the controller on the receipt.")
 
-    if args.checkpoints:
-        published = _published_merkle_checkpoints(args.checkpoints)
-        _check_published(published, checkpoint_token, checkpoint, jwks, report)
-    else:
+    published = _published_merkle_checkpoints(args.checkpoints) if args.checkpoints else None
+    if published is not None:
+        # With a consistency proof, the later checkpoint is the one that must be
+        # published; the receipt's may have left the list (never with another root).
+        _check_published(
+            published,
+            checkpoint_token,
+            checkpoint,
+            jwks,
+            report,
+            listed=not args.consistency,
+            consistency_url=receipt.get("consistencyUrl"),
+        )
+    if args.consistency:
+        later = _check_consistency(args.consistency, checkpoint, jwks, report)
+        if published is not None:
+            _check_published(published, later[0], later[1], jwks, report)
+    if published is None:
         report.info(
             "Not compared with the published checkpoints; to do so, add --checkpoints "
             f"{controller}/.well-known/clareza-ledger-checkpoints.json"
         )
+
+
+def _check_consistency(
+    source: str, checkpoint: dict, jwks: dict, report: Report
+) -> tuple[str, dict]:
+    """The receipt's checkpoint is the beginning of a later signed ledger
+    (RFC 9162 consistency proof): the decision is still there. Returns the
+    later checkpoint (token, payload)."""
+    document = read_json(source, "consistency proof")
+    if not isinstance(document, dict):
+        raise BadInput(f"the consistency proof at {source} is not a JSON object")
+    first, second = document.get("first"), document.get("second")
+    if not (_is_count(first) and _is_count(second)):
+        raise Failure("the consistency proof does not name two ledger sizes")
+    if first != checkpoint["size"]:
+        raise Failure(
+            f"the consistency proof starts from a ledger of {first} events, but the receipt's "
+            f"checkpoint is of {checkpoint['size']}: ask for ?first={checkpoint['size']}"
+        )
+    later_token = document.get("secondCheckpoint")
+    later_header, later = jws_verify(
+        later_token, jwks, "later checkpoint", {"typ": CHECKPOINT_TYPE}
+    )
+    later_root = _hash_from_hex(later.get("root"))
+    if later.get("format") != MERKLE_FORMAT or later.get("size") != second or later_root is None:
+        raise Failure("the later checkpoint does not sign the size the consistency proof names")
+    if later.get("ledger") != checkpoint.get("ledger"):
+        raise Failure("the later checkpoint is for another ledger")
+    proof = document.get("proof")
+    path = [_hash_from_hex(item) for item in proof] if isinstance(proof, list) else [None]
+    if any(item is None for item in path):
+        raise Failure("the consistency proof's hashes are not 64-digit hexadecimal hashes")
+    old_root = _hash_from_hex(checkpoint.get("root"))
+    if not verify_consistency(first, second, old_root, later_root, path):
+        raise Failure(
+            f"the ledger signed at {second} events does not begin with the one signed at "
+            f"{first} events: it was rewritten since the receipt's checkpoint"
+        )
+    report.ok(
+        f"The ledger signed later (key {later_header['kid']}: {second} events at "
+        f"{later.get('time')}) begins with the receipt's checkpoint: nothing before it "
+        "was changed since."
+    )
+    return later_token, later
 
 
 def _published_merkle_checkpoints(source: str) -> list[tuple[str, dict]]:
@@ -513,12 +609,19 @@ def _published_merkle_checkpoints(source: str) -> list[tuple[str, dict]]:
 
 
 def _check_published(
-    published: list[tuple[str, dict]], token: str, checkpoint: dict, jwks: dict, report: Report
+    published: list[tuple[str, dict]],
+    token: str,
+    checkpoint: dict,
+    jwks: dict,
+    report: Report,
+    *,
+    listed: bool = True,
+    consistency_url: object = None,
 ) -> None:
     """The signed tokens decide, not the list's plain fields. The same size with
     another root, signed by the controller, proves two different histories."""
     size, root = checkpoint["size"], checkpoint["root"].lower()
-    listed = False
+    found = False
     for other_token, payload in published:
         if payload.get("size") != size:
             continue
@@ -540,12 +643,20 @@ def _check_published(
                 "different histories to different people; keep this receipt, the proof and the "
                 "published list as evidence"
             )
-        listed = True
-    if not listed:
+        found = True
+    if not found and not listed:
+        report.info(
+            f"This checkpoint ({size} events) is no longer in the published list, and none "
+            "there gives another root for its size."
+        )
+        return
+    if not found:
+        where = consistency_url if isinstance(consistency_url, str) else "<consistencyUrl>"
         raise Failure(
             f"this checkpoint ({size} events, root {root}) is not among the "
             f"{len(published)} published Merkle checkpoints; a fresh proof from the "
-            "receipt's proofUrl proves against a newer one"
+            "receipt's proofUrl proves against a newer one, or run again with "
+            f"--consistency {where}?first={size}"
         )
     report.ok(
         f"The checkpoint is among the {len(published)} published Merkle checkpoints, and "
@@ -569,6 +680,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--proof", metavar="FILE_OR_URL", help="a fresh proof (the proofUrl)")
     parser.add_argument(
         "--checkpoints", metavar="FILE_OR_URL", help="the published ledger checkpoints"
+    )
+    parser.add_argument(
+        "--consistency",
+        metavar="FILE_OR_URL",
+        help="a consistency proof from the receipt's checkpoint to a later one "
+        "(the receipt's consistencyUrl with ?first=<the checkpoint's size>)",
     )
     return parser
 

@@ -196,6 +196,27 @@ def ledger_proof(request: HttpRequest, receipt_id) -> JsonResponse:
 
 
 @require_safe
+def ledger_consistency(request: HttpRequest) -> JsonResponse:
+    """The proof that the ledger signed at `?first=` events is the beginning
+    of the one signed at `?second=` (the newest seal when absent): what was
+    proved against an older checkpoint still stands in the newer one."""
+    first, second = request.GET.get("first", ""), request.GET.get("second")
+    if not first.isdigit() or (second is not None and not second.isdigit()):
+        return JsonResponse(
+            {"error": "first (and second, if given) must be whole numbers of events."}, status=400
+        )
+    proof = ledger.consistency_proof(int(first), int(second) if second else None)
+    if proof is None:
+        return JsonResponse(
+            {"error": "The ledger has no pair of seals of these sizes, the first no larger."},
+            status=404,
+        )
+    response = JsonResponse(proof.as_dict())
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@require_safe
 def verify_script(request: HttpRequest) -> HttpResponse:
     """The offline verifier: a Python script with no dependencies that checks
     a receipt, its inclusion proof and the checkpoint with the published keys."""

@@ -489,6 +489,60 @@ def test_a_checkpoint_missing_from_the_published_list_fails(ledger, run):
     assert "is not among the 1 published Merkle checkpoints" in last_line(out)
 
 
+# A consistency proof: the receipt's checkpoint is the start of a later one ----
+
+
+def consistency(ledger, old_size: int, **changes) -> dict:
+    proof = merkle.consistency_proof(
+        old_size, ledger.frontier.size, lambda lv, ix: ledger.nodes[lv, ix]
+    )
+    return {
+        "format": "clareza-merkle-v1",
+        "first": old_size,
+        "second": ledger.frontier.size,
+        "proof": [h.hex() for h in proof],
+        "secondCheckpoint": ledger.checkpoint(),
+        **changes,
+    }
+
+
+def test_a_receipt_whose_checkpoint_left_the_list_passes_with_a_consistency_proof(
+    ledger, run, tmp_path
+):
+    receipt = signed_receipt(ledger.receipt(4, ledger.proof(4)))  # proved against 13
+    ledger.grow(30)
+    listed = published_list(ledger.checkpoint())  # only the newer one is published
+    document = write(tmp_path, "consistency.json", consistency(ledger, 13))
+    status, out, _ = run(receipt, published=listed, extra=["--consistency", document])
+    assert status == 0, out
+    assert "no longer in the published list" in out
+    assert "OK    The ledger signed later (key k1: 30 events" in out
+    assert "begins with the receipt's checkpoint" in out
+    assert last_line(out) == "PASS  Every check passed."
+
+
+def test_a_consistency_proof_to_a_rewritten_ledger_fails(ledger, run, tmp_path):
+    receipt = signed_receipt(ledger.receipt(4, ledger.proof(4)))
+    rewritten = Ledger(30)  # another history of 30 events, signed by the same key
+    document = consistency(rewritten, 13)
+    status, out, _ = run(
+        receipt, extra=["--consistency", write(tmp_path, "consistency.json", document)]
+    )
+    assert status == 1
+    assert "does not begin with the one signed at 13 events" in last_line(out)
+
+
+def test_a_consistency_proof_from_another_size_is_refused(ledger, run, tmp_path):
+    receipt = signed_receipt(ledger.receipt(4, ledger.proof(4)))
+    ledger.grow(30)
+    document = consistency(ledger, 16)
+    status, out, _ = run(
+        receipt, extra=["--consistency", write(tmp_path, "consistency.json", document)]
+    )
+    assert status == 1
+    assert "ask for ?first=13" in last_line(out)
+
+
 # Unreadable input and bad usage: status 2, no traceback ----------------------
 
 
@@ -588,9 +642,10 @@ def test_it_imports_only_the_standard_library_and_parses_as_python_3_9():
 
 
 def test_its_merkle_lines_are_those_of_consents_merkle():
-    for name in ("leaf_hash", "node_hash", "_all_hashes", "verify_inclusion"):
+    for name in ("leaf_hash", "node_hash", "_all_hashes", "verify_inclusion", "verify_consistency"):
         assert inspect.getsource(getattr(vo, name)) == inspect.getsource(getattr(merkle, name))
     assert vo.HASH_SIZE == merkle.HASH_SIZE
+    assert vo.EMPTY_ROOT == merkle.EMPTY_ROOT
 
 
 def test_its_merkle_verification_agrees_with_consents_merkle_on_random_trees():
