@@ -167,6 +167,13 @@ def ledger_checkpoints(request: HttpRequest) -> JsonResponse:
     return response
 
 
+def _count(value: str | None) -> int | None:
+    """A number of events from a query string (ASCII digits, within a bigint), or None."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
+
+
 @require_safe
 def ledger_proof(request: HttpRequest, receipt_id) -> JsonResponse:
     """The inclusion proof of one decision (by its receipt's id) against a
@@ -176,9 +183,9 @@ def ledger_proof(request: HttpRequest, receipt_id) -> JsonResponse:
     if event is None:
         return JsonResponse({"error": "No decision has this receipt id."}, status=404)
     size = request.GET.get("size")
-    if size is not None and not size.isdigit():
+    if size is not None and _count(size) is None:
         return JsonResponse({"error": "size must be a whole number of events."}, status=400)
-    proof = ledger.inclusion_proof(event, size=int(size) if size else None)
+    proof = ledger.inclusion_proof(event, size=_count(size) if size else None)
     if proof is None:
         if size:
             return JsonResponse(
@@ -201,11 +208,11 @@ def ledger_consistency(request: HttpRequest) -> JsonResponse:
     of the one signed at `?second=` (the newest seal when absent): what was
     proved against an older checkpoint still stands in the newer one."""
     first, second = request.GET.get("first", ""), request.GET.get("second")
-    if not first.isdigit() or (second is not None and not second.isdigit()):
+    if _count(first) is None or (second is not None and _count(second) is None):
         return JsonResponse(
             {"error": "first (and second, if given) must be whole numbers of events."}, status=400
         )
-    proof = ledger.consistency_proof(int(first), int(second) if second else None)
+    proof = ledger.consistency_proof(_count(first), _count(second) if second else None)
     if proof is None:
         return JsonResponse(
             {"error": "The ledger has no pair of seals of these sizes, the first no larger."},
