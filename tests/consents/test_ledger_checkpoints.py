@@ -224,10 +224,16 @@ def test_no_checkpoint_is_signed_over_a_ledger_rolled_back_behind_the_last_one(
     assert ledger.seal().seal.size == 2
     with pytest.raises(ledger.LedgerIntegrityError, match="the checkpoint #4 covers 4"):
         ledger_checkpoint_make()
-    # Decisions go on and bring the tree past 4 again: still not the tree signed.
+    # Decisions go on (never refused), but the sealer will not sign them on top
+    # of a tree smaller than the checkpoint says: nothing is sealed, nothing signed.
     decisions(purposes, 3)
-    with pytest.raises(ledger.LedgerIntegrityError, match="differ from the checkpoint #4"):
+    with pytest.raises(
+        ledger.LedgerIntegrityError,
+        match="the last stored checkpoint covers 4 events but the tree holds 2",
+    ):
         ledger_checkpoint_make()
+    assert ledger.seal_problem() == ""  # the last seal itself is genuine...
+    assert LedgerSeal.objects.order_by("-size").first().size == 2  # ...and was not extended
     assert LedgerCheckpoint.objects.count() == 1
     assert len(exported(export)) == 1
 
@@ -319,19 +325,17 @@ def test_a_rollback_to_an_earlier_seal_is_named_from_the_export(purposes, export
     intact, message = verify_output(export)
     assert not intact
     assert f"Ledger NOT intact: {rollback}" in message
-    # The sealer goes on from the genuine seal; the export keeps naming it.
-    decisions(purposes, 1)
-    ledger.seal()
+    # The sealer reads the export too: it never signs on top of the rollback,
+    # whatever decisions come in meanwhile (they are recorded, not sealed).
+    decisions(purposes, 3)
+    with pytest.raises(
+        ledger.LedgerIntegrityError,
+        match="the last exported checkpoint covers 6 events but the tree holds 4",
+    ):
+        ledger.seal()
+    assert LedgerSeal.objects.order_by("-size").first().size == 4
     intact, message = verify_output(export)
-    assert not intact and "the ledger has 5 sealed events but the checkpoint" in message
-    decisions(purposes, 2)
-    ledger.seal()
-    intact, message = verify_output(export)
-    assert not intact
-    assert (
-        f"the tree of 6 events differs from the checkpoint of {checkpoint_time(made.created_at)}"
-        in message
-    )
+    assert not intact and f"Ledger NOT intact: {rollback}" in message
 
 
 def test_a_wiped_ledger_is_named_from_the_export_even_with_the_checkpoint_table_wiped(
