@@ -30,10 +30,12 @@ Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import multiprocessing
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -392,6 +394,8 @@ def main() -> None:
     if args.events < PROOF_SMALL * 10:
         sys.exit(f"--events must be at least {PROOF_SMALL * 10}")
 
+    keys = tempfile.mkdtemp(prefix="clareza-bench-keys-")  # the bench ledger's own signing key
+    atexit.register(shutil.rmtree, keys, ignore_errors=True)
     os.environ.update(
         {
             "DEBUG": "0",
@@ -400,7 +404,7 @@ def main() -> None:
             "SITE_URL": "http://127.0.0.1",
             "SECURE_SSL_REDIRECT": "0",
             "LOG_LEVEL": "WARNING",
-            "SIGNING_KEY_DIR": tempfile.mkdtemp(prefix="clareza-bench-keys-"),
+            "SIGNING_KEY_DIR": keys,
         }
     )
     os.environ.pop("REDIS_URL", None)  # nothing here queues work: Celery stays eager
