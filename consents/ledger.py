@@ -236,13 +236,117 @@ def ledger_lock() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK])
 
 
+@dataclass(frozen=True)
+class DecisionContext:
+    notice_id: int | None  # the purpose's current (highest) notice
+    retired: bool
+    decision: str | None  # the person's current decision, if any
+
+
+_DECISION_READ = """
+SELECT
+    (SELECT n.id FROM consents_purposenotice n WHERE n.purpose_id = p.id
+     ORDER BY n.version DESC LIMIT 1),
+    p.retired_at IS NOT NULL,
+    s.decision
+FROM consents_purpose p
+LEFT JOIN consents_consentstate s ON s.purpose_id = p.id AND s.subject_id = %s
+WHERE p.id = %s
+"""
+
+
+def decision_context(*, subject_id: object, purpose_id: int) -> DecisionContext:
+    """What a decision needs to know, in one statement (after decision_lock):
+    a decision's cost is its statements, so they are few and plain."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DECISION_READ, [_prep(ConsentState, "subject_id", subject_id), purpose_id])
+        row = cursor.fetchone()
+    if row is None:
+        return DecisionContext(None, True, None)
+    return DecisionContext(row[0], bool(row[1]), row[2])
+
+
+_notices: dict[int, PurposeNotice] = {}
+
+
+def notice_by_id(pk: int) -> PurposeNotice:
+    """A notice, kept in this process once read: notices are never changed
+    (a trigger refuses it), so a copy never goes stale."""
+    notice = _notices.get(pk)
+    if notice is None:
+        notice = PurposeNotice.objects.get(pk=pk)
+        if len(_notices) >= 1000:
+            _notices.clear()
+        _notices[pk] = notice
+    return notice
+
+
+def _prep(model, name: str, value: object) -> object:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+_EVENT_COLUMNS_INSERTED = (
+    "uuid",
+    "subject_id",
+    "purpose",
+    "notice",
+    "policy_version_id",
+    "decision",
+    "method",
+    "created_at",
+    "ip_truncated",
+    "user_agent_family",
+    "gpc_signal",
+    "prev_hash",
+    "hash",
+)
+
+
 def append(*, policy_hash: str = "", **fields: object) -> ConsentEvent:
-    """Insert one event with its content hash (after decision_lock). It is
-    sealed into the tree by the next run of the sealer."""
+    """Insert one event with its content hash (after decision_lock): one plain
+    INSERT, no lock on anything shared. The sealer gives it its place in the
+    tree within LEDGER_SEAL_SECONDS."""
     event = ConsentEvent(**fields)
     event.hash = event_hash_of(event, policy_hash=policy_hash)
-    event.save(force_insert=True)
+    names = [ConsentEvent._meta.get_field(name) for name in _EVENT_COLUMNS_INSERTED]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in names)
+    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in names]
+    marks = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(
+                f"INSERT INTO consents_consentevent ({columns}) VALUES ({marks}) RETURNING id",  # noqa: S608
+                values,
+            )
+            event.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(
+                f"INSERT INTO consents_consentevent ({columns}) VALUES ({marks})",  # noqa: S608
+                values,
+            )
+            event.pk = cursor.lastrowid
+    event._state.adding = False
+    event._state.db = connection.alias
     return event
+
+
+def state_set(event: ConsentEvent) -> None:
+    """The person's current state for the event's purpose becomes the event's
+    decision (one upsert; the person's lock is held)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO consents_consentstate (subject_id, purpose_id, decision, event_id, "
+            "updated_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) "
+            "DO UPDATE SET decision = excluded.decision, event_id = excluded.event_id, "
+            "updated_at = excluded.updated_at",
+            [
+                _prep(ConsentState, "subject_id", event.subject_id),
+                event.purpose_id,
+                event.decision,
+                event.pk,
+                _prep(ConsentState, "updated_at", event.created_at),
+            ],
+        )
 
 
 # Sealing

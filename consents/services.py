@@ -474,25 +474,19 @@ def consent_record(
         # This person's decisions one at a time (the state read below is current);
         # other people's go on at once.
         ledger.decision_lock(subject_id)
-        # The highest version of this purpose's notice (an index on purpose, version).
-        current_notice = (
-            PurposeNotice.objects.select_related("purpose")
-            .filter(purpose_id=purpose.pk)
-            .order_by("-version")
-            .first()
-        )
         # Read again under the lock: the caller's copy may predate a retirement.
-        if current_notice and current_notice.purpose.retired_at and not allow_retired:
+        current = ledger.decision_context(subject_id=subject_id, purpose_id=purpose.pk)
+        if current.retired and not allow_retired:
             raise ConsentError(
                 _("“%(purpose)s” is no longer offered.") % {"purpose": purpose.display_name}
             )
-        if current_notice is None:
+        if current.notice_id is None:
             raise ConsentError(
                 _("“%(purpose)s” has no published notice yet.") % {"purpose": purpose.display_name}
             )
         if notice is None:
-            notice = current_notice
-        elif notice.pk != current_notice.pk or notice.purpose_id != purpose.pk:
+            notice = ledger.notice_by_id(current.notice_id)
+        elif notice.pk != current.notice_id or notice.purpose_id != purpose.pk:
             raise ConsentError(
                 _(
                     "The description of “%(purpose)s” changed while you were reading it. "
@@ -500,22 +494,14 @@ def consent_record(
                 )
                 % {"purpose": purpose.display_name}
             )
-        state = (
-            ConsentState.objects.select_for_update()
-            .filter(subject_id=subject_id, purpose=purpose)
-            .first()
-        )
         repeated = decision
-        decision = _effective_decision(state.decision if state else None, decision)
-        if (
-            decision is None
-            and reconfirm
-            and repeated == Decision.GRANTED
-            and _reconsent_asked(state)
-        ):
-            # Given again under a new notice or policy version: a new event. Only
-            # while it is asked: otherwise it would repeat the standing grant.
-            decision = Decision.GRANTED
+        decision = _effective_decision(current.decision, decision)
+        if decision is None and reconfirm and repeated == Decision.GRANTED:
+            state = ConsentState.objects.filter(subject_id=subject_id, purpose=purpose).first()
+            if _reconsent_asked(state):
+                # Given again under a new notice or policy version: a new event. Only
+                # while it is asked: otherwise it would repeat the standing grant.
+                decision = Decision.GRANTED
         if decision is None:
             return None
         now = timezone.now()
@@ -537,17 +523,7 @@ def consent_record(
             user_agent_family=facts.user_agent_family,
             gpc_signal=facts.gpc_signal,
         )
-        if state is None:
-            ConsentState.objects.create(
-                subject_id=subject_id,
-                purpose=purpose,
-                decision=decision,
-                event=event,
-                updated_at=now,
-            )
-        else:
-            state.decision, state.event, state.updated_at = decision, event, now
-            state.save(update_fields=["decision", "event", "updated_at"])
+        ledger.state_set(event)
         if decision == Decision.WITHDRAWN:
             # Processing ends now: data that only this purpose needed goes with it.
             personal_data.erase_unneeded(subject_id=subject_id)
