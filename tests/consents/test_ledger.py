@@ -4,20 +4,28 @@ all of it and names what was changed."""
 
 from __future__ import annotations
 
+import gc
+import importlib
+import inspect
+import signal
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
+from django.db.migrations.loader import MigrationLoader
+from django.utils.timezone import now
 
-from consents import checkpoints, ledger, merkle
+from consents import checkpoints, keys, ledger, merkle, services
 from consents.demo import seed_inventory
 from consents.models import (
     ConsentEvent,
     ConsentState,
     Decision,
+    LedgerCheckpoint,
     LedgerLeaf,
     LedgerNode,
     LedgerSeal,
@@ -464,3 +472,181 @@ def test_concurrent_decisions_and_the_sealer_keep_the_tree_valid():
     assert (verdict.count, verdict.unsealed) == (97, 0)
     assert ConsentState.objects.filter(decision=Decision.GRANTED).count() == 97
     assert Purpose.objects.count() == 7
+
+
+# Migration 0009: the hash chain of format 1 becomes the tree's first leaves
+
+MIGRATION = importlib.import_module("consents.migrations.0009_merkle_tree")
+
+
+def apps_before_sealing_the_chain():
+    """The models as migration 0009 sees them when it seals the chain."""
+    loader = MigrationLoader(connection)
+    state = loader.project_state(("consents", "0008_ledger_checkpoint"))
+    for operation in loader.get_migration("consents", "0009_merkle_tree").operations:
+        if getattr(operation, "code", None) is MIGRATION.seal_the_chain:
+            return state.apps
+        operation.state_forwards("consents", state)
+    raise AssertionError("0009 no longer seals the chain")
+
+
+def legacy_chain(purposes, count: int) -> list[ConsentEvent]:
+    """`count` events of format 1 (each a new person's grant), chained, with
+    their states, as the ledger held them before the tree."""
+    events = []
+    prev = ledger.GENESIS
+    for seq in range(1, count + 1):
+        event = ConsentEvent(
+            seq=seq,
+            subject_id=uuid.uuid4(),
+            purpose=purposes["newsletter"],
+            notice=purposes["newsletter"].notices.get(),
+            decision=Decision.GRANTED,
+            method=Method.PANEL,
+            created_at=purposes["newsletter"].created_at,
+            prev_hash=prev,
+        )
+        event.hash = ledger.event_hash_of(event)
+        event.save(force_insert=True)
+        ConsentState.objects.create(
+            subject_id=event.subject_id,
+            purpose=event.purpose,
+            decision=event.decision,
+            event=event,
+            updated_at=event.created_at,
+        )
+        events.append(event)
+        prev = event.hash
+    return events
+
+
+@pytest.fixture
+def chain_head(db):
+    """The single head row of the chain, whose table 0009 dropped, made again
+    for the test (rolled back with it)."""
+    moment = "datetime" if connection.vendor == "sqlite" else "timestamp with time zone"
+    execute(
+        "CREATE TABLE consents_ledgerhead (id smallint PRIMARY KEY, seq bigint NOT NULL, "
+        f"hash varchar(64) NOT NULL, signature varchar(200) NOT NULL, updated_at {moment} NOT NULL)"
+    )
+    apps = apps_before_sealing_the_chain()
+    head_model = apps.get_model("consents", "LedgerHead")
+
+    def write(seq: int, hash_: str, signature: str | None = None):
+        if signature is None:
+            signature = keys.sign(f"clareza-ledger-head:{seq}:{hash_}".encode())
+        head_model.objects.update_or_create(
+            pk=1, defaults={"seq": seq, "hash": hash_, "signature": signature, "updated_at": now()}
+        )
+
+    return apps, write
+
+
+def test_the_migration_seals_a_verified_chain_as_the_trees_first_leaves(purposes, chain_head):
+    apps, write_head = chain_head
+    events = legacy_chain(purposes, 3)
+    write_head(3, events[-1].hash)
+    MIGRATION.seal_the_chain(apps, None)
+    assert list(LedgerLeaf.objects.order_by("seq").values_list("seq", "event_id")) == [
+        (e.seq, e.pk) for e in events
+    ]
+    seal = LedgerSeal.objects.get()
+    assert (seal.size, seal.last_event_id) == (3, events[-1].pk)
+    assert seal.root == tree_root([e.hash for e in events])
+    assert checkpoints.checkpoint_verify(seal.token, source="test").root == seal.root
+    verdict = ledger.verify()
+    assert verdict.intact and verdict.count == 3, verdict.problem
+    # Decisions of format 2 follow the chain in the same tree.
+    later = record(purposes, uuid.uuid4(), "recommendations")
+    assert ledger.seal().seal.root == tree_root([*(e.hash for e in events), later.hash])
+    verdict = ledger.verify()
+    assert verdict.intact and verdict.count == 4, verdict.problem
+    # A chain event rewritten after the migration is named.
+    drop_event_triggers()
+    ConsentEvent.objects.filter(pk=events[1].pk).update(decision=Decision.REFUSED)
+    ConsentState.objects.filter(event=events[1]).update(decision=Decision.REFUSED)
+    intact, message = verify_output()
+    assert not intact and f"event {events[1].uuid}" in message
+
+
+@contextmanager
+def fails_instead_of_hanging(seconds: int = 20):
+    """A deadlock guard, not a speed test: a wait that never ends fails the
+    test instead of hanging the suite. The ledger's suspended generators (a
+    COPY stream holds the connection's lock) are closed first, so that the
+    transaction can still be rolled back."""
+
+    def stuck(signum, frame):
+        for obj in gc.get_objects():
+            if (
+                inspect.isgenerator(obj)
+                and obj.gi_frame is not None
+                and not obj.gi_running
+                and obj.gi_code.co_filename == ledger.__file__
+            ):
+                obj.close()
+        raise AssertionError(f"still waiting after {seconds} s: a deadlock")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_checkpoint_of_the_chain_still_anchors_the_tree(purposes, chain_head, settings, tmp_path):
+    """Checkpoints exported before the migration (format clareza-chain-v1)
+    keep naming a rewrite of the chain, and the tree extends them."""
+    settings.LEDGER_CHECKPOINT_FILE = tmp_path / "checkpoints.jsonl"
+    apps, write_head = chain_head
+    events = legacy_chain(purposes, 3)
+    write_head(3, events[-1].hash)
+    LedgerCheckpoint.objects.create(
+        size=2,
+        root=events[1].hash,
+        token=checkpoints.checkpoint_token(
+            size=2, root=events[1].hash, moment=now(), format=checkpoints.CHAIN_V1
+        ),
+    )
+    MIGRATION.seal_the_chain(apps, None)
+    with fails_instead_of_hanging():
+        verdict = ledger.verify()
+    assert verdict.intact and (verdict.count, verdict.checkpoints) == (3, 1), verdict.problem
+    record(purposes, uuid.uuid4(), "recommendations")
+    assert services.ledger_checkpoint_make().size == 4  # extends the chain's checkpoint
+    with fails_instead_of_hanging():
+        verdict = ledger.verify()
+    assert verdict.intact and (verdict.count, verdict.checkpoints) == (4, 2), verdict.problem
+
+
+def test_the_migration_refuses_a_chain_whose_head_does_not_verify(purposes, chain_head):
+    apps, write_head = chain_head
+    events = legacy_chain(purposes, 3)
+    # Event #3 cut off and the head set back to #2, without the key.
+    write_head(
+        2, events[1].hash, signature=keys.sign(f"clareza-ledger-head:3:{events[2].hash}".encode())
+    )
+    with pytest.raises(RuntimeError, match="does not verify or does not name the last event"):
+        MIGRATION.seal_the_chain(apps, None)
+    # A genuine head that does not name the last event (one slipped in after it).
+    write_head(2, events[1].hash)
+    with pytest.raises(RuntimeError, match="does not verify or does not name the last event"):
+        MIGRATION.seal_the_chain(apps, None)
+    assert not LedgerLeaf.objects.exists() and not LedgerSeal.objects.exists()
+
+
+def test_the_migration_refuses_a_chain_without_its_head(purposes, chain_head):
+    apps, _ = chain_head
+    legacy_chain(purposes, 2)
+    with pytest.raises(RuntimeError, match="chain head is missing"):
+        MIGRATION.seal_the_chain(apps, None)
+    assert not LedgerSeal.objects.exists()
+
+
+def test_the_migration_has_nothing_to_seal_on_an_empty_ledger(chain_head):
+    apps, _ = chain_head
+    MIGRATION.seal_the_chain(apps, None)
+    assert not LedgerSeal.objects.exists()
+    assert ledger.seal() == ledger.SealOutcome(None, 0)

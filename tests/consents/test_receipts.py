@@ -15,8 +15,9 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
 from consents import checkpoints, ledger, merkle, services
-from consents.models import Decision, LedgerCheckpoint, Method
+from consents.models import Decision, LedgerCheckpoint, Method, PurposeNotice
 from consents.receipts import receipt_verify
+from tests.consents.ledger_support import NOTICES, drop_append_only_triggers
 
 
 def decide(user, purpose, decision=Decision.GRANTED):
@@ -335,3 +336,22 @@ def test_inclusion_proofs_hold_across_stored_blocks_and_the_ragged_edge(purposes
         assert (proof["leafIndex"], proof["treeSize"]) == (index, size)
         assert proves(proof, events[index].hash, seal.root), index
         assert not proves(proof, events[index - 1].hash, seal.root), index
+
+
+def test_no_receipt_is_signed_over_a_notice_rewritten_in_the_database(client, customer, purposes):
+    """Issue 9, item 3: someone with database access rewrites the text a
+    person was shown. A receipt downloaded afterwards must not carry the
+    portal's signature over the forged text."""
+    event = decide(customer, purposes["ad-partners"])
+    ledger.seal()
+    notice = event.notice
+    forged = {**notice.content, "en": {**notice.content["en"], "name": "Product news"}}
+    drop_append_only_triggers(*NOTICES)
+    PurposeNotice.objects.filter(pk=notice.pk).update(content=forged)
+    client.force_login(customer)
+    response = client.get(receipt_url(event))
+    if response.status_code == 200:
+        payload = receipt_verify(response.content.decode(), published_jwks(client))
+        assert payload["services"][0]["purposes"][0]["purpose"] != "Product news"
+    else:
+        assert response.status_code >= 400  # refused, whatever the way
