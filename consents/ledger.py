@@ -160,7 +160,8 @@ def event_hash_of(event: ConsentEvent, *, policy_hash: str | None = None) -> str
             gpc_signal=event.gpc_signal,
         )
     if policy_hash is None:
-        policy_hash = policy_hashes().get(event.policy_version_id, "")
+        versions = [event.policy_version_id] if event.policy_version_id is not None else []
+        policy_hash = policy_hashes(versions).get(event.policy_version_id, "")
     return event_hash(
         uuid=event.uuid,
         subject_id=event.subject_id,
@@ -189,19 +190,35 @@ _policy_hashes_provider = None
 
 
 def set_policy_hashes_provider(provider) -> None:
-    """`provider()` returns ({version id: hash recomputed from its text}, problem)."""
+    """`provider(ids=None)` returns ({version id: hash recomputed from its
+    text}, problem), for every published version or for `ids`."""
     global _policy_hashes_provider
     _policy_hashes_provider = provider
 
 
-def _policy_hashes_checked() -> tuple[dict[int, str], str]:
+def _policy_hashes_checked(ids=None) -> tuple[dict[int, str], str]:
     if _policy_hashes_provider is None:
         return {}, ""
-    return _policy_hashes_provider()
+    return _policy_hashes_provider(ids)
 
 
-def policy_hashes() -> dict[int, str]:
-    return _policy_hashes_checked()[0]
+def policy_hashes(ids=None) -> dict[int, str]:
+    """{published policy version id: the hash of its text, recomputed}, for
+    every version or for `ids`."""
+    return _policy_hashes_checked(ids)[0]
+
+
+def event_intact(event: ConsentEvent) -> bool:
+    """The event's notice still holds the text its hash was taken from, and
+    the event's own hash still covers what the row says (before a receipt is
+    signed for it: the portal never signs a forged text)."""
+    notice = event.notice
+    candidates = [notice_content_hash(notice.content)] + [
+        notice_content_hash({"revert_of": v, **notice.content}) for v in range(1, notice.version)
+    ]
+    if not any(hmac.compare_digest(notice.content_hash, c) for c in candidates):
+        return False
+    return hmac.compare_digest(event_hash_of(event), event.hash)
 
 
 class LedgerIntegrityError(Exception):
@@ -705,6 +722,7 @@ class _Anchor:
     time: str
     kind: str  # "seal", "checkpoint" (Merkle) or "chain" (format 1 checkpoint)
     source: str = ""
+    root_found: str = ""  # a chain checkpoint: the stored hash of event #size
 
 
 def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
@@ -878,7 +896,11 @@ class _Walk:
     matched: int = 0  # the size of the last anchor that matched
     chain_prev: str = GENESIS
     last_id: int = 0
-    hashes: dict[int, str] = field(default_factory=dict)  # the leaves' event hashes at anchor sizes
+    changed_event: tuple[int, int] | None = None  # (id, place) the database found changed
+    # The complete subtrees of NODE_LEVEL and up, as recomputed: the stored ones
+    # must be the same (an inclusion proof is read from them). One per 2**NODE_LEVEL
+    # leaves: a few thousand for a million events.
+    nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
 
 def _event_problem(row: tuple, notices: dict[int, str], policies: dict[int, str], walk) -> str:
@@ -939,17 +961,34 @@ def _verify_tree(
     if forged:
         return Verdict(False, 0, forged)
     walk = _Walk()
+    # Read before the stream opens: no other query may run on the connection
+    # while a COPY is under way.
+    for anchor in anchors:
+        if anchor.kind == "chain":
+            anchor.root_found = _chain_hash_at(anchor.size)
     fast = connection.vendor == "postgresql"
     if fast:
-        problem = _pg_event_problem(notices, policies) or _chain_problem(notices, chunk_size)
+        problem = _chain_problem(notices, chunk_size)
         if problem:
             return Verdict(False, 0, problem, seals=seal_count)
-        leaves = _pg_leaf_hashes()
+        leaves = _pg_leaf_hashes(notices, policies, walk)
     else:
         leaves = _checked_leaf_hashes(notices, policies, chunk_size, walk)
-    verdict = _walk_tree(leaves, anchors, walk, seal_count)
+    try:
+        verdict = _walk_tree(leaves, anchors, walk, seal_count)
+    finally:
+        leaves.close()  # ends the stream, wherever the walk stopped
+    if walk.changed_event is not None:
+        uuid = ConsentEvent.objects.filter(pk=walk.changed_event[0]).values_list("uuid", flat=True)
+        walk.problem = (
+            f"event {uuid.first()}: its content was changed (leaf #{walk.changed_event[1]})"
+        )
+        return Verdict(False, walk.count, walk.problem, seals=seal_count)
     if verdict is not None:
         return verdict
+    problem = _nodes_problem(walk.nodes)
+    if problem:
+        return Verdict(False, walk.count, problem, seals=seal_count)
     return _beyond_the_tree(notices, policies, chunk_size, walk, seal_count, check=not fast)
 
 
@@ -983,6 +1022,12 @@ def _walk_tree(
             walk.mismatch = anchor
         anchor = next(pending, None)
     extend = frontier.extend
+    nodes = walk.nodes
+
+    def keep(level: int, index: int, digest: bytes) -> None:
+        if level >= NODE_LEVEL:
+            nodes[level, index] = digest
+
     batch: list[bytes] = []
     last_id = 0
     place = 0
@@ -1000,22 +1045,22 @@ def _walk_tree(
         last_id = event_id
         batch.append(leaf)
         if anchor is not None and anchor.size == place:
-            extend(batch, _ignore)
+            extend(batch, keep)
             batch.clear()
             while anchor is not None and anchor.size == place:
                 if walk.mismatch is None:
-                    root = (
-                        _chain_hash_at(place) if anchor.kind == "chain" else frontier.root().hex()
-                    )
+                    chain = anchor.kind == "chain"
+                    root = anchor.root_found if chain else frontier.root().hex()
                     if hmac.compare_digest(anchor.root, root):
                         walk.matched = place
                     else:
                         walk.mismatch = anchor
                 anchor = next(pending, None)
         elif len(batch) >= 4096:
-            extend(batch, _ignore)
+            extend(batch, keep)
             batch.clear()
     else:
+        extend(batch, keep)  # the last leaves complete the last subtrees
         walk.count += 1  # every leaf verified: count as if the next one had been read
     walk.count -= 1
     walk.last_id = last_id
@@ -1043,8 +1088,24 @@ def _walk_tree(
     return None
 
 
-def _ignore(level: int, index: int, digest: bytes) -> None:
-    """Completed subtrees are not needed while verifying: only roots are."""
+def _nodes_problem(computed: dict[tuple[int, int], bytes]) -> str:
+    """The stored subtrees are exactly those the leaves give: a rewritten one
+    would make inclusion proofs fail against the signed root."""
+    stored = 0
+    rows = LedgerNode.objects.order_by("level", "index").values_list("level", "index", "hash")
+    for level, index, digest in rows.iterator(chunk_size=5000):
+        stored += 1
+        if computed.get((level, index)) != bytes.fromhex(digest):
+            return (
+                f"the stored subtree {level}/{index} of the tree differs from its leaves: "
+                "it was rewritten (inclusion proofs read from it fail)"
+            )
+    if stored != len(computed):
+        return (
+            f"the tree has {len(computed)} complete subtrees of {BLOCK} leaves and up, "
+            f"but {stored} are stored: some were deleted or added"
+        )
+    return ""
 
 
 def _chain_hash_at(place: int) -> str:
@@ -1091,6 +1152,9 @@ def _beyond_the_tree(
             seals=seal_count,
         )
     if not check:
+        problem = _pg_event_problem(notices, policies, after=barrier)
+        if problem:
+            return Verdict(False, walk.count, problem, seals=seal_count)
         unsealed = ConsentEvent.objects.filter(id__gt=barrier).count()
         return Verdict(True, walk.count, unsealed=unsealed, seals=seal_count)
     unsealed = 0
@@ -1126,7 +1190,7 @@ _SQL_CHANGED_EVENT = f"""
 SELECT e.uuid FROM consents_consentevent e
 LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
 LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
-WHERE e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
+WHERE e.id > %s AND e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
 ORDER BY e.id LIMIT 1
 """  # noqa: S608 (constant SQL)
 
@@ -1151,9 +1215,10 @@ def _arrays(hashes: dict[int, str]) -> tuple[list[int], list[str]]:
     return list(hashes), list(hashes.values())
 
 
-def _pg_event_problem(notices: dict[int, str], policies: dict[int, str]) -> str:
+def _pg_event_problem(notices: dict[int, str], policies: dict[int, str], *, after: int) -> str:
+    """The first event beyond the id `after` whose hash the database finds wrong."""
     with connection.cursor() as cursor:
-        cursor.execute(_SQL_CHANGED_EVENT, [*_arrays(notices), *_arrays(policies)])
+        cursor.execute(_SQL_CHANGED_EVENT, [*_arrays(notices), *_arrays(policies), after])
         row = cursor.fetchone()
     if row is None:
         return ""
@@ -1182,19 +1247,42 @@ def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
         last = chunk[-1][1]
 
 
-def _pg_leaf_hashes() -> Iterator[tuple[int, int | None, bytes]]:
-    """(place, event id, leaf hash) in tree order over one COPY stream, the
-    leaf hashes computed by the database: memory stays flat."""
+_SQL_LEAF_STREAM = f"""
+COPY (
+    SELECT l.seq, e.id, sha256('\\x00'::bytea || decode(e.hash, 'hex')),
+           e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
+    FROM consents_ledgerleaf l
+    LEFT JOIN consents_consentevent e ON e.id = l.event_id
+    LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
+    LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
+    ORDER BY l.seq
+) TO STDOUT (FORMAT BINARY)
+"""  # noqa: S608 (constant SQL)
+
+
+def _pg_leaf_hashes(
+    notices: dict[int, str], policies: dict[int, str], walk: _Walk
+) -> Iterator[tuple[int, int | None, bytes]]:
+    """(place, event id, leaf hash) in tree order over one COPY stream: the
+    database recomputes each event's hash and the leaf hash while Python folds
+    the tree, the two at once on two cores; memory stays flat. Stops at the
+    first changed event (walk.changed_event). No other query may run on the
+    connection until the generator is exhausted or closed: closing it drains
+    what is left of the stream."""
     with connection.cursor() as cursor:
-        raw = cursor.cursor
-        with raw.copy(
-            "COPY (SELECT l.seq, e.id, sha256('\\x00'::bytea || decode(e.hash, 'hex')) "
-            "FROM consents_ledgerleaf l LEFT JOIN consents_consentevent e ON e.id = l.event_id "
-            "ORDER BY l.seq) TO STDOUT (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(["int8", "int8", "bytea"])
-            for place, event_id, leaf in copy.rows():
-                yield place, event_id, bytes(leaf) if leaf is not None else b""
+        params = [*_arrays(notices), *_arrays(policies)]
+        with cursor.cursor.copy(_SQL_LEAF_STREAM, params) as copy:
+            copy.set_types(["int8", "int8", "bytea", "bool"])
+            rows = copy.rows()
+            try:
+                for place, event_id, leaf, changed in rows:
+                    if changed:
+                        walk.changed_event = (event_id, place)
+                        return
+                    yield place, event_id, bytes(leaf) if leaf is not None else b""
+            finally:
+                for _ in rows:
+                    pass  # the connection serves other queries once the COPY has ended
 
 
 def _state_problem() -> str:

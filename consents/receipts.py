@@ -6,6 +6,7 @@ verify any receipt."""
 from __future__ import annotations
 
 import json
+import logging
 
 from django.conf import settings
 from django.urls import reverse
@@ -25,6 +26,7 @@ from consents.models import (
     legal_basis_codes,
 )
 
+logger = logging.getLogger(__name__)
 __all__ = ["public_jwks", "receipt_jws", "receipt_payload", "receipt_verify"]
 COLLECTION_METHODS = {
     "signup": "web form: sign-up",
@@ -37,9 +39,18 @@ COLLECTION_METHODS = {
 }
 
 
+class ReceiptUnavailable(Exception):
+    """The event's record fails its integrity check: no receipt is signed."""
+
+
 def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
     """Kantara CR v1.1 for one event (`event` with purpose, notice and the
-    purpose's data categories prefetched), plus the ledger position that proves it."""
+    purpose's data categories prefetched), plus the ledger position that proves it.
+    ReceiptUnavailable when the notice text or the event no longer match
+    their hashes: the portal's signature never covers a rewritten text."""
+    if not ledger.event_intact(event):
+        logger.critical("No receipt signed for event %s: it fails its integrity check", event.uuid)
+        raise ReceiptUnavailable(str(event.uuid))
     content = event.notice.content
     notice_text = event.notice.text(language)
     # Everything below comes from the notice the person read, not today's inventory.

@@ -509,7 +509,7 @@ def consent_record(
         if policy_version_id is None:
             policy_version_id, policy_hash = policy_version_in_force() or (None, "")
         else:
-            policy_hash = ledger.policy_hashes().get(policy_version_id, "")
+            policy_hash = ledger.policy_hashes([policy_version_id]).get(policy_version_id, "")
         event = ledger.append(
             policy_hash=policy_hash,
             subject_id=subject_id,

@@ -370,7 +370,7 @@ def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResp
     subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
     if subject_id is None:
         return _link_invalid(request)
-    return _receipt_download(subject_id, receipt_id)
+    return _receipt_download(request, subject_id, receipt_id)
 
 
 # Deciding again, from the email ---------------------------------------------------
@@ -448,13 +448,25 @@ def _get_event_for_subject(subject_id, receipt_id) -> ConsentEvent:
 @login_required
 @require_safe
 def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
-    return _receipt_download(request.user.subject_id, receipt_id)
+    return _receipt_download(request, request.user.subject_id, receipt_id)
 
 
-def _receipt_download(subject_id, receipt_id) -> HttpResponse:
+def _receipt_unavailable(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "consents/receipt_unavailable.html",
+        {"controller_email": settings.CONTROLLER_EMAIL},
+        status=503,
+    )
+
+
+def _receipt_download(request: HttpRequest, subject_id, receipt_id) -> HttpResponse:
     """The signed receipt of one of this subject's decisions, or 404."""
     event = _get_event_for_subject(subject_id, receipt_id)
-    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    try:
+        token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    except receipts.ReceiptUnavailable:
+        return _receipt_unavailable(request)
     response = HttpResponse(token, content_type="application/jose")
     response["Content-Disposition"] = f'attachment; filename="consent-receipt-{event.uuid}.jws"'
     return response
@@ -466,7 +478,10 @@ def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
     """The receipt in plain language, beside its signed download. What is shown
     is read back from the signed token itself, so the page and the file agree."""
     event = _get_event_for_subject(request.user.subject_id, receipt_id)
-    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    try:
+        token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    except receipts.ReceiptUnavailable:
+        return _receipt_unavailable(request)
     claims = receipts.receipt_verify(token, receipts.public_jwks())
     (controller,) = claims["piiControllers"]
     (purpose,) = claims["services"][0]["purposes"]

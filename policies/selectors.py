@@ -141,11 +141,14 @@ def version_content_hash(version: PolicyVersion) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def version_hashes_checked() -> tuple[dict[int, str], str]:
-    """For verify_ledger: each published version's hash recomputed from its
-    text, or the first version whose text no longer matches its hash."""
+def version_hashes_checked(ids=None) -> tuple[dict[int, str], str]:
+    """For verify_ledger: each published version's hash (or those of `ids`)
+    recomputed from its text, or the first version whose text no longer
+    matches its hash."""
     hashes = {}
     versions = PolicyVersion.objects.filter(status=PolicyVersion.Status.PUBLISHED)
+    if ids is not None:
+        versions = versions.filter(pk__in=ids)
     for version in versions.select_related("policy").order_by("pk").iterator():
         computed = version_content_hash(version)
         if not hmac.compare_digest(computed, version.content_hash):

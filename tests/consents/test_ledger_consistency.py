@@ -62,3 +62,20 @@ def test_sizes_that_are_not_seals_or_not_numbers_are_refused(client, purposes):
     assert client.get("/ledger/consistency.json?first=2").status_code == 404
     assert client.get("/ledger/consistency.json?first=3&second=1").status_code == 404
     assert client.get("/ledger/consistency.json?first=3").json()["proof"] == []
+
+
+def test_a_rewritten_stored_subtree_is_named_by_verify(purposes):
+    from consents.models import LedgerNode
+    from tests.consents.ledger_support import drop_append_only_triggers
+
+    decide(purposes, 300)
+    ledger.seal()
+    assert ledger.verify().intact
+    drop_append_only_triggers("consents_node", "consents_ledgernode")
+    LedgerNode.objects.filter(level=8, index=0).update(hash="0" * 64)
+    verdict = ledger.verify()
+    assert not verdict.intact
+    assert "the stored subtree 8/0 of the tree differs from its leaves" in verdict.problem
+    LedgerNode.objects.filter(level=8, index=0).delete()
+    verdict = ledger.verify()
+    assert not verdict.intact and "some were deleted or added" in verdict.problem
