@@ -1285,10 +1285,27 @@ def _pg_leaf_hashes(
                     pass  # the connection serves other queries once the COPY has ended
 
 
+_SQL_STATES_WRONG = """
+SELECT min(s.id) FROM consents_consentstate s
+LEFT JOIN consents_consentevent e ON e.id = s.event_id
+WHERE e.id IS NULL OR e.subject_id <> s.subject_id OR e.purpose_id <> s.purpose_id
+   OR e.decision <> s.decision
+"""
+# Aggregates rather than LIMIT 1: the planner then joins by hash, once over each table.
+_SQL_EVENTS_UNSTATED = """
+SELECT min(e.id) FILTER (WHERE s.id IS NULL),
+       min(s.id) FILTER (WHERE s.id IS NOT NULL AND e.id > s.event_id)
+FROM consents_consentevent e
+LEFT JOIN consents_consentstate s ON s.subject_id = e.subject_id AND s.purpose_id = e.purpose_id
+"""
+
+
 def _state_problem() -> str:
     """The current state, which every page and every "may we?" reads, must be
     exactly what the ledger says: for each person and purpose, the decision of
     their last event, and a state for every pair that has events."""
+    if connection.vendor == "postgresql":
+        return _pg_state_problem()
     last_event = ConsentEvent.objects.filter(
         subject_id=OuterRef("subject_id"), purpose_id=OuterRef("purpose_id")
     ).order_by("-id")
@@ -1299,11 +1316,7 @@ def _state_problem() -> str:
         .first()
     )
     if wrong:
-        subject, key, decision = wrong
-        return (
-            f"the current state of “{key}” for subject {subject} says {decision}, "
-            "which is not the last decision the ledger holds for them"
-        )
+        return _wrong_state_message(*wrong)
     stateless = (
         ConsentEvent.objects.filter(
             ~Exists(
@@ -1317,8 +1330,44 @@ def _state_problem() -> str:
     )
     if stateless:
         event, subject, key = stateless
-        return (
-            f"subject {subject} has decisions about “{key}” in the ledger ({event}) "
-            "but no current state: the state was deleted"
-        )
+        return _stateless_message(event, subject, key)
+    return ""
+
+
+def _wrong_state_message(subject: object, key: str, decision: str) -> str:
+    return (
+        f"the current state of “{key}” for subject {subject} says {decision}, "
+        "which is not the last decision the ledger holds for them"
+    )
+
+
+def _stateless_message(event: object, subject: object, key: str) -> str:
+    return (
+        f"subject {subject} has decisions about “{key}” in the ledger ({event}) "
+        "but no current state: the state was deleted"
+    )
+
+
+def _pg_state_problem() -> str:
+    """The same check in two statements that each join the events and the
+    states once (hash joins): a state per pair that has events, pointing at an
+    event of its own pair with its decision, and no later event of that pair."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_STATES_WRONG)
+        wrong = cursor.fetchone()[0]
+        if wrong is None:
+            cursor.execute(_SQL_EVENTS_UNSTATED)
+            missing, wrong = cursor.fetchone()
+        else:
+            missing = None
+    if wrong is not None:
+        subject, key, decision = ConsentState.objects.values_list(
+            "subject_id", "purpose__key", "decision"
+        ).get(pk=wrong)
+        return _wrong_state_message(subject, key, decision)
+    if missing is not None:
+        event, subject, key = ConsentEvent.objects.values_list(
+            "uuid", "subject_id", "purpose__key"
+        ).get(pk=missing)
+        return _stateless_message(event, subject, key)
     return ""
