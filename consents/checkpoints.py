@@ -6,12 +6,16 @@ the list published at /.well-known/clareza-ledger-checkpoints.json), so that
 verify_ledger can name a rollback, a truncation, a wipe or a rewrite that left
 the database consistent with itself.
 
-The payload is versioned by "format": "clareza-chain-v1" says that the root
-is the hash of event #size in the hash chain (consents.ledger), or the genesis
-hash for 0. A later format (a Merkle tree) is added beside it in FORMATS."""
+The payload is versioned by "format": "clareza-merkle-v1" says that the root
+is the RFC 9162 Merkle tree hash of the first `size` events (consents.ledger);
+every seal of the tree is signed the same way. "clareza-chain-v1", from before
+the tree, says that the root is the hash of event #size in the hash chain, or
+the genesis hash for 0: such checkpoints stay valid for the events of the
+chain, which are the tree's first leaves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -25,10 +29,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from consents import keys
-from consents.models import LedgerCheckpoint
+from consents.models import LedgerCheckpoint, LedgerSeal
 
 CHAIN_V1 = "clareza-chain-v1"
-FORMATS = (CHAIN_V1,)
+MERKLE_V1 = "clareza-merkle-v1"
+FORMATS = (CHAIN_V1, MERKLE_V1)
 PUBLISHED = 1000  # checkpoints in the published list, newest first
 
 
@@ -36,9 +41,9 @@ def checkpoint_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def checkpoint_token(*, size: int, root: str, moment: datetime) -> str:
+def checkpoint_token(*, size: int, root: str, moment: datetime, format: str = MERKLE_V1) -> str:
     payload = {
-        "format": CHAIN_V1,
+        "format": format,
         "ledger": settings.SITE_URL,
         "size": size,
         "root": root,
@@ -50,7 +55,7 @@ def checkpoint_token(*, size: int, root: str, moment: datetime) -> str:
     return jws.serialize_compact(header, body, key)
 
 
-def checkpoint_line(checkpoint: LedgerCheckpoint) -> dict:
+def checkpoint_line(checkpoint: LedgerCheckpoint | LedgerSeal) -> dict:
     """The checkpoint as exported and published: the signed token decides, the
     other fields are there for people to read."""
     return {
@@ -69,6 +74,7 @@ class Checkpoint:
     root: str
     time: str
     source: str = ""
+    format: str = MERKLE_V1
 
 
 class UntrustedCheckpoint(ValueError):
@@ -105,7 +111,13 @@ def checkpoint_read(line: dict, *, source: str, jwks: KeySet) -> Checkpoint:
             raise UntrustedCheckpoint(
                 f"{source}: its {field} differs from the one it signs: forged, not trusted"
             )
-    return Checkpoint(size=size, root=root, time=str(time), source=source)
+    return Checkpoint(size=size, root=root, time=str(time), source=source, format=payload["format"])
+
+
+def checkpoint_verify(token: str, *, source: str) -> Checkpoint:
+    """The signed content of a token, against every key the portal ever used."""
+    jwks = KeySet(list(keys.keyring().keys.values()))
+    return checkpoint_read({"token": token}, source=source, jwks=jwks)
 
 
 def _file_lines(path: Path) -> Iterator[tuple[str, object]]:
@@ -167,6 +179,40 @@ def checkpoints_gather(
         for size, root, token in rows.iterator():
             take(f"the checkpoint #{size} stored in the database", {"root": root, "token": token})
     return sorted(trusted.values()), untrusted
+
+
+def newest_checkpoint() -> Checkpoint | None:
+    """The largest trusted checkpoint among the one stored last and the last
+    line of LEDGER_CHECKPOINT_FILE (read from its end: the file only grows)."""
+    jwks = KeySet(list(keys.keyring().keys.values()))
+    found = []
+    stored = LedgerCheckpoint.objects.order_by("-size").values_list("token", flat=True).first()
+    candidates = [
+        ("the last stored checkpoint", {"token": stored} if stored else None),
+        ("the last exported checkpoint", _last_line(Path(settings.LEDGER_CHECKPOINT_FILE))),
+    ]
+    for source, line in candidates:
+        if line is None:
+            continue
+        # A forged one anchors nothing (verify_ledger names it).
+        with contextlib.suppress(UntrustedCheckpoint):
+            found.append(checkpoint_read(line, source=source, jwks=jwks))
+    return max(found, key=lambda c: c.size, default=None)
+
+
+def _last_line(path: Path) -> dict | None:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            tail = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return None
+    try:
+        line = json.loads(tail[-1]) if tail else None
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) else None
 
 
 def export_append(line: dict) -> Path:

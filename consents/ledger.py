@@ -1,15 +1,29 @@
-"""The hash chain under the consent ledger.
+"""The consent ledger: events, the Merkle tree that seals them, and its proof.
 
-Each event's hash covers its own fields, the hash of the notice text it points
-at, and the previous event's hash. Appends are serialised by a row lock on the
-single LedgerHead row, which also carries a signature of the last (seq, hash)
-by the portal's signing key (consents.keys): an attacker who can write to the
-database but does not hold the key cannot cut events off the end or recompute
-the chain without verify_ledger noticing, and no append extends a head that
-does not verify. Someone who also saved an earlier head row can write it back
-after cutting events off: the signed checkpoints kept outside the database
-(consents.checkpoints) are what names that, and verify() checks the chain
-against every one it is given.
+A decision is one INSERT of an event that carries its own content hash
+(format clareza-event-v2: every field, the hash of the notice text shown and
+the hash of the policy version in force). Decisions of different people never
+wait for each other: each takes a shared advisory lock on the ledger and an
+exclusive one on its person (PostgreSQL; SQLite has one writer anyway).
+
+The sealer (consents.tasks.ledger_seal, every LEDGER_SEAL_SECONDS) takes the
+ledger lock exclusively for an instant, so that every event below the highest
+id it then sees is committed, and folds the new events, in id order, into an
+RFC 9162 Merkle tree: LedgerLeaf gives each event its place, LedgerNode keeps
+the complete subtrees of 2**NODE_LEVEL leaves and up (an inclusion proof reads
+a few of them and one block of leaves, whatever the ledger's size), and
+LedgerSeal is the signed tree head. The sealer checks the last seal before it
+extends it: it never signs a tree that does not verify.
+
+Events from before the tree (format 1, a hash chain) keep their chain hash,
+which covers their place and the hash before them; they are the tree's first
+leaves, in chain order.
+
+verify() recomputes everything from the rows: the notices' and the policies'
+texts, each event's hash, the tree against every signed seal and every
+checkpoint it is given (consents.checkpoints: kept outside the database, where
+someone who can rewrite the database cannot reach them), and the current state
+against the last decisions.
 """
 
 from __future__ import annotations
@@ -17,19 +31,37 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Exists, F, Max, OuterRef, Q
+from django.utils import timezone
 
 from consents import checkpoints as checkpoints_module
-from consents import keys
-from consents.models import ConsentEvent, ConsentState, LedgerHead, PurposeNotice
+from consents import merkle
+from consents.models import (
+    ConsentEvent,
+    ConsentState,
+    LedgerLeaf,
+    LedgerNode,
+    LedgerSeal,
+    PurposeNotice,
+)
 
-GENESIS = "0" * 64
+GENESIS = "0" * 64  # format 1: the hash before the first event
 SEPARATOR = "\x1f"
+EVENT_FORMAT = "clareza-event-v2"
+NODE_LEVEL = 8  # LedgerNode keeps complete subtrees of 256 leaves and up
+BLOCK = 1 << NODE_LEVEL
+SEAL_BATCH = 100_000  # events folded in per transaction
+
+# PostgreSQL advisory lock keys: the ledger (bigint space), and people (two-int space).
+LEDGER_LOCK = 0x436C_6172_657A_61  # "Clareza"
+SUBJECT_LOCK_CLASS = 0x436C
+SEAL_LOCK = LEDGER_LOCK + 1
 
 
 def _timestamp(moment: datetime) -> str:
@@ -37,6 +69,42 @@ def _timestamp(moment: datetime) -> str:
 
 
 def event_hash(
+    *,
+    uuid: object,
+    subject_id: object,
+    purpose_id: int,
+    notice_hash: str,
+    policy_version_id: int | None,
+    policy_hash: str,
+    decision: str,
+    method: str,
+    created_at: datetime,
+    ip_truncated: str,
+    user_agent_family: str,
+    gpc_signal: bool = False,
+) -> str:
+    """The content hash of an event (format clareza-event-v2), the leaf of the
+    Merkle tree. verify_ledger on PostgreSQL computes the same in SQL
+    (_SQL_EVENT_HASH); a test keeps the two equal."""
+    fields = [
+        EVENT_FORMAT,
+        str(uuid),
+        str(subject_id),
+        str(purpose_id),
+        notice_hash,
+        "" if policy_version_id is None else str(policy_version_id),
+        policy_hash,
+        decision,
+        method,
+        _timestamp(created_at),
+        ip_truncated,
+        user_agent_family,
+        "gpc" if gpc_signal else "",
+    ]
+    return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
+
+
+def chain_hash_v1(
     *,
     seq: int,
     uuid: object,
@@ -52,6 +120,7 @@ def event_hash(
     prev_hash: str,
     gpc_signal: bool = False,
 ) -> str:
+    """The hash of an event of format 1 (the hash chain before the tree)."""
     fields = [
         "v1",
         str(seq),
@@ -71,21 +140,40 @@ def event_hash(
     return hashlib.sha256(SEPARATOR.join(fields).encode()).hexdigest()
 
 
-def event_hash_of(event: ConsentEvent, *, prev_hash: str) -> str:
-    """event_hash of an event as it stands, after `prev_hash`."""
+def event_hash_of(event: ConsentEvent, *, policy_hash: str | None = None) -> str:
+    """The hash of an event as it stands: format 1 for an event of the chain,
+    format 2 otherwise (with the policy version's hash, looked up if not given)."""
+    if event.prev_hash:
+        return chain_hash_v1(
+            seq=event.seq,
+            uuid=event.uuid,
+            subject_id=event.subject_id,
+            purpose_id=event.purpose_id,
+            notice_hash=event.notice.content_hash,
+            policy_version_id=event.policy_version_id,
+            decision=event.decision,
+            method=event.method,
+            created_at=event.created_at,
+            ip_truncated=event.ip_truncated,
+            user_agent_family=event.user_agent_family,
+            prev_hash=event.prev_hash,
+            gpc_signal=event.gpc_signal,
+        )
+    if policy_hash is None:
+        versions = [event.policy_version_id] if event.policy_version_id is not None else []
+        policy_hash = policy_hashes(versions).get(event.policy_version_id, "")
     return event_hash(
-        seq=event.seq,
         uuid=event.uuid,
         subject_id=event.subject_id,
         purpose_id=event.purpose_id,
         notice_hash=event.notice.content_hash,
         policy_version_id=event.policy_version_id,
+        policy_hash=policy_hash,
         decision=event.decision,
         method=event.method,
         created_at=event.created_at,
         ip_truncated=event.ip_truncated,
         user_agent_family=event.user_agent_family,
-        prev_hash=prev_hash,
         gpc_signal=event.gpc_signal,
     )
 
@@ -96,97 +184,129 @@ def notice_content_hash(content: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# The policies app tells the ledger the hash of each published policy version's
+# text, recomputed from the text (consents does not import policies).
+_policy_hashes_provider = None
+
+
+def set_policy_hashes_provider(provider) -> None:
+    """`provider(ids=None)` returns ({version id: hash recomputed from its
+    text}, problem), for every published version or for `ids`."""
+    global _policy_hashes_provider
+    _policy_hashes_provider = provider
+
+
+def _policy_hashes_checked(ids=None) -> tuple[dict[int, str], str]:
+    if _policy_hashes_provider is None:
+        return {}, ""
+    return _policy_hashes_provider(ids)
+
+
+def policy_hashes(ids=None) -> dict[int, str]:
+    """{published policy version id: the hash of its text, recomputed}, for
+    every version or for `ids`."""
+    return _policy_hashes_checked(ids)[0]
+
+
+def event_intact(event: ConsentEvent) -> bool:
+    """The event's notice still holds the text its hash was taken from, and
+    the event's own hash still covers what the row says (before a receipt is
+    signed for it: the portal never signs a forged text)."""
+    notice = event.notice
+    candidates = [notice_content_hash(notice.content)] + [
+        notice_content_hash({"revert_of": v, **notice.content}) for v in range(1, notice.version)
+    ]
+    if not any(hmac.compare_digest(notice.content_hash, c) for c in candidates):
+        return False
+    return hmac.compare_digest(event_hash_of(event), event.hash)
+
+
 class LedgerIntegrityError(Exception):
-    """The chain head does not verify: nothing is appended to a ledger that may
-    have been tampered with, so that an honest decision never re-signs a forgery."""
+    """The last seal does not verify: nothing is sealed on top of a ledger that
+    may have been tampered with, so that the sealer never signs a forgery."""
 
 
-def _head_message(seq: int, hash_: str) -> bytes:
-    return f"clareza-ledger-head:{seq}:{hash_}".encode()
+# Appending
 
 
-def head_signature(seq: int, hash_: str) -> str:
-    """The chain head signed with the portal's signing key (consents.keys), not
-    with SECRET_KEY: rotating either keeps every earlier head verifiable."""
-    return keys.sign(_head_message(seq, hash_))
+def decision_lock(subject_id: object) -> None:
+    """Before a person's decision: the ledger lock shared (many decisions at
+    once; the sealer waits for them) and the person's own lock, so that two
+    decisions of one person are ordered and the state read after it is
+    current. Held until the transaction ends. Nothing to take on SQLite, where
+    one writer at a time is the rule."""
+    assert transaction.get_connection().in_atomic_block, "decide inside a transaction"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s, hashtext(%s))",
+                [LEDGER_LOCK, SUBJECT_LOCK_CLASS, str(subject_id)],
+            )
 
 
-def head_signature_valid(head: LedgerHead) -> bool:
-    return keys.verify(_head_message(head.seq, head.hash), head.signature)
-
-
-def lock_head() -> LedgerHead:
-    """The chain head, locked until the surrounding transaction ends, after
-    checking that it is the one the ledger signed and that the last event is
-    the one it names (LedgerIntegrityError otherwise)."""
-    assert transaction.get_connection().in_atomic_block, "append inside a transaction"
-    head = LedgerHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        created = False
-        try:
-            with transaction.atomic():
-                LedgerHead.objects.create(pk=1, signature=head_signature(0, GENESIS))
-            created = True
-        except IntegrityError:
-            pass  # another transaction created it first
-        head = LedgerHead.objects.select_for_update().get(pk=1)
-        if created and ConsentEvent.objects.exists():
-            raise LedgerIntegrityError("the chain head is missing but the ledger has events")
-    check_head(head)
-    return head
-
-
-def check_head(head: LedgerHead) -> None:
-    """One indexed read: the head's signature holds and the highest event is
-    the one it names. Raises LedgerIntegrityError saying what is wrong."""
-    if not head_signature_valid(head):
-        raise LedgerIntegrityError("the chain head's signature is wrong: the head was rewritten")
-    last = ConsentEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    if (last or (0, GENESIS)) != (head.seq, head.hash):
-        raise LedgerIntegrityError(
-            f"the chain head names #{head.seq} but the last event is #{last[0] if last else 0}"
-        )
-
-
-def append(head: LedgerHead, **fields: object) -> ConsentEvent:
-    """Append one event after `head` (locked by lock_head) and move the head."""
-    event = ConsentEvent(seq=head.seq + 1, prev_hash=head.hash, **fields)
-    event.hash = event_hash_of(event, prev_hash=event.prev_hash)
-    event.save(force_insert=True)
-    head.seq, head.hash = event.seq, event.hash
-    head.signature = head_signature(head.seq, head.hash)
-    head.updated_at = event.created_at
-    head.save(update_fields=["seq", "hash", "signature", "updated_at"])
-    return event
-
-
-def head_problem() -> str:
-    """What is wrong with the chain head, or "" (for /health/: two indexed reads)."""
-    head = LedgerHead.objects.filter(pk=1).first()
-    if head is None:
-        return "the chain head is missing" if ConsentEvent.objects.exists() else ""
-    try:
-        check_head(head)
-    except LedgerIntegrityError as exc:
-        return str(exc)
-    return ""
+def ledger_lock() -> None:
+    """The ledger lock, exclusive, until the transaction ends: no decision is
+    being recorded while it is held (retiring a purpose, freezing a notice)."""
+    assert transaction.get_connection().in_atomic_block, "lock inside a transaction"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK])
 
 
 @dataclass(frozen=True)
-class Verdict:
-    intact: bool
-    count: int
-    problem: str = ""
-    checkpoints: int = 0  # signed checkpoints the chain was checked against
-    untrusted: tuple[str, ...] = ()  # checkpoints left out: why each is not trusted
+class DecisionContext:
+    notice_id: int | None  # the purpose's current (highest) notice
+    retired: bool
+    decision: str | None  # the person's current decision, if any
 
 
-CHAIN_FIELDS = (
-    "seq",
+_DECISION_READ = """
+SELECT
+    (SELECT n.id FROM consents_purposenotice n WHERE n.purpose_id = p.id
+     ORDER BY n.version DESC LIMIT 1),
+    p.retired_at IS NOT NULL,
+    s.decision
+FROM consents_purpose p
+LEFT JOIN consents_consentstate s ON s.purpose_id = p.id AND s.subject_id = %s
+WHERE p.id = %s
+"""
+
+
+def decision_context(*, subject_id: object, purpose_id: int) -> DecisionContext:
+    """What a decision needs to know, in one statement (after decision_lock):
+    a decision's cost is its statements, so they are few and plain."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DECISION_READ, [_prep(ConsentState, "subject_id", subject_id), purpose_id])
+        row = cursor.fetchone()
+    if row is None:
+        return DecisionContext(None, True, None)
+    return DecisionContext(row[0], bool(row[1]), row[2])
+
+
+_notices: dict[int, PurposeNotice] = {}
+
+
+def notice_by_id(pk: int) -> PurposeNotice:
+    """A notice, kept in this process once read: notices are never changed
+    (a trigger refuses it), so a copy never goes stale."""
+    notice = _notices.get(pk)
+    if notice is None:
+        notice = PurposeNotice.objects.get(pk=pk)
+        if len(_notices) >= 1000:
+            _notices.clear()
+        _notices[pk] = notice
+    return notice
+
+
+def _prep(model, name: str, value: object) -> object:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+_EVENT_COLUMNS_INSERTED = (
     "uuid",
     "subject_id",
-    "purpose_id",
-    "notice_id",
+    "purpose",
+    "notice",
     "policy_version_id",
     "decision",
     "method",
@@ -199,29 +319,418 @@ CHAIN_FIELDS = (
 )
 
 
-def _rows(chunk_size: int) -> Iterator[tuple]:
-    """Every event in chain order, a chunk at a time: memory stays flat.
+def append(*, policy_hash: str = "", **fields: object) -> ConsentEvent:
+    """Insert one event with its content hash (after decision_lock): one plain
+    INSERT, no lock on anything shared. The sealer gives it its place in the
+    tree within LEDGER_SEAL_SECONDS."""
+    event = ConsentEvent(**fields)
+    event.hash = event_hash_of(event, policy_hash=policy_hash)
+    names = [ConsentEvent._meta.get_field(name) for name in _EVENT_COLUMNS_INSERTED]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in names)
+    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in names]
+    marks = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(
+                f"INSERT INTO consents_consentevent ({columns}) VALUES ({marks}) RETURNING id",  # noqa: S608
+                values,
+            )
+            event.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(
+                f"INSERT INTO consents_consentevent ({columns}) VALUES ({marks})",  # noqa: S608
+                values,
+            )
+            event.pk = cursor.lastrowid
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
 
-    Keyset pagination rather than a server-side cursor, so that it behaves the
-    same on SQLite and PostgreSQL and never holds a long transaction open."""
-    last = None
+
+def state_set(event: ConsentEvent) -> None:
+    """The person's current state for the event's purpose becomes the event's
+    decision (one upsert; the person's lock is held)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO consents_consentstate (subject_id, purpose_id, decision, event_id, "
+            "updated_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (subject_id, purpose_id) "
+            "DO UPDATE SET decision = excluded.decision, event_id = excluded.event_id, "
+            "updated_at = excluded.updated_at",
+            [
+                _prep(ConsentState, "subject_id", event.subject_id),
+                event.purpose_id,
+                event.decision,
+                event.pk,
+                _prep(ConsentState, "updated_at", event.created_at),
+            ],
+        )
+
+
+# Sealing
+
+
+@dataclass(frozen=True)
+class SealOutcome:
+    seal: LedgerSeal | None  # the newest seal, or None while nothing was ever sealed
+    sealed: int  # events sealed by this run
+
+
+def _committed_barrier() -> int:
+    """The highest event id such that every event with a lower id is committed
+    or rolled back: taking the ledger lock exclusively waits for the decisions
+    under way, and every later one gets a higher id."""
+    with transaction.atomic():
+        ledger_lock()
+        return ConsentEvent.objects.aggregate(m=Max("id"))["m"] or 0
+
+
+def _take_seal_lock() -> bool:
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEAL_LOCK])
+        return bool(cursor.fetchone()[0])
+
+
+def seal_token(*, size: int, root: str, moment: datetime) -> str:
+    return checkpoints_module.checkpoint_token(
+        size=size, root=root, moment=moment, format=checkpoints_module.MERKLE_V1
+    )
+
+
+def seal_check(last: LedgerSeal | None) -> merkle.Frontier:
+    """The frontier to extend, after checking that the last seal is one the
+    sealer signed, that the tree holds exactly its leaves, and that its
+    frontier gives its root. LedgerIntegrityError says what is wrong."""
+    leaves = LedgerLeaf.objects.aggregate(m=Max("seq"))["m"] or 0
+    if last is None:
+        if leaves:
+            raise LedgerIntegrityError(
+                f"the tree has {leaves} leaves but no seal: the seals were deleted"
+            )
+        return merkle.Frontier()
+    try:
+        checkpoint = checkpoints_module.checkpoint_verify(last.token, source=f"seal #{last.size}")
+    except checkpoints_module.UntrustedCheckpoint as exc:
+        raise LedgerIntegrityError(f"the last seal does not verify: {exc}") from None
+    if (checkpoint.size, checkpoint.root) != (last.size, last.root):
+        raise LedgerIntegrityError(
+            f"the last seal's row says #{last.size} but its signature covers "
+            f"#{checkpoint.size}: the seal was rewritten"
+        )
+    if leaves != last.size:
+        raise LedgerIntegrityError(
+            f"the last seal covers {last.size} events but the tree has {leaves} leaves: "
+            "leaves were removed or added behind the sealer"
+        )
+    try:
+        frontier = merkle.Frontier.from_json(last.frontier)
+    except (KeyError, TypeError, ValueError):
+        raise LedgerIntegrityError("the last seal's frontier is unreadable") from None
+    if frontier.size != last.size or frontier.root().hex() != last.root:
+        raise LedgerIntegrityError("the last seal's frontier does not give its signed root")
+    return frontier
+
+
+def seal(*, batch: int = SEAL_BATCH) -> SealOutcome:
+    """Fold every committed, unsealed event into the tree and sign the new head,
+    `batch` events per transaction. Returns the newest seal and how many events
+    were sealed. One sealer at a time: a second one returns at once."""
+    barrier = _committed_barrier()
+    sealed = 0
+    newest = None
     while True:
-        query = ConsentEvent.objects.order_by("seq")
-        if last is not None:
-            query = query.filter(seq__gt=last)
-        chunk = list(query.values_list(*CHAIN_FIELDS)[:chunk_size])
-        if not chunk:
-            return
-        yield from chunk
-        last = chunk[-1][0]
+        with transaction.atomic():
+            if not _take_seal_lock():
+                return SealOutcome(LedgerSeal.objects.order_by("-size").first(), sealed)
+            last = LedgerSeal.objects.order_by("-size").first()
+            newest = last
+            frontier = seal_check(last)
+            after = last.last_event_id if last else 0
+            rows = _unsealed(after, barrier, batch)
+            if not rows:
+                return SealOutcome(newest, sealed)
+            if not sealed:
+                # Never sign a tree that a checkpoint kept outside contradicts.
+                problem = anchor_problem(frontier.size)
+                if problem:
+                    raise LedgerIntegrityError(problem)
+            last_id = rows[-1][0]
+            start = frontier.size
+            _insert_leaves(start, after, last_id)
+            nodes = []
+            for _, hash_ in rows:
+                for level, index, digest in frontier.append(merkle.leaf_hash(bytes.fromhex(hash_))):
+                    if level >= NODE_LEVEL:
+                        nodes.append(LedgerNode(level=level, index=index, hash=digest.hex()))
+            LedgerNode.objects.bulk_create(nodes, batch_size=1000)
+            now = timezone.now()
+            root = frontier.root().hex()
+            newest = LedgerSeal.objects.create(
+                size=frontier.size,
+                root=root,
+                last_event_id=last_id,
+                frontier=frontier.to_json(),
+                created_at=now,
+                token=seal_token(size=frontier.size, root=root, moment=now),
+            )
+            sealed += len(rows)
+            if len(rows) < batch:
+                return SealOutcome(newest, sealed)
+
+
+def _unsealed(after: int, barrier: int, limit: int) -> list[tuple[int, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, hash FROM consents_consentevent WHERE id > %s AND id <= %s "
+            "ORDER BY id LIMIT %s",
+            [after, barrier, limit],
+        )
+        return cursor.fetchall()
+
+
+def _insert_leaves(start: int, after: int, last_id: int) -> None:
+    """One statement places every event of the batch, in id order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO consents_ledgerleaf (seq, event_id) "
+            "SELECT %s + ROW_NUMBER() OVER (ORDER BY id), id FROM consents_consentevent "
+            "WHERE id > %s AND id <= %s",
+            [start, after, last_id],
+        )
+
+
+def seal_problem() -> str:
+    """What is wrong with the last seal, or how long decisions have waited to
+    be sealed beyond LEDGER_SEAL_MAX_DELAY, or "" (for /health/: a few indexed
+    reads and one signature check)."""
+    last = LedgerSeal.objects.order_by("-size").first()
+    try:
+        seal_check(last)
+    except LedgerIntegrityError as exc:
+        return str(exc)
+    oldest = (
+        ConsentEvent.objects.filter(id__gt=last.last_event_id if last else 0)
+        .order_by("id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if oldest is not None:
+        waited = timezone.now() - oldest
+        if waited > settings.LEDGER_SEAL_MAX_DELAY:
+            return (
+                f"decisions have waited {int(waited.total_seconds())} s to be sealed "
+                f"(at most {int(settings.LEDGER_SEAL_MAX_DELAY.total_seconds())} s): "
+                "is the Celery beat running?"
+            )
+    return ""
+
+
+# Proofs
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    leaf_index: int  # from 0
+    tree_size: int
+    audit_path: list[str]
+    token: str  # the signed seal or checkpoint of tree_size
+
+    def as_dict(self) -> dict:
+        return {
+            "format": checkpoints_module.MERKLE_V1,
+            "leafIndex": self.leaf_index,
+            "treeSize": self.tree_size,
+            "auditPath": self.audit_path,
+            "checkpoint": self.token,
+        }
+
+
+def _leaf_hashes(start: int, end: int) -> list[bytes]:
+    """The leaf hashes of places [start, end) (from 0), in order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.hash FROM consents_ledgerleaf l "
+            "JOIN consents_consentevent e ON e.id = l.event_id "
+            "WHERE l.seq > %s AND l.seq <= %s ORDER BY l.seq",
+            [start, end],
+        )
+        return [merkle.leaf_hash(bytes.fromhex(row[0])) for row in cursor.fetchall()]
+
+
+def perfect_subtrees(needed: Iterable[tuple[int, int]], size: int) -> dict[tuple[int, int], bytes]:
+    """The hashes of the complete subtrees `needed` (level, index), from stored
+    nodes (NODE_LEVEL and up) and from the leaves of the blocks below them."""
+    needed = set(needed)
+    high = {key for key in needed if key[0] >= NODE_LEVEL}
+    found: dict[tuple[int, int], bytes] = {}
+    if high:
+        query = Q()
+        for level, index in high:
+            query |= Q(level=level, index=index)
+        for level, index, digest in LedgerNode.objects.filter(query).values_list(
+            "level", "index", "hash"
+        ):
+            found[(level, index)] = bytes.fromhex(digest)
+    blocks: dict[int, list[bytes]] = {}
+    for level, index in needed - high:
+        block = (index << level) >> NODE_LEVEL
+        if block not in blocks:
+            start = block * BLOCK
+            blocks[block] = _leaf_hashes(start, min(start + BLOCK, size))
+        leaves = blocks[block]
+        first = (index << level) - block * BLOCK
+        found[(level, index)] = _root_of(leaves[first : first + (1 << level)])
+    return found
+
+
+def _root_of(leaves: list[bytes]) -> bytes:
+    frontier = merkle.Frontier()
+    for leaf in leaves:
+        frontier.append(leaf)
+    return frontier.root()
+
+
+def inclusion_proof(event: ConsentEvent, *, size: int | None = None) -> InclusionProof | None:
+    """The proof that `event` is in the tree of `size` leaves (a seal's size;
+    the newest seal's by default), or None while it is not sealed."""
+    leaf = LedgerLeaf.objects.filter(event=event).values_list("seq", flat=True).first()
+    if leaf is None:
+        return None
+    seals = LedgerSeal.objects.order_by("-size")
+    target = seals.filter(size=size).first() if size is not None else seals.first()
+    if target is None or target.size < leaf:
+        return None
+    index = leaf - 1
+    ranges = merkle.inclusion_ranges(index, target.size)
+    nodes = perfect_subtrees(merkle.perfect_needed(ranges), target.size)
+    path = merkle.inclusion_proof(index, target.size, lambda level, i: nodes[(level, i)])
+    return InclusionProof(index, target.size, [p.hex() for p in path], target.token)
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    proof: list[str]
+    first_token: str
+    second_token: str
+
+    def as_dict(self) -> dict:
+        return {
+            "format": checkpoints_module.MERKLE_V1,
+            "first": self.first,
+            "second": self.second,
+            "proof": self.proof,
+            "firstCheckpoint": self.first_token,
+            "secondCheckpoint": self.second_token,
+        }
+
+
+def consistency_proof(first: int, second: int | None = None) -> ConsistencyProof | None:
+    """RFC 9162 proof that the tree signed at `first` events is the beginning
+    of the tree signed at `second` (the newest seal by default): nothing
+    before `first` was changed since. None when either is not a seal's size."""
+    seals = LedgerSeal.objects.order_by("-size")
+    newer = seals.filter(size=second).first() if second is not None else seals.first()
+    older = seals.filter(size=first).first()
+    if newer is None or older is None or older.size > newer.size:
+        return None
+    ranges = merkle.consistency_ranges(older.size, newer.size)
+    nodes = perfect_subtrees(merkle.perfect_needed(ranges), newer.size)
+    path = merkle.consistency_proof(older.size, newer.size, lambda level, i: nodes[(level, i)])
+    return ConsistencyProof(
+        older.size, newer.size, [p.hex() for p in path], older.token, newer.token
+    )
+
+
+def root_at(size: int) -> str:
+    """The root of the tree of the first `size` leaves, from the stored nodes
+    and at most one block of leaves (a checkpoint's consistency with today)."""
+    if size == 0:
+        return merkle.EMPTY_ROOT.hex()
+    needed = merkle.perfect_needed([(0, size)])
+    nodes = perfect_subtrees(needed, size)
+    return merkle.range_hash(0, size, lambda level, i: nodes[(level, i)]).hex()
+
+
+def extends_problem(checkpoint) -> str:
+    """Whether today's tree still holds the tree `checkpoint` (a stored
+    LedgerCheckpoint, or a checkpoints.Checkpoint) signed, or "". The size of
+    the tree is not checked here: see anchor_problem."""
+    if checkpoint.size == 0:
+        return ""
+    format_ = getattr(checkpoint, "format", None)
+    if format_ is None:
+        format_ = _format_of(checkpoint.token)
+    if format_ == checkpoints_module.CHAIN_V1:
+        found = (
+            LedgerLeaf.objects.filter(seq=checkpoint.size)
+            .values_list("event__hash", flat=True)
+            .first()
+        )
+    else:
+        found = root_at(checkpoint.size)
+    if found != checkpoint.root:
+        return (
+            f"the tree's first {checkpoint.size} events differ from the checkpoint "
+            f"#{checkpoint.size}: events were changed, removed or added before it"
+        )
+    return ""
+
+
+def _format_of(token: str) -> str:
+    try:
+        return checkpoints_module.checkpoint_verify(token, source="").format
+    except checkpoints_module.UntrustedCheckpoint:
+        return ""
+
+
+def anchor_problem(size: int) -> str:
+    """Whether a tree of `size` leaves contradicts the newest checkpoint: the
+    one stored and the last line exported to LEDGER_CHECKPOINT_FILE, which
+    someone who rewrote the database may not have reached. "" when it agrees."""
+    newest = checkpoints_module.newest_checkpoint()
+    if newest is None:
+        return ""
+    if newest.size > size:
+        return (
+            f"{newest.source} covers {newest.size} events but the tree holds {size}: "
+            "the ledger was rolled back or wiped"
+        )
+    return extends_problem(newest)
+
+
+# Verifying
+
+
+@dataclass(frozen=True)
+class Verdict:
+    intact: bool
+    count: int
+    problem: str = ""
+    checkpoints: int = 0  # signed checkpoints the tree was checked against
+    untrusted: tuple[str, ...] = ()  # checkpoints left out: why each is not trusted
+    unsealed: int = 0  # events not sealed yet (checked, not yet in the tree)
+    seals: int = 0  # 1 when the last seal was checked
+
+
+@dataclass
+class _Anchor:
+    size: int
+    root: str
+    time: str
+    kind: str  # "seal", "checkpoint" (Merkle) or "chain" (format 1 checkpoint)
+    source: str = ""
+    root_found: str = ""  # a chain checkpoint: the stored hash of event #size
 
 
 def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
-    """Check the notices, the chain against its signed head and against every
-    signed checkpoint (those stored in the database and those in
-    `checkpoint_files`, exported or published), and the current state against
-    the chain, all in one snapshot of the database, so that decisions made
-    while it runs are never mistaken for tampering."""
+    """Check the notices' and policies' texts, every event's hash, the tree
+    against every signed seal and every signed checkpoint (stored, exported or
+    published), and the current state against the events, all in one snapshot
+    of the database, so that decisions made meanwhile are never mistaken for
+    tampering."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
@@ -229,21 +738,27 @@ def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         # The files are read before the first query takes the snapshot: every
-        # checkpoint they hold was committed before it, so the snapshot holds
-        # every event such a checkpoint covers (no false alarm while customers
-        # decide and the beat task checkpoints).
+        # checkpoint they hold was committed before it.
         anchors, untrusted = checkpoints_module.checkpoints_gather(checkpoint_files)
         extra = {"checkpoints": len(anchors), "untrusted": tuple(untrusted)}
         notice_hashes, problem = _verified_notice_hashes()
+        if not problem:
+            policy, problem = _policy_hashes_checked()
         if problem:
             return Verdict(False, 0, problem, **extra)
-        verdict = _verify_chain(notice_hashes, chunk_size, anchors)
-        if not verdict.intact:
-            return Verdict(False, verdict.count, verdict.problem, **extra)
-        problem = _state_problem()
-        if problem:
-            return Verdict(False, verdict.count, problem, **extra)
-        return Verdict(True, verdict.count, **extra)
+        verdict = _verify_tree(notice_hashes, policy, chunk_size, anchors)
+        if verdict.intact:
+            problem = _state_problem()
+            if problem:
+                verdict = Verdict(False, verdict.count, problem, unsealed=verdict.unsealed)
+        return Verdict(
+            verdict.intact,
+            verdict.count,
+            verdict.problem,
+            unsealed=verdict.unsealed,
+            seals=verdict.seals,
+            **extra,
+        )
 
 
 def _verified_notice_hashes() -> tuple[dict[int, str], str]:
@@ -270,57 +785,138 @@ def _verified_notice_hashes() -> tuple[dict[int, str], str]:
     return hashes, ""
 
 
-def _verify_chain(
-    notice_hashes: dict[int, str],
-    chunk_size: int,
-    anchors: list[checkpoints_module.Checkpoint] = (),
-) -> Verdict:
-    """The chain, then the checkpoints (sorted by size, matched while the events
-    stream past: memory stays flat), then the head."""
-    expected_prev = GENESIS
-    count = 0
-    pending = iter(anchors)
-    anchor = next(pending, None)
-    matched = 0  # the size of the last checkpoint that matched
-    mismatch = None  # the earliest checkpoint that does not match
-    while anchor is not None and anchor.size == 0:
-        if anchor.root != GENESIS and mismatch is None:
-            mismatch = anchor
-        anchor = next(pending, None)
-    for row in _rows(chunk_size):
-        (
-            seq,
-            uuid,
-            subject,
-            purpose,
-            notice_id,
-            policy,
-            decision,
-            method,
-            created,
-            ip,
-            ua,
-            gpc,
-            prev,
-            stored,
-        ) = row
-        notice_hash = notice_hashes.get(notice_id, "")
-        count += 1
-        where = f"event #{seq} ({uuid})"
-        if seq != count:
-            if seq > count:
-                return Verdict(
-                    False, count - 1, f"{where}: events before it are missing (expected #{count})"
-                )
-            return Verdict(False, count - 1, f"{where}: out of order")
-        if prev != expected_prev:
-            return Verdict(False, count - 1, f"{where}: does not follow the event before it")
-        computed = event_hash(
+def _anchors(checkpoints: list) -> tuple[list[_Anchor], int, str]:
+    """The newest seal (its signature checked: a seal that does not verify is
+    named as tampering) and every trusted checkpoint, by size."""
+    anchors = []
+    seals = 0
+    last = LedgerSeal.objects.order_by("-size").values_list("size", "root", "token").first()
+    if last is not None:
+        size, root, token = last
+        try:
+            signed = checkpoints_module.checkpoint_verify(token, source=f"the last seal (#{size})")
+        except checkpoints_module.UntrustedCheckpoint as exc:
+            return [], 0, f"{exc}: the seal was rewritten"
+        if (signed.size, signed.root) != (size, root):
+            return [], 0, f"the last seal (#{size}) differs from what it signs: it was rewritten"
+        seals = 1
+        anchors.append(_Anchor(size, root, signed.time, "seal", f"the last seal ({signed.time})"))
+    for checkpoint in checkpoints:
+        kind = "chain" if checkpoint.format == checkpoints_module.CHAIN_V1 else "checkpoint"
+        anchors.append(
+            _Anchor(
+                checkpoint.size,
+                checkpoint.root,
+                checkpoint.time,
+                kind,
+                f"the checkpoint of {checkpoint.time}",
+            )
+        )
+    anchors.sort(key=lambda a: (a.size, a.kind))
+    return anchors, seals, ""
+
+
+_LEAF_COLUMNS = (
+    "l.seq, e.id, e.seq, e.uuid, e.subject_id, e.purpose_id, e.notice_id, "
+    "e.policy_version_id, e.decision, e.method, e.created_at, e.ip_truncated, "
+    "e.user_agent_family, e.gpc_signal, e.prev_hash, e.hash"
+)
+
+
+_EVENT_COLUMNS = _LEAF_COLUMNS.split(", ", 1)[1]
+
+
+def _leaf_rows(chunk_size: int) -> Iterator[tuple]:
+    """Every leaf with its event, in tree order, a chunk at a time (keyset
+    pagination: memory stays flat, on SQLite and PostgreSQL alike)."""
+    last = 0
+    while True:
+        chunk = _fetch(
+            f"SELECT {_LEAF_COLUMNS} FROM consents_ledgerleaf l "  # noqa: S608 (constant columns)
+            "LEFT JOIN consents_consentevent e ON e.id = l.event_id "
+            "WHERE l.seq > %s ORDER BY l.seq LIMIT %s",
+            [last, chunk_size],
+        )
+        if not chunk:
+            return
+        yield from chunk
+        last = chunk[-1][0]
+
+
+def _unsealed_rows(after: int, chunk_size: int) -> Iterator[tuple]:
+    last = after
+    while True:
+        chunk = _fetch(
+            f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
+            "WHERE e.id > %s AND NOT EXISTS "
+            "(SELECT 1 FROM consents_ledgerleaf l WHERE l.event_id = e.id) "
+            "ORDER BY e.id LIMIT %s",
+            [last, chunk_size],
+        )
+        if not chunk:
+            return
+        yield from chunk
+        last = chunk[-1][1]
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    """Rows with Django's conversions (UUIDs, aware datetimes, booleans)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_convert(row) for row in rows]
+
+
+def _convert(row: tuple) -> tuple:
+    if connection.vendor != "sqlite":
+        return row
+    import uuid as uuid_module
+
+    from django.utils.dateparse import parse_datetime
+
+    row = list(row)
+    for i in (3, 4):
+        if row[i] is not None and not isinstance(row[i], uuid_module.UUID):
+            row[i] = uuid_module.UUID(row[i])
+    moment = parse_datetime(row[10]) if isinstance(row[10], str) else row[10]
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # SQLite keeps UTC, without the zone
+    row[10] = moment
+    row[13] = bool(row[13])
+    return tuple(row)
+
+
+@dataclass
+class _Walk:
+    """What verifying the tree found so far."""
+
+    count: int = 0
+    problem: str = ""
+    mismatch: _Anchor | None = None  # the earliest anchor that does not match
+    matched: int = 0  # the size of the last anchor that matched
+    chain_prev: str = GENESIS
+    last_id: int = 0
+    changed_event: tuple[int, int] | None = None  # (id, place) the database found changed
+    # The complete subtrees of NODE_LEVEL and up, as recomputed: the stored ones
+    # must be the same (an inclusion proof is read from them). One per 2**NODE_LEVEL
+    # leaves: a few thousand for a million events.
+    nodes: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
+
+def _event_problem(row: tuple, notices: dict[int, str], policies: dict[int, str], walk) -> str:
+    """What is wrong with one event's row, or "" (its hash recomputed)."""
+    (_, _id, seq, uuid, subject, purpose, notice_id, policy, decision, method, created, ip, ua,
+     gpc, prev, stored) = row  # fmt: skip
+    where = f"event {uuid}"
+    if prev:
+        if prev != walk.chain_prev:
+            return f"{where} (#{seq} of the chain): does not follow the event before it"
+        computed = chain_hash_v1(
             seq=seq,
             uuid=uuid,
             subject_id=subject,
             purpose_id=purpose,
-            notice_hash=notice_hash,
+            notice_hash=notices.get(notice_id, ""),
             policy_version_id=policy,
             decision=decision,
             method=method,
@@ -330,67 +926,389 @@ def _verify_chain(
             prev_hash=prev,
             gpc_signal=gpc,
         )
-        if computed != stored:
-            return Verdict(False, count - 1, f"{where}: its content was changed")
-        expected_prev = stored
-        while anchor is not None and anchor.size == seq:
-            if mismatch is None:
-                if hmac.compare_digest(anchor.root, stored):
-                    matched = seq
-                else:
-                    mismatch = anchor
-            anchor = next(pending, None)
-    # The first checkpoint beyond the last event, if any (checkpoints are sorted).
-    beyond = anchor
-    head = LedgerHead.objects.filter(pk=1).first()
-    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
-    head_problem = ""
-    if head and not head_signature_valid(head):
-        head_problem = "the chain head's signature is wrong: the head was rewritten"
-    elif head is None and count:
-        head_problem = "the chain head is missing: it was deleted"
-    elif (head_seq, head_hash) != (count, expected_prev):
-        head_problem = (
-            f"the chain ends at #{count} but its signed head says #{head_seq}: "
-            "events were removed from the end or added around the lock"
+        walk.chain_prev = stored
+    else:
+        computed = event_hash(
+            uuid=uuid,
+            subject_id=subject,
+            purpose_id=purpose,
+            notice_hash=notices.get(notice_id, ""),
+            policy_version_id=policy,
+            policy_hash=policies.get(policy, "") if policy is not None else "",
+            decision=decision,
+            method=method,
+            created_at=created,
+            ip_truncated=ip,
+            user_agent_family=ua,
+            gpc_signal=gpc,
         )
-    if mismatch is not None:
-        problem = (
-            f"event #{mismatch.size}'s hash differs from the checkpoint of {mismatch.time}: "
-            f"an event at or before #{mismatch.size} was changed"
+    if computed != stored:
+        return f"{where}: its content was changed"
+    return ""
+
+
+def _verify_tree(
+    notices: dict[int, str], policies: dict[int, str], chunk_size: int, checkpoints: list
+) -> Verdict:
+    """Every event's hash, then the leaves in order and the tree's root at
+    every anchor (matched while the leaves stream past: memory stays flat),
+    then what lies beyond the last seal.
+
+    On PostgreSQL the database recomputes the events' hashes itself (one
+    statement) and streams the leaf hashes over COPY; elsewhere each row is
+    checked in Python as it streams past."""
+    anchors, seal_count, forged = _anchors(checkpoints)
+    if forged:
+        return Verdict(False, 0, forged)
+    walk = _Walk()
+    # Read before the stream opens: no other query may run on the connection
+    # while a COPY is under way.
+    for anchor in anchors:
+        if anchor.kind == "chain":
+            anchor.root_found = _chain_hash_at(anchor.size)
+    fast = connection.vendor == "postgresql"
+    if fast:
+        problem = _chain_problem(notices, chunk_size)
+        if problem:
+            return Verdict(False, 0, problem, seals=seal_count)
+        leaves = _pg_leaf_hashes(notices, policies, walk)
+    else:
+        leaves = _checked_leaf_hashes(notices, policies, chunk_size, walk)
+    try:
+        verdict = _walk_tree(leaves, anchors, walk, seal_count)
+    finally:
+        leaves.close()  # ends the stream, wherever the walk stopped
+    if walk.changed_event is not None:
+        uuid = ConsentEvent.objects.filter(pk=walk.changed_event[0]).values_list("uuid", flat=True)
+        walk.problem = (
+            f"event {uuid.first()}: its content was changed (leaf #{walk.changed_event[1]})"
         )
-        if head_problem:
-            # The chain was recomputed consistently: the checkpoints, not the
-            # head, say where the change is.
-            problem += f" (the earliest checkpoint that no longer matches); {head_problem}"
-        return Verdict(False, matched, problem)
-    if beyond is not None:
-        if count == 0:
-            problem = (
-                f"the ledger has 0 events but the checkpoint of {beyond.time} covers "
-                f"{beyond.size}: the ledger was wiped"
+        return Verdict(False, walk.count, walk.problem, seals=seal_count)
+    if verdict is not None:
+        return verdict
+    problem = _nodes_problem(walk.nodes)
+    if problem:
+        return Verdict(False, walk.count, problem, seals=seal_count)
+    return _beyond_the_tree(notices, policies, chunk_size, walk, seal_count, check=not fast)
+
+
+def _checked_leaf_hashes(
+    notices: dict[int, str], policies: dict[int, str], chunk_size: int, walk: _Walk
+) -> Iterator[tuple[int, int | None, bytes]]:
+    """(place, event id, leaf hash) in tree order, each event's hash checked
+    first (walk.problem says why it stopped)."""
+    for row in _leaf_rows(chunk_size):
+        if row[1] is not None:
+            problem = _event_problem(row, notices, policies, walk)
+            if problem:
+                walk.problem = f"{problem} (leaf #{row[0]})"
+                return
+        yield row[0], row[1], merkle.leaf_hash(bytes.fromhex(row[15])) if row[15] else b""
+
+
+def _walk_tree(
+    leaves: Iterable[tuple[int, int | None, bytes]],
+    anchors: list[_Anchor],
+    walk: _Walk,
+    seal_count: int,
+) -> Verdict | None:
+    """Fold the leaves into the tree, checking their places, their order and
+    the root at every anchor. A Verdict when something is wrong, else None."""
+    pending = iter(anchors)
+    anchor = next(pending, None)
+    frontier = merkle.Frontier()
+    while anchor is not None and anchor.size == 0:
+        if anchor.root not in (GENESIS, merkle.EMPTY_ROOT.hex()) and walk.mismatch is None:
+            walk.mismatch = anchor
+        anchor = next(pending, None)
+    extend = frontier.extend
+    nodes = walk.nodes
+
+    def keep(level: int, index: int, digest: bytes) -> None:
+        if level >= NODE_LEVEL:
+            nodes[level, index] = digest
+
+    batch: list[bytes] = []
+    last_id = 0
+    place = 0
+    for place, event_id, leaf in leaves:
+        walk.count += 1
+        if place != walk.count:
+            walk.problem = f"leaf #{walk.count} is missing: the tree skips to #{place}"
+            break
+        if event_id is None:
+            walk.problem = f"leaf #{place}: its event was deleted"
+            break
+        if event_id <= last_id:
+            walk.problem = f"leaf #{place}: out of order"
+            break
+        last_id = event_id
+        batch.append(leaf)
+        if anchor is not None and anchor.size == place:
+            extend(batch, keep)
+            batch.clear()
+            while anchor is not None and anchor.size == place:
+                if walk.mismatch is None:
+                    chain = anchor.kind == "chain"
+                    root = anchor.root_found if chain else frontier.root().hex()
+                    if hmac.compare_digest(anchor.root, root):
+                        walk.matched = place
+                    else:
+                        walk.mismatch = anchor
+                anchor = next(pending, None)
+        elif len(batch) >= 4096:
+            extend(batch, keep)
+            batch.clear()
+    else:
+        extend(batch, keep)  # the last leaves complete the last subtrees
+        walk.count += 1  # every leaf verified: count as if the next one had been read
+    walk.count -= 1
+    walk.last_id = last_id
+    if walk.problem:
+        return Verdict(False, walk.count, walk.problem, seals=seal_count)
+    if walk.mismatch is not None:
+        earlier = f"after #{walk.matched}" if walk.matched else "from the first"
+        return Verdict(
+            False,
+            walk.matched,
+            f"the tree of {walk.mismatch.size} events differs from {walk.mismatch.source}: "
+            f"an event {earlier} up to #{walk.mismatch.size} was changed, removed or added",
+            seals=seal_count,
+        )
+    if anchor is not None:
+        count = walk.count
+        what = "the ledger was wiped" if count == 0 else "events were removed (a rollback)"
+        return Verdict(
+            False,
+            count,
+            f"the ledger has {count} sealed event{'s' if count != 1 else ''} but "
+            f"{anchor.source} covers {anchor.size}: {what}",
+            seals=seal_count,
+        )
+    return None
+
+
+def _nodes_problem(computed: dict[tuple[int, int], bytes]) -> str:
+    """The stored subtrees are exactly those the leaves give: a rewritten one
+    would make inclusion proofs fail against the signed root."""
+    stored = 0
+    rows = LedgerNode.objects.order_by("level", "index").values_list("level", "index", "hash")
+    for level, index, digest in rows.iterator(chunk_size=5000):
+        stored += 1
+        if computed.get((level, index)) != bytes.fromhex(digest):
+            return (
+                f"the stored subtree {level}/{index} of the tree differs from its leaves: "
+                "it was rewritten (inclusion proofs read from it fail)"
             )
-        else:
-            problem = (
-                f"the ledger has {count} event{'s' if count != 1 else ''} but the checkpoint "
-                f"of {beyond.time} covers "
-                f"{beyond.size}: events were removed (a rollback or truncation)"
-            )
-        if head_problem:
-            problem += f"; {head_problem}"
-        return Verdict(False, count, problem)
-    if head_problem:
-        return Verdict(False, count, head_problem)
-    return Verdict(True, count)
+    if stored != len(computed):
+        return (
+            f"the tree has {len(computed)} complete subtrees of {BLOCK} leaves and up, "
+            f"but {stored} are stored: some were deleted or added"
+        )
+    return ""
+
+
+def _chain_hash_at(place: int) -> str:
+    """The stored hash of the event at `place` (a checkpoint of the chain)."""
+    return LedgerLeaf.objects.filter(seq=place).values_list("event__hash", flat=True).first() or ""
+
+
+def _beyond_the_tree(
+    notices: dict[int, str],
+    policies: dict[int, str],
+    chunk_size: int,
+    walk: _Walk,
+    seal_count: int,
+    *,
+    check: bool,
+) -> Verdict:
+    """The last seal covers exactly the tree, no event hides below its
+    barrier, and the events not sealed yet are counted (and checked, when the
+    database did not check them already)."""
+    last_seal = LedgerSeal.objects.order_by("-size").values_list("size", "last_event_id").first()
+    if last_seal is None and walk.count:
+        return Verdict(False, walk.count, "the tree has leaves but no seal: the seals were deleted")
+    if last_seal is not None and last_seal[0] != walk.count:
+        return Verdict(
+            False,
+            walk.count,
+            f"the tree has {walk.count} leaves but its last seal covers {last_seal[0]}: "
+            "leaves were added or removed behind the sealer",
+            seals=seal_count,
+        )
+    barrier = last_seal[1] if last_seal else 0
+    # Every event up to the last seal's barrier is in the tree: none was slipped in below it.
+    hidden = (
+        ConsentEvent.objects.filter(id__lte=barrier, leaf__isnull=True)
+        .values_list("uuid", flat=True)
+        .first()
+    )
+    if hidden is not None:
+        return Verdict(
+            False,
+            walk.count,
+            f"event {hidden} is older than the last seal but not in the tree: "
+            "it was inserted behind the sealer",
+            seals=seal_count,
+        )
+    if not check:
+        problem = _pg_event_problem(notices, policies, after=barrier)
+        if problem:
+            return Verdict(False, walk.count, problem, seals=seal_count)
+        unsealed = ConsentEvent.objects.filter(id__gt=barrier).count()
+        return Verdict(True, walk.count, unsealed=unsealed, seals=seal_count)
+    unsealed = 0
+    for row in _unsealed_rows(barrier, chunk_size):
+        problem = _event_problem(row, notices, policies, walk)
+        if problem:
+            return Verdict(False, walk.count, f"{problem} (not sealed yet)", seals=seal_count)
+        unsealed += 1
+    return Verdict(True, walk.count, unsealed=unsealed, seals=seal_count)
+
+
+# PostgreSQL computes SHA-256 itself: the events' hashes (format 2) are checked
+# in one statement, the same fields joined as event_hash() joins them.
+_SQL_EVENT_HASH = """
+encode(sha256(convert_to(concat_ws(chr(31),
+    'clareza-event-v2',
+    e.uuid::text,
+    e.subject_id::text,
+    e.purpose_id::text,
+    coalesce(n.hash, ''),
+    coalesce(e.policy_version_id::text, ''),
+    coalesce(p.hash, ''),
+    e.decision,
+    e.method,
+    to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    e.ip_truncated,
+    e.user_agent_family,
+    CASE WHEN e.gpc_signal THEN 'gpc' ELSE '' END
+), 'UTF8')), 'hex')
+"""
+
+_SQL_CHANGED_EVENT = f"""
+SELECT e.uuid FROM consents_consentevent e
+LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
+LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
+WHERE e.id > %s AND e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
+ORDER BY e.id LIMIT 1
+"""  # noqa: S608 (constant SQL)
+
+
+def event_hash_in_sql(event_id: int) -> str:
+    """The database's own hash of one event (format 2): a test keeps it equal
+    to event_hash()."""
+    notices, _ = _verified_notice_hashes()
+    policies = policy_hashes()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_SQL_EVENT_HASH} FROM consents_consentevent e "  # noqa: S608
+            "LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id "
+            "LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) "
+            "ON p.id = e.policy_version_id WHERE e.id = %s",
+            [*_arrays(notices), *_arrays(policies), event_id],
+        )
+        return cursor.fetchone()[0]
+
+
+def _arrays(hashes: dict[int, str]) -> tuple[list[int], list[str]]:
+    return list(hashes), list(hashes.values())
+
+
+def _pg_event_problem(notices: dict[int, str], policies: dict[int, str], *, after: int) -> str:
+    """The first event beyond the id `after` whose hash the database finds wrong."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_CHANGED_EVENT, [*_arrays(notices), *_arrays(policies), after])
+        row = cursor.fetchone()
+    if row is None:
+        return ""
+    place = LedgerLeaf.objects.filter(event__uuid=row[0]).values_list("seq", flat=True).first()
+    where = f"leaf #{place}" if place else "not sealed yet"
+    return f"event {row[0]}: its content was changed ({where})"
+
+
+def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
+    """The events of the old hash chain (format 1), checked in Python: each
+    hash covers the one before it."""
+    walk = _Walk()
+    last = 0
+    while True:
+        chunk = _fetch(
+            f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
+            "WHERE e.prev_hash <> '' AND e.id > %s ORDER BY e.id LIMIT %s",
+            [last, chunk_size],
+        )
+        if not chunk:
+            return ""
+        for row in chunk:
+            problem = _event_problem(row, notices, {}, walk)
+            if problem:
+                return problem
+        last = chunk[-1][1]
+
+
+_SQL_LEAF_STREAM = f"""
+COPY (
+    SELECT l.seq, e.id, sha256('\\x00'::bytea || decode(e.hash, 'hex')),
+           e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
+    FROM consents_ledgerleaf l
+    LEFT JOIN consents_consentevent e ON e.id = l.event_id
+    LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
+    LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
+    ORDER BY l.seq
+) TO STDOUT (FORMAT BINARY)
+"""  # noqa: S608 (constant SQL)
+
+
+def _pg_leaf_hashes(
+    notices: dict[int, str], policies: dict[int, str], walk: _Walk
+) -> Iterator[tuple[int, int | None, bytes]]:
+    """(place, event id, leaf hash) in tree order over one COPY stream: the
+    database recomputes each event's hash and the leaf hash while Python folds
+    the tree, the two at once on two cores; memory stays flat. Stops at the
+    first changed event (walk.changed_event). No other query may run on the
+    connection until the generator is exhausted or closed: closing it drains
+    what is left of the stream."""
+    with connection.cursor() as cursor:
+        params = [*_arrays(notices), *_arrays(policies)]
+        with cursor.cursor.copy(_SQL_LEAF_STREAM, params) as copy:
+            copy.set_types(["int8", "int8", "bytea", "bool"])
+            rows = copy.rows()
+            try:
+                for place, event_id, leaf, changed in rows:
+                    if changed:
+                        walk.changed_event = (event_id, place)
+                        return
+                    yield place, event_id, bytes(leaf) if leaf is not None else b""
+            finally:
+                for _ in rows:
+                    pass  # the connection serves other queries once the COPY has ended
+
+
+_SQL_STATES_WRONG = """
+SELECT min(s.id) FROM consents_consentstate s
+LEFT JOIN consents_consentevent e ON e.id = s.event_id
+WHERE e.id IS NULL OR e.subject_id <> s.subject_id OR e.purpose_id <> s.purpose_id
+   OR e.decision <> s.decision
+"""
+# Aggregates rather than LIMIT 1: the planner then joins by hash, once over each table.
+_SQL_EVENTS_UNSTATED = """
+SELECT min(e.id) FILTER (WHERE s.id IS NULL),
+       min(s.id) FILTER (WHERE s.id IS NOT NULL AND e.id > s.event_id)
+FROM consents_consentevent e
+LEFT JOIN consents_consentstate s ON s.subject_id = e.subject_id AND s.purpose_id = e.purpose_id
+"""
 
 
 def _state_problem() -> str:
     """The current state, which every page and every "may we?" reads, must be
     exactly what the ledger says: for each person and purpose, the decision of
     their last event, and a state for every pair that has events."""
+    if connection.vendor == "postgresql":
+        return _pg_state_problem()
     last_event = ConsentEvent.objects.filter(
         subject_id=OuterRef("subject_id"), purpose_id=OuterRef("purpose_id")
-    ).order_by("-seq")
+    ).order_by("-id")
     wrong = (
         ConsentState.objects.annotate(last=last_event.values("pk")[:1])
         .filter(Q(last__isnull=True) | ~Q(event_id=F("last")) | ~Q(decision=F("event__decision")))
@@ -398,11 +1316,7 @@ def _state_problem() -> str:
         .first()
     )
     if wrong:
-        subject, key, decision = wrong
-        return (
-            f"the current state of “{key}” for subject {subject} says {decision}, "
-            "which is not the last decision the ledger holds for them"
-        )
+        return _wrong_state_message(*wrong)
     stateless = (
         ConsentEvent.objects.filter(
             ~Exists(
@@ -411,13 +1325,49 @@ def _state_problem() -> str:
                 )
             )
         )
-        .values_list("seq", "subject_id", "purpose__key")
+        .values_list("uuid", "subject_id", "purpose__key")
         .first()
     )
     if stateless:
-        seq, subject, key = stateless
-        return (
-            f"subject {subject} has decisions about “{key}” in the ledger (#{seq}) "
-            "but no current state: the state was deleted"
-        )
+        event, subject, key = stateless
+        return _stateless_message(event, subject, key)
+    return ""
+
+
+def _wrong_state_message(subject: object, key: str, decision: str) -> str:
+    return (
+        f"the current state of “{key}” for subject {subject} says {decision}, "
+        "which is not the last decision the ledger holds for them"
+    )
+
+
+def _stateless_message(event: object, subject: object, key: str) -> str:
+    return (
+        f"subject {subject} has decisions about “{key}” in the ledger ({event}) "
+        "but no current state: the state was deleted"
+    )
+
+
+def _pg_state_problem() -> str:
+    """The same check in two statements that each join the events and the
+    states once (hash joins): a state per pair that has events, pointing at an
+    event of its own pair with its decision, and no later event of that pair."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_STATES_WRONG)
+        wrong = cursor.fetchone()[0]
+        if wrong is None:
+            cursor.execute(_SQL_EVENTS_UNSTATED)
+            missing, wrong = cursor.fetchone()
+        else:
+            missing = None
+    if wrong is not None:
+        subject, key, decision = ConsentState.objects.values_list(
+            "subject_id", "purpose__key", "decision"
+        ).get(pk=wrong)
+        return _wrong_state_message(subject, key, decision)
+    if missing is not None:
+        event, subject, key = ConsentEvent.objects.values_list(
+            "uuid", "subject_id", "purpose__key"
+        ).get(pk=missing)
+        return _stateless_message(event, subject, key)
     return ""

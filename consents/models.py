@@ -3,8 +3,10 @@
 Inventory rows (DataCategory, Purpose) are edited by staff. What a customer
 reads about a purpose is frozen as a PurposeNotice, content-hashed, so that
 every ledger event can point at the exact text that was shown. Ledger events
-(ConsentEvent) are never updated or deleted: the database refuses it, and a
-hash chain anchored in LedgerHead lets verify_ledger prove it.
+(ConsentEvent) are never updated or deleted: the database refuses it. Each
+carries its own content hash; the sealer folds them into a Merkle tree
+(LedgerLeaf, LedgerNode) whose signed heads (LedgerSeal) and checkpoints kept
+outside the database (LedgerCheckpoint) let verify_ledger prove it.
 """
 
 from __future__ import annotations
@@ -243,15 +245,22 @@ class Method(models.TextChoices):
 
 
 class ConsentEvent(models.Model):
-    """One decision, appended to a hash chain. UPDATE and DELETE are refused by
-    a database trigger (migration 0002); consents.ledger computes the hashes."""
+    """One decision. UPDATE and DELETE are refused by a database trigger
+    (migration 0002). `hash` covers every field, the notice text and the policy
+    version (consents.ledger); the sealer gives the event its place in the
+    Merkle tree (LedgerLeaf). Decisions are inserted without a global lock: the
+    order of the ledger is the order of `id`, sealed seconds later."""
 
-    seq = models.BigIntegerField(unique=True, help_text="Position in the chain, from 1.")
+    # Events of ledger format 1 (a hash chain, before the Merkle tree) keep the
+    # place and the previous hash their chain hash covers; later events have neither.
+    seq = models.BigIntegerField(
+        unique=True, null=True, blank=True, help_text="Place in the hash chain of format 1."
+    )
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     subject_id = models.UUIDField(help_text="Opaque id of the person; never an email or name.")
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
     notice = models.ForeignKey(PurposeNotice, on_delete=models.PROTECT, related_name="events")
-    # The policy version in force: filled by the policies app (roadmap step 4).
+    # The policy version in force: filled by the policies app.
     policy_version_id = models.BigIntegerField(null=True, blank=True)
     decision = models.CharField(max_length=10, choices=Decision.choices)
     method = models.CharField(max_length=12, choices=Method.choices)
@@ -261,7 +270,7 @@ class ConsentEvent(models.Model):
     gpc_signal = models.BooleanField(
         default=False, help_text="The request carried Sec-GPC: 1 when this was decided."
     )
-    prev_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64, blank=True)  # format 1 only
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
@@ -269,11 +278,11 @@ class ConsentEvent(models.Model):
         verbose_name_plural = _("consent events")
         indexes = [
             # A person's history, newest first (control panel, receipts, data export).
-            models.Index(fields=["subject_id", "-seq"], name="event_subject_idx"),
+            models.Index(fields=["subject_id", "-id"], name="event_subject_order_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.decision} {self.purpose_id}"
+        return f"{self.uuid} {self.decision} {self.purpose_id}"
 
 
 class ConsentState(models.Model):
@@ -375,23 +384,52 @@ class ReconsentRequest(models.Model):
         return f"re-consent {self.purpose_id} by {self.effective_date}"
 
 
-class LedgerHead(models.Model):
-    """The single row that serialises appends and anchors the chain: the last
-    seq and hash, signed with the portal's signing key ("kid.signature"), so
-    that cutting events off the end or rewriting the chain without the key is
-    detected."""
+class LedgerLeaf(models.Model):
+    """An event's place in the Merkle tree, from 1, given by the sealer in the
+    order of the events' ids. Append-only, as the events (migration 0009)."""
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    seq = models.BigIntegerField(default=0)
-    hash = models.CharField(max_length=64, default="0" * 64)
-    signature = models.CharField(max_length=200, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="ledger_head_single")]
+    seq = models.BigIntegerField(primary_key=True)
+    event = models.OneToOneField(ConsentEvent, on_delete=models.PROTECT, related_name="leaf")
 
     def __str__(self) -> str:
-        return f"ledger head #{self.seq}"
+        return f"leaf #{self.seq}"
+
+
+class LedgerNode(models.Model):
+    """The hash of a complete subtree of the Merkle tree: leaves
+    [index * 2**level, (index + 1) * 2**level). Only levels from
+    consents.ledger.NODE_LEVEL up are kept: an inclusion proof reads a few of
+    them and the leaves of one block, whatever the ledger's size."""
+
+    level = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["level", "index"], name="ledger_node_place"),
+        ]
+
+    def __str__(self) -> str:
+        return f"node {self.level}/{self.index}"
+
+
+class LedgerSeal(models.Model):
+    """A signed tree head: the Merkle tree of the first `size` events, signed
+    by the sealer (compact JWS, format clareza-merkle-v1, as the checkpoints).
+    Every event with an id up to `last_event_id` is in it. `frontier` holds the
+    roots of the complete subtrees on its right edge, from which the next seal
+    continues. Append-only (migration 0009)."""
+
+    size = models.BigIntegerField(unique=True)
+    root = models.CharField(max_length=64)
+    last_event_id = models.BigIntegerField()
+    frontier = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    token = models.TextField()
+
+    def __str__(self) -> str:
+        return f"ledger seal #{self.size}"
 
 
 class LedgerCheckpoint(models.Model):
@@ -402,7 +440,9 @@ class LedgerCheckpoint(models.Model):
     Append-only in the database, as the events (migration 0008)."""
 
     size = models.BigIntegerField()  # events covered: #1 .. #size
-    root = models.CharField(max_length=64)  # the hash of event #size (genesis for 0)
+    # clareza-merkle-v1: the Merkle tree's root; clareza-chain-v1 (before the
+    # tree): the chain hash of event #size.
+    root = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
     token = models.TextField()  # compact JWS (ES256) over format, ledger, size, root, time
 

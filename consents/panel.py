@@ -365,9 +365,9 @@ def history_page(request: HttpRequest) -> HttpResponse:
     events = (
         ConsentEvent.objects.filter(subject_id=request.user.subject_id)
         .select_related("purpose", "notice")
-        .order_by("-seq")
+        .order_by("-id")
     )
-    # Counting uses the (subject_id, -seq) index; the page query is bounded.
+    # Counting uses the (subject_id, -id) index; the page query is bounded.
     total = ConsentEvent.objects.filter(subject_id=request.user.subject_id).aggregate(
         n=Count("pk")
     )["n"]

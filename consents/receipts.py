@@ -6,22 +6,27 @@ verify any receipt."""
 from __future__ import annotations
 
 import json
+import logging
 
 from django.conf import settings
 from django.urls import reverse
 from joserfc import jws
 from joserfc.jwk import KeySet
 
+from consents import ledger
 from consents.checkpoints import checkpoint_time
 from consents.keys import ALGORITHM, public_jwks, signing_key
 from consents.models import (
     ConsentEvent,
     Decision,
     LedgerCheckpoint,
+    LedgerLeaf,
+    LedgerSeal,
     LegalBasis,
     legal_basis_codes,
 )
 
+logger = logging.getLogger(__name__)
 __all__ = ["public_jwks", "receipt_jws", "receipt_payload", "receipt_verify"]
 COLLECTION_METHODS = {
     "signup": "web form: sign-up",
@@ -34,9 +39,18 @@ COLLECTION_METHODS = {
 }
 
 
+class ReceiptUnavailable(Exception):
+    """The event's record fails its integrity check: no receipt is signed."""
+
+
 def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
     """Kantara CR v1.1 for one event (`event` with purpose, notice and the
-    purpose's data categories prefetched), plus the ledger position that proves it."""
+    purpose's data categories prefetched), plus the ledger position that proves it.
+    ReceiptUnavailable when the notice text or the event no longer match
+    their hashes: the portal's signature never covers a rewritten text."""
+    if not ledger.event_intact(event):
+        logger.critical("No receipt signed for event %s: it fails its integrity check", event.uuid)
+        raise ReceiptUnavailable(str(event.uuid))
     content = event.notice.content
     notice_text = event.notice.text(language)
     # Everything below comes from the notice the person read, not today's inventory.
@@ -97,23 +111,48 @@ def receipt_payload(event: ConsentEvent, *, language: str = "en") -> dict:
         "noticeVersion": event.notice.version,
         "noticeHash": event.notice.content_hash,
         "policyVersion": event.policy_version_id,
-        "ledgerSeq": event.seq,
-        "ledgerHash": event.hash,
-        # The signed checkpoint that covers this event, once there is one; the
-        # list (and so any later one) is at ledgerCheckpoints.
-        "ledgerCheckpoints": site + reverse("consents:ledger_checkpoints"),
-        "coveredBy": _covering_checkpoint(event),
+        **_ledger_position(event, site),
     }
 
 
-def _covering_checkpoint(event: ConsentEvent) -> dict | None:
-    checkpoint = LedgerCheckpoint.objects.filter(size__gte=event.seq).order_by("size").first()
-    if checkpoint is None:
-        return None
+def _ledger_position(event: ConsentEvent, site: str) -> dict:
+    """Where the event is in the ledger and the proof of it: its place once
+    sealed (seconds after the decision), an RFC 9162 inclusion proof against
+    the first published checkpoint that covers it (or the newest signed seal
+    until one does), and where to fetch a proof and the checkpoints later.
+    `python3 clareza-verify.py` checks all of it with the published keys alone."""
+    place = LedgerLeaf.objects.filter(event=event).values_list("seq", flat=True).first()
+    covering = None
+    if place is not None:
+        covering = (
+            LedgerCheckpoint.objects.filter(size__gte=place)
+            .order_by("size")
+            .values_list("size", "created_at", "token")
+            .first()
+        )
+    proof = None
+    if place is not None:
+        proof_size = None
+        if covering and covering[0] and LedgerSeal.objects.filter(size=covering[0]).exists():
+            proof_size = covering[0]
+        proof = ledger.inclusion_proof(event, size=proof_size)
     return {
-        "size": checkpoint.size,
-        "time": checkpoint_time(checkpoint.created_at),
-        "token": checkpoint.token,
+        "ledgerSeq": place,
+        "ledgerHash": event.hash,
+        "inclusionProof": proof.as_dict() if proof else None,
+        "proofUrl": site + reverse("consents:ledger_proof", args=[event.uuid]),
+        # RFC 9162 consistency proofs between two signed sizes (?first=&second=).
+        "consistencyUrl": site + reverse("consents:ledger_consistency"),
+        # The signed checkpoint that covers this event, once there is one; the
+        # list (and so any later one) is at ledgerCheckpoints.
+        "ledgerCheckpoints": site + reverse("consents:ledger_checkpoints"),
+        "coveredBy": {
+            "size": covering[0],
+            "time": checkpoint_time(covering[1]),
+            "token": covering[2],
+        }
+        if covering
+        else None,
     }
 
 

@@ -38,12 +38,13 @@ logger = logging.getLogger(__name__)
 
 def set_policy_version_provider(provider) -> None:
     """The policies app tells the ledger which policy version is in force
-    (a callable returning its id or None), without consents importing it."""
+    (a callable returning (its id, the hash of its text) or None), without
+    consents importing it."""
     global _policy_version_provider
     _policy_version_provider = provider
 
 
-def policy_version_in_force() -> int | None:
+def policy_version_in_force() -> tuple[int, str] | None:
     return _policy_version_provider() if _policy_version_provider else None
 
 
@@ -191,9 +192,9 @@ def purpose_retire(*, purpose: Purpose) -> Purpose:
     """Stop offering a purpose. Its notices and ledger stay forever; every grant
     still standing is withdrawn (method: expiry), because the processing ends."""
     with transaction.atomic():
-        # The chain head first, as every append takes it: no grant can slip in
-        # between retiring the purpose and withdrawing what stands.
-        ledger.lock_head()
+        # The ledger lock first, exclusive: no grant can slip in between
+        # retiring the purpose and withdrawing what stands.
+        ledger.ledger_lock()
         purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
         if purpose.retired_at is not None:
             return purpose
@@ -302,9 +303,9 @@ def purpose_update(
     on `effective_date` unless they confirm it under the new notice."""
     values = dict(values or {})
     with transaction.atomic():
-        # Lock order as in purpose_retire: the chain head, then the purpose. No grant
+        # Lock order as in purpose_retire: the ledger, then the purpose. No grant
         # can be recorded between freezing the new notice and reading the grantees.
-        ledger.lock_head()
+        ledger.ledger_lock()
         purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
         previous = purpose.notices.order_by("-version").first()
         for name, value in values.items():
@@ -407,7 +408,7 @@ def reconsent_lapse_due(*, today: date | None = None) -> int:
         ).values_list("subject_id", flat=True)
         for subject_id in list(stale):
             with transaction.atomic():
-                ledger.lock_head()
+                ledger.decision_lock(subject_id)
                 # Read again under the lock: the person may have confirmed meanwhile.
                 still_stale = ConsentState.objects.filter(
                     subject_id=subject_id,
@@ -470,35 +471,22 @@ def consent_record(
         )
     facts = facts or RequestFacts()
     with transaction.atomic():
-        try:
-            head = ledger.lock_head()  # serialises appends, so the state read below is current
-        except ledger.LedgerIntegrityError as exc:
-            logger.critical("The consent ledger refused a decision: %s", exc)
-            raise ConsentError(
-                _(
-                    "Your choice could not be recorded: our consent records failed their "
-                    "integrity check. Nothing was changed, and our team has been alerted."
-                )
-            ) from exc
-        # The highest version of this purpose's notice (an index on purpose, version).
-        current_notice = (
-            PurposeNotice.objects.select_related("purpose")
-            .filter(purpose_id=purpose.pk)
-            .order_by("-version")
-            .first()
-        )
+        # This person's decisions one at a time (the state read below is current);
+        # other people's go on at once.
+        ledger.decision_lock(subject_id)
         # Read again under the lock: the caller's copy may predate a retirement.
-        if current_notice and current_notice.purpose.retired_at and not allow_retired:
+        current = ledger.decision_context(subject_id=subject_id, purpose_id=purpose.pk)
+        if current.retired and not allow_retired:
             raise ConsentError(
                 _("“%(purpose)s” is no longer offered.") % {"purpose": purpose.display_name}
             )
-        if current_notice is None:
+        if current.notice_id is None:
             raise ConsentError(
                 _("“%(purpose)s” has no published notice yet.") % {"purpose": purpose.display_name}
             )
         if notice is None:
-            notice = current_notice
-        elif notice.pk != current_notice.pk or notice.purpose_id != purpose.pk:
+            notice = ledger.notice_by_id(current.notice_id)
+        elif notice.pk != current.notice_id or notice.purpose_id != purpose.pk:
             raise ConsentError(
                 _(
                     "The description of “%(purpose)s” changed while you were reading it. "
@@ -506,29 +494,24 @@ def consent_record(
                 )
                 % {"purpose": purpose.display_name}
             )
-        state = (
-            ConsentState.objects.select_for_update()
-            .filter(subject_id=subject_id, purpose=purpose)
-            .first()
-        )
         repeated = decision
-        decision = _effective_decision(state.decision if state else None, decision)
-        if (
-            decision is None
-            and reconfirm
-            and repeated == Decision.GRANTED
-            and _reconsent_asked(state)
-        ):
-            # Given again under a new notice or policy version: a new event. Only
-            # while it is asked: otherwise it would repeat the standing grant.
-            decision = Decision.GRANTED
+        decision = _effective_decision(current.decision, decision)
+        if decision is None and reconfirm and repeated == Decision.GRANTED:
+            state = ConsentState.objects.filter(subject_id=subject_id, purpose=purpose).first()
+            if _reconsent_asked(state):
+                # Given again under a new notice or policy version: a new event. Only
+                # while it is asked: otherwise it would repeat the standing grant.
+                decision = Decision.GRANTED
         if decision is None:
             return None
         now = timezone.now()
+        policy_hash = ""
         if policy_version_id is None:
-            policy_version_id = policy_version_in_force()
+            policy_version_id, policy_hash = policy_version_in_force() or (None, "")
+        else:
+            policy_hash = ledger.policy_hashes([policy_version_id]).get(policy_version_id, "")
         event = ledger.append(
-            head,
+            policy_hash=policy_hash,
             subject_id=subject_id,
             purpose=purpose,
             notice=notice,
@@ -540,17 +523,7 @@ def consent_record(
             user_agent_family=facts.user_agent_family,
             gpc_signal=facts.gpc_signal,
         )
-        if state is None:
-            ConsentState.objects.create(
-                subject_id=subject_id,
-                purpose=purpose,
-                decision=decision,
-                event=event,
-                updated_at=now,
-            )
-        else:
-            state.decision, state.event, state.updated_at = decision, event, now
-            state.save(update_fields=["decision", "event", "updated_at"])
+        ledger.state_set(event)
         if decision == Decision.WITHDRAWN:
             # Processing ends now: data that only this purpose needed goes with it.
             personal_data.erase_unneeded(subject_id=subject_id)
@@ -807,41 +780,43 @@ def newsletter_signups_purge_unconfirmed(*, now=None) -> int:
 
 
 def ledger_checkpoint_make() -> LedgerCheckpoint | None:
-    """Sign the ledger's current size and root (consents.checkpoints) and send
-    the checkpoint outside the database: one line appended to
-    LEDGER_CHECKPOINT_FILE and an email to the DPO, both once the transaction
-    commits. Returns the last checkpoint, unchanged, when nothing was appended
-    since it, and None while the ledger is empty.
+    """Seal what is waiting, then publish the newest seal as a checkpoint and
+    send it outside the database: one line appended to LEDGER_CHECKPOINT_FILE
+    and an email to the DPO, both once the transaction commits. Returns the
+    last checkpoint, unchanged, when nothing was sealed since it, and None
+    while the ledger is empty.
 
-    Signs only a head that verifies (ledger.lock_head) and that extends the
-    last checkpoint: a ledger rolled back behind it is refused
-    (LedgerIntegrityError), never signed again."""
+    Publishes only a seal that verifies (ledger.seal checks it) and whose tree
+    extends the last checkpoint: a ledger rolled back or rewritten behind it is
+    refused (LedgerIntegrityError), never signed again."""
     from consents import emails
 
+    newest = ledger.seal().seal
     with transaction.atomic():
-        head = ledger.lock_head()
         last = LedgerCheckpoint.objects.order_by("-size").first()
-        if last is not None:
-            if head.seq < last.size:
+        if newest is None:
+            if last is not None:
                 raise ledger.LedgerIntegrityError(
-                    f"the ledger has {head.seq} events but the checkpoint #{last.size} covers "
-                    f"{last.size}: events were removed"
+                    f"the ledger has no seal but the checkpoint #{last.size} covers "
+                    f"{last.size} events: the ledger was wiped"
                 )
-            covered = ConsentEvent.objects.filter(seq=last.size).values_list("hash", flat=True)
-            if (covered.first() or ledger.GENESIS) != last.root:
-                raise ledger.LedgerIntegrityError(
-                    f"event #{last.size}'s hash differs from the checkpoint #{last.size}"
-                )
-            if head.seq == last.size:
-                return last
-        elif head.seq == 0:
             return None
-        now = timezone.now()
+        if last is not None:
+            if newest.size < last.size:
+                raise ledger.LedgerIntegrityError(
+                    f"the ledger has {newest.size} events but the checkpoint #{last.size} "
+                    f"covers {last.size}: events were removed"
+                )
+            problem = ledger.extends_problem(last)
+            if problem:
+                raise ledger.LedgerIntegrityError(problem)
+            if newest.size == last.size:
+                return last
         checkpoint = LedgerCheckpoint.objects.create(
-            size=head.seq,
-            root=head.hash,
-            created_at=now,
-            token=checkpoints.checkpoint_token(size=head.seq, root=head.hash, moment=now),
+            size=newest.size,
+            root=newest.root,
+            created_at=newest.created_at,
+            token=newest.token,
         )
         emails.ledger_checkpoint(checkpoint=checkpoint)
         line = checkpoints.checkpoint_line(checkpoint)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
@@ -20,12 +21,22 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
-from consents import changes, checkpoints, emails, ratelimit, receipts, selectors, services
+from consents import (
+    changes,
+    checkpoints,
+    emails,
+    ledger,
+    ratelimit,
+    receipts,
+    selectors,
+    services,
+)
 from consents.forms import NewsletterForm
 from consents.models import (
     ConsentEvent,
     Decision,
     LedgerCheckpoint,
+    LedgerSeal,
     LegalBasis,
     Method,
     NewsletterSignup,
@@ -135,17 +146,91 @@ def jwks(request: HttpRequest) -> JsonResponse:
 
 @require_safe
 def ledger_checkpoints(request: HttpRequest) -> JsonResponse:
-    """The ledger's signed checkpoints, newest first: anyone holding one can
-    later prove that what it covers was never removed or changed."""
-    latest = LedgerCheckpoint.objects.order_by("-size")[: checkpoints.PUBLISHED]
+    """The ledger's signed checkpoints, newest first, headed by the newest
+    seal: anyone holding one can later prove that what it covers was never
+    removed or changed."""
+    latest = list(LedgerCheckpoint.objects.order_by("-size")[: checkpoints.PUBLISHED])
+    lines = [checkpoints.checkpoint_line(c) for c in latest]
+    # The newest seal too (signed the same way), so that a proof fetched just
+    # now can be compared with what is published.
+    seal = LedgerSeal.objects.order_by("-size").first()
+    if seal is not None and (not latest or seal.size > latest[0].size):
+        lines.insert(0, checkpoints.checkpoint_line(seal))
     body = {
         "ledger": settings.SITE_URL,
         "formats": list(checkpoints.FORMATS),
         "keys": settings.SITE_URL + reverse("consents:jwks"),
-        "checkpoints": [checkpoints.checkpoint_line(c) for c in latest],
+        "checkpoints": lines,
     }
     response = JsonResponse(body)
+    response["Cache-Control"] = f"public, max-age={settings.LEDGER_SEAL_SECONDS}"
+    return response
+
+
+def _count(value: str | None) -> int | None:
+    """A number of events from a query string (ASCII digits, within a bigint), or None."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
+
+
+@require_safe
+def ledger_proof(request: HttpRequest, receipt_id) -> JsonResponse:
+    """The inclusion proof of one decision (by its receipt's id) against a
+    signed seal: the newest, or the one of `?size=` (a published checkpoint's
+    size). It holds hashes only: anyone with the receipt may fetch it."""
+    event = ConsentEvent.objects.filter(uuid=receipt_id).first()
+    if event is None:
+        return JsonResponse({"error": "No decision has this receipt id."}, status=404)
+    size = request.GET.get("size")
+    if size is not None and _count(size) is None:
+        return JsonResponse({"error": "size must be a whole number of events."}, status=400)
+    proof = ledger.inclusion_proof(event, size=_count(size) if size else None)
+    if proof is None:
+        if size:
+            return JsonResponse(
+                {"error": f"The ledger has no seal of {size} events that covers this decision."},
+                status=404,
+            )
+        response = JsonResponse(
+            {"error": "This decision is not sealed yet: try again in a few seconds."}, status=404
+        )
+        response["Retry-After"] = str(settings.LEDGER_SEAL_SECONDS)
+        return response
+    response = JsonResponse(proof.as_dict())
     response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@require_safe
+def ledger_consistency(request: HttpRequest) -> JsonResponse:
+    """The proof that the ledger signed at `?first=` events is the beginning
+    of the one signed at `?second=` (the newest seal when absent): what was
+    proved against an older checkpoint still stands in the newer one."""
+    first, second = request.GET.get("first", ""), request.GET.get("second")
+    if _count(first) is None or (second is not None and _count(second) is None):
+        return JsonResponse(
+            {"error": "first (and second, if given) must be whole numbers of events."}, status=400
+        )
+    proof = ledger.consistency_proof(_count(first), _count(second) if second else None)
+    if proof is None:
+        return JsonResponse(
+            {"error": "The ledger has no pair of seals of these sizes, the first no larger."},
+            status=404,
+        )
+    response = JsonResponse(proof.as_dict())
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@require_safe
+def verify_script(request: HttpRequest) -> HttpResponse:
+    """The offline verifier: a Python script with no dependencies that checks
+    a receipt, its inclusion proof and the checkpoint with the published keys."""
+    script = Path(__file__).with_name("verify_offline.py").read_bytes()
+    response = HttpResponse(script, content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="clareza-verify.py"'
+    response["Cache-Control"] = "public, max-age=3600"
     return response
 
 
@@ -271,7 +356,7 @@ def newsletter_receipts(request: HttpRequest, token: str) -> HttpResponse:
     events = (
         ConsentEvent.objects.filter(subject_id=subject_id)
         .select_related("purpose", "notice")
-        .order_by("-seq")[:NEWSLETTER_RECEIPTS_SHOWN]
+        .order_by("-id")[:NEWSLETTER_RECEIPTS_SHOWN]
     )
     return render(
         request,
@@ -285,7 +370,7 @@ def newsletter_receipt(request: HttpRequest, token: str, receipt_id) -> HttpResp
     subject_id = emails.subject_from_token(token, salt=emails.RECEIPTS_SALT)
     if subject_id is None:
         return _link_invalid(request)
-    return _receipt_download(subject_id, receipt_id)
+    return _receipt_download(request, subject_id, receipt_id)
 
 
 # Deciding again, from the email ---------------------------------------------------
@@ -363,13 +448,25 @@ def _get_event_for_subject(subject_id, receipt_id) -> ConsentEvent:
 @login_required
 @require_safe
 def receipt(request: HttpRequest, receipt_id) -> HttpResponse:
-    return _receipt_download(request.user.subject_id, receipt_id)
+    return _receipt_download(request, request.user.subject_id, receipt_id)
 
 
-def _receipt_download(subject_id, receipt_id) -> HttpResponse:
+def _receipt_unavailable(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "consents/receipt_unavailable.html",
+        {"controller_email": settings.CONTROLLER_EMAIL},
+        status=503,
+    )
+
+
+def _receipt_download(request: HttpRequest, subject_id, receipt_id) -> HttpResponse:
     """The signed receipt of one of this subject's decisions, or 404."""
     event = _get_event_for_subject(subject_id, receipt_id)
-    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    try:
+        token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    except receipts.ReceiptUnavailable:
+        return _receipt_unavailable(request)
     response = HttpResponse(token, content_type="application/jose")
     response["Content-Disposition"] = f'attachment; filename="consent-receipt-{event.uuid}.jws"'
     return response
@@ -381,7 +478,10 @@ def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
     """The receipt in plain language, beside its signed download. What is shown
     is read back from the signed token itself, so the page and the file agree."""
     event = _get_event_for_subject(request.user.subject_id, receipt_id)
-    token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    try:
+        token = receipts.receipt_jws(event, language=translation.get_language() or "en")
+    except receipts.ReceiptUnavailable:
+        return _receipt_unavailable(request)
     claims = receipts.receipt_verify(token, receipts.public_jwks())
     (controller,) = claims["piiControllers"]
     (purpose,) = claims["services"][0]["purposes"]
@@ -397,5 +497,6 @@ def receipt_page(request: HttpRequest, receipt_id) -> HttpResponse:
             "retention_days": event.notice.content.get("retention_days"),
             "signed_at": datetime.fromtimestamp(claims["consentTimestamp"], tz=UTC),
             "key_id": receipts.signing_key().kid,
+            "site_url": settings.SITE_URL,
         },
     )

@@ -32,7 +32,9 @@ class Policy(models.Model):
 
 
 class PolicyVersion(models.Model):
-    """A draft is edited; a published version never is (policies.services)."""
+    """A draft is edited; a published version never is: the database refuses
+    it (migration 0003), and its text's hash is in every ledger event made
+    while it is in force."""
 
     class Status(models.TextChoices):
         DRAFT = "draft", _("Draft")
@@ -70,6 +72,9 @@ class PolicyVersion(models.Model):
     published_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
     )
+    # SHA-256 of the published text (policies.selectors.version_content_hash):
+    # every ledger event made while it is in force covers it.
+    content_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("policy version")

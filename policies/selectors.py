@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -99,6 +103,61 @@ def version_in_force_id(*, at: datetime | None = None) -> int | None:
     and which the ledger records with each decision."""
     version = in_force(PRIVACY, at=at)
     return version.pk if version is not None else None
+
+
+def version_in_force_for_ledger() -> tuple[int, str] | None:
+    """The privacy policy version in force and the hash of its text, in one query."""
+    # Plain SQL: it runs with every decision, whose cost is its statements.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT v.id, v.content_hash FROM policies_policyversion v "
+            "JOIN policies_policy p ON p.id = v.policy_id "
+            "WHERE p.slug = %s AND v.status = %s AND v.effective_date <= %s "
+            "ORDER BY v.number DESC LIMIT 1",
+            [
+                PRIVACY,
+                PolicyVersion.Status.PUBLISHED,
+                connection.ops.adapt_datefield_value(_day(None)),
+            ],
+        )
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def version_content_hash(version: PolicyVersion) -> str:
+    """SHA-256 of a published version's canonical text: what it says, in both
+    languages, and what it is (number, effective date, material or not)."""
+    document = {
+        "policy": version.policy.slug,
+        "number": version.number,
+        "body": version.body,
+        "body_pt": version.body_pt,
+        "summary": version.summary,
+        "summary_pt": version.summary_pt,
+        "material": version.material,
+        "effective_date": version.effective_date.isoformat(),
+    }
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def version_hashes_checked(ids=None) -> tuple[dict[int, str], str]:
+    """For verify_ledger: each published version's hash (or those of `ids`)
+    recomputed from its text, or the first version whose text no longer
+    matches its hash."""
+    hashes = {}
+    versions = PolicyVersion.objects.filter(status=PolicyVersion.Status.PUBLISHED)
+    if ids is not None:
+        versions = versions.filter(pk__in=ids)
+    for version in versions.select_related("policy").order_by("pk").iterator():
+        computed = version_content_hash(version)
+        if not hmac.compare_digest(computed, version.content_hash):
+            return {}, (
+                f"the text of “{version.policy.title}” version {version.number} was changed "
+                "after it was published: it no longer matches its hash"
+            )
+        hashes[version.pk] = computed
+    return hashes, ""
 
 
 def unacknowledged_material(user) -> list[PolicyVersion]:

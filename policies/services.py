@@ -19,6 +19,7 @@ from consents.models import LegalBasis, NewsletterSignup
 from consents.services import RequestFacts, optional_email_stop, reconsent_request_create
 from policies import notices
 from policies.models import Acknowledgement, Policy, PolicyVersion
+from policies.selectors import version_content_hash
 from portal import outbox
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,10 @@ def policy_version_publish(*, version: PolicyVersion, by=None) -> Published:
         version.status = PolicyVersion.Status.PUBLISHED
         version.published_at = timezone.now()
         version.published_by = by
-        version.save(update_fields=["number", "status", "published_at", "published_by"])
+        version.content_hash = version_content_hash(version)
+        version.save(
+            update_fields=["number", "status", "published_at", "published_by", "content_hash"]
+        )
         # Deciding again on the purposes it changes is asked apart from reading the
         # text: acknowledging the version answers the one, not the other.
         for purpose in version.changed_purposes.filter(legal_basis=LegalBasis.CONSENT):

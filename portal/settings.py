@@ -66,6 +66,12 @@ LEDGER_CHECKPOINT_FILE = Path(
     env_str("LEDGER_CHECKPOINT_FILE", str(VAR_DIR / "ledger-checkpoints.jsonl"))
 )
 LEDGER_CHECKPOINT_MINUTES = env_int("LEDGER_CHECKPOINT_MINUTES", 60, minimum=1)
+# Decisions are sealed into the ledger's Merkle tree by a beat task this many
+# seconds apart; /health/ reports an error when one waits longer than the delay.
+LEDGER_SEAL_SECONDS = env_int("LEDGER_SEAL_SECONDS", 5, minimum=1)
+LEDGER_SEAL_MAX_DELAY = timedelta(
+    seconds=env_int("LEDGER_SEAL_MAX_DELAY_SECONDS", 60, minimum=LEDGER_SEAL_SECONDS)
+)
 RECEIPT_SIGNING_KEY = env_str("RECEIPT_SIGNING_KEY", "").replace("\\n", "\n")
 # The date /.well-known/gpc.json states the GPC support was last reviewed.
 GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
@@ -388,6 +394,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-outbox-private-payloads": {
         "task": "portal.tasks.outbox_expire_private_payloads",
         "schedule": timedelta(hours=1),
+    },
+    "ledger-seal": {
+        "task": "consents.tasks.ledger_seal",
+        "schedule": timedelta(seconds=LEDGER_SEAL_SECONDS),
     },
     "ledger-checkpoint": {
         "task": "consents.tasks.ledger_checkpoint",

@@ -45,11 +45,12 @@ def _check_database() -> str:
 
 
 def _check_ledger() -> str:
-    """Decisions are refused while the consent ledger's head does not verify."""
-    from consents.ledger import head_problem
+    """The sealer refuses to extend a ledger whose last seal does not verify,
+    and decisions must not wait longer than LEDGER_SEAL_MAX_DELAY to be sealed."""
+    from consents.ledger import seal_problem
 
     try:
-        problem = head_problem()
+        problem = seal_problem()
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return f"error: {problem}" if problem else "ok"
@@ -104,7 +105,8 @@ def health(request: HttpRequest) -> JsonResponse:
     alerts on "status", not only on the HTTP code."""
     checks = {"database": _check_database(), "cache": _check_cache()}
     if checks["database"] == "ok":
-        # A head that does not verify stops every decision: say so loudly.
+        # A seal that does not verify stops the sealer; decisions waiting too
+        # long to be sealed mean the beat is not running: say so loudly.
         checks["ledger"] = _check_ledger()
     if settings.REDIS_URL:
         checks["redis"] = _check_redis()

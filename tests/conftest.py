@@ -72,6 +72,16 @@ def _eager_celery(request):
 
 
 @pytest.fixture(autouse=True)
+def _own_checkpoint_export(settings, tmp_path_factory, monkeypatch):
+    """Each test exports ledger checkpoints to a file of its own (and so does a
+    worker it starts): the sealer refuses to sign a tree that a checkpoint
+    exported earlier contradicts, and another test's or the demo's export would."""
+    path = tmp_path_factory.mktemp("checkpoints") / "ledger-checkpoints.jsonl"
+    settings.LEDGER_CHECKPOINT_FILE = path
+    monkeypatch.setenv("LEDGER_CHECKPOINT_FILE", str(path))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate limits live in the cache: each test starts with none spent."""
     from django.conf import settings

@@ -82,7 +82,7 @@ def out_of_outbox(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("portal", "0004_outboxitem"),
-        ("policies", "0003_notifications_into_outbox"),
+        ("policies", "0004_notifications_into_outbox"),
     ]
 
     operations = [

@@ -1,6 +1,6 @@
-"""Signing keys of their own (issue 9, item 6): receipts and the ledger's chain
-head survive a new SECRET_KEY and any number of key rotations, because every
-key ever used stays published."""
+"""Signing keys of their own (issue 9, item 6): receipts, the ledger's seals and
+its checkpoints survive a new SECRET_KEY and any number of key rotations,
+because every key ever used stays published."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from django.core.management import call_command
 from joserfc import jws
 from joserfc.errors import BadSignatureError
 
-from consents import keys, ledger
-from consents.models import Decision, LedgerHead, Method
+from consents import checkpoints, keys, ledger, merkle
+from consents.models import Decision, LedgerSeal, Method
 from consents.receipts import receipt_jws, receipt_verify
-from consents.services import ConsentError, RequestFacts, consent_record
+from consents.services import RequestFacts, consent_record
+from tests.consents.ledger_support import drop_tree_triggers
 
 
 @pytest.fixture
@@ -48,8 +49,6 @@ def published(client) -> dict:
 
 
 def kid_of(token: str) -> str:
-    import base64
-
     header = token.split(".")[0]
     return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
 
@@ -57,6 +56,8 @@ def kid_of(token: str) -> str:
 def test_the_first_key_is_made_on_first_use_readable_by_its_owner_only(key_dir, purposes):
     assert not key_dir.exists()
     grant(purposes)
+    assert not key_dir.exists()  # a decision signs nothing: the sealer does
+    ledger.seal()
     (only,) = key_dir.glob("*.pem")
     assert stat.S_IMODE(only.stat().st_mode) == 0o600
     assert only.stem.endswith(keys.signing_key().kid)
@@ -66,35 +67,56 @@ def test_a_new_secret_key_changes_nothing_the_ledger_and_receipts_prove(
     client, key_dir, purposes, settings
 ):
     event = grant(purposes)
+    ledger.seal()
     token = receipt_jws(event)
     settings.SECRET_KEY = "a-brand-new-secret-" + "x9" * 30
-    assert ledger.verify().intact
+    verdict = ledger.verify()
+    assert verdict.intact and verdict.seals == 1, verdict.problem
     assert receipt_verify(token, published(client))["consentReceiptID"] == str(event.uuid)
     assert grant(purposes, "recommendations") is not None
+    assert ledger.seal().sealed == 1  # the sealer trusts the seal made before
+    assert ledger.verify().intact
 
 
-def test_after_rotations_every_receipt_ever_issued_still_verifies(client, key_dir, purposes):
+def test_after_rotations_every_receipt_and_seal_ever_issued_still_verifies(
+    client, key_dir, purposes
+):
     first = grant(purposes)
+    first_seal = ledger.seal().seal
     first_token = receipt_jws(first)
     out = StringIO()
     call_command("rotate_signing_key", stdout=out)
     assert "1 earlier key(s) stay published" in out.getvalue()
     second = grant(purposes, "recommendations")
+    # The sealer checks the last seal, signed by the earlier key, and goes on.
+    second_seal = ledger.seal().seal
     second_token = receipt_jws(second)
     keys.key_rotate()
 
     assert kid_of(first_token) != kid_of(second_token)
+    assert kid_of(first_seal.token) == kid_of(first_token)
+    assert kid_of(second_seal.token) == kid_of(second_token)
     jwks = published(client)
     assert len(jwks["keys"]) == 3
     assert jwks["keys"][0]["kid"] == keys.signing_key().kid
     assert all("d" not in k for k in jwks["keys"])  # public halves only
     assert receipt_verify(first_token, jwks)["consentReceiptID"] == str(first.uuid)
     assert receipt_verify(second_token, jwks)["consentReceiptID"] == str(second.uuid)
-    # The head signed by an earlier key verifies; the next decision signs it anew.
+    # The inclusion proof a receipt carried, against a seal by a retired key.
+    proof = receipt_verify(first_token, jwks)["inclusionProof"]
+    signed = checkpoints.checkpoint_verify(proof["checkpoint"], source="the receipt")
+    assert merkle.verify_inclusion(
+        merkle.leaf_hash(bytes.fromhex(first.hash)),
+        proof["leafIndex"],
+        proof["treeSize"],
+        [bytes.fromhex(h) for h in proof["auditPath"]],
+        bytes.fromhex(signed.root),
+    )
     assert ledger.verify().intact
     grant(purposes, "tailored-offers")
-    assert LedgerHead.objects.get().signature.startswith(keys.signing_key().kid + ".")
-    assert ledger.verify().intact
+    assert kid_of(ledger.seal().seal.token) == keys.signing_key().kid
+    verdict = ledger.verify()
+    assert verdict.intact and verdict.count == 3, verdict.problem
 
 
 def test_a_receipt_signed_by_a_key_the_portal_never_had_does_not_verify(client, key_dir, purposes):
@@ -113,21 +135,30 @@ def test_a_receipt_signed_by_a_key_the_portal_never_had_does_not_verify(client, 
 
 
 def _b64(text: str) -> bytes:
-    import base64
-
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def test_a_head_signed_by_an_unknown_key_is_refused(key_dir, purposes):
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_seal_signed_by_an_unknown_key_is_refused(key_dir, purposes):
     grant(purposes)
-    head = LedgerHead.objects.get()
-    kid, _, signature = head.signature.partition(".")
-    LedgerHead.objects.update(signature="someone-elses-key." + signature)
-    assert "signature is wrong" in ledger.verify().problem
-    with pytest.raises(ConsentError):
-        grant(purposes, "recommendations")
-    LedgerHead.objects.update(signature=f"{kid}.{signature[:-4]}AAAA")
+    seal = ledger.seal().seal
+    header, payload, signature = seal.token.split(".")
+    drop_tree_triggers()
+    stranger = b64url(json.dumps({"alg": "ES256", "kid": "someone-elses-key"}).encode())
+    LedgerSeal.objects.filter(pk=seal.pk).update(token=f"{stranger}.{payload}.{signature}")
+    assert "the seal was rewritten" in ledger.verify().problem
+    assert grant(purposes, "recommendations") is not None  # decisions are never refused
+    with pytest.raises(ledger.LedgerIntegrityError, match="the last seal does not verify"):
+        ledger.seal()
+    LedgerSeal.objects.filter(pk=seal.pk).update(token=f"{header}.{payload}.{signature[:-4]}AAAA")
     assert not ledger.verify().intact
+    with pytest.raises(ledger.LedgerIntegrityError, match="the last seal does not verify"):
+        ledger.seal()
+    LedgerSeal.objects.filter(pk=seal.pk).update(token=seal.token)
+    assert ledger.seal().sealed == 1
 
 
 def test_a_key_given_in_the_environment_signs_and_stays_published_after_it_is_unset(
@@ -155,7 +186,7 @@ def test_a_key_given_in_the_environment_signs_and_stays_published_after_it_is_un
 def test_a_key_added_within_the_same_mtime_tick_is_still_found(key_dir, purposes):
     """The key ring is cached on the folder's mtime; a rotation by another
     process that a coarse clock leaves invisible must not make its signatures
-    unknown here (the ledger would refuse every decision)."""
+    unknown here (the sealer would refuse to go on)."""
     grant(purposes)
     keys.keyring()  # cached in this process
     before = key_dir.stat()

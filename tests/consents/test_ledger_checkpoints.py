@@ -1,7 +1,8 @@
 """Signed checkpoints kept outside the database (issue 9, items 2 and 7): the
-attacks that leave the database consistent with itself (a head row written
-back, a wipe, a chain recomputed end to end) are named by verify_ledger from
-the exported checkpoints, even when the checkpoint table was wiped too."""
+attacks that leave the database consistent with itself (a rollback to an
+earlier genuine seal, a wipe, an event rewritten with its hash recomputed) are
+named by verify_ledger from the exported checkpoints (or a receipt's), even
+when the checkpoint table was wiped too; no checkpoint is signed over them."""
 
 from __future__ import annotations
 
@@ -16,20 +17,28 @@ from django.db import DatabaseError, connection, transaction
 from joserfc import jws
 from joserfc.jwk import ECKey, KeySet
 
-from consents import keys, ledger
+from consents import keys, ledger, merkle
 from consents.checkpoints import checkpoint_time
-from consents.models import ConsentEvent, ConsentState, Decision, LedgerCheckpoint, LedgerHead
-from consents.receipts import receipt_payload, receipt_verify
+from consents.models import ConsentEvent, ConsentState, Decision, LedgerCheckpoint, LedgerSeal
+from consents.receipts import receipt_jws, receipt_payload, receipt_verify
 from consents.services import ledger_checkpoint_make
 from consents.tasks import ledger_checkpoint
 from portal.mail import EMAIL
 from portal.models import OutboxItem
 from tests.consents.ledger_support import (
+    CHECKPOINTS as CHECKPOINT_TRIGGERS,
+)
+from tests.consents.ledger_support import (
     drop_append_only_triggers,
     drop_event_triggers,
-    recompute_chain_from,
+    drop_tree_triggers,
+    record,
+    rehash,
+    roll_back_to,
+    tree_root,
+    verify_output,
+    wipe,
 )
-from tests.consents.test_ledger import record
 
 CHECKPOINTS = "consents_ledgercheckpoint"
 WELL_KNOWN = "/.well-known/clareza-ledger-checkpoints.json"
@@ -52,16 +61,6 @@ def checkpoint(django_capture_on_commit_callbacks):
     return make
 
 
-def verify_output(*paths) -> tuple[bool, str]:
-    out, err = StringIO(), StringIO()
-    arguments = [item for path in paths for item in ("--checkpoints", str(path))]
-    try:
-        call_command("verify_ledger", *arguments, stdout=out, stderr=err)
-    except CommandError as exc:
-        return False, f"{err.getvalue()}{exc}"
-    return True, err.getvalue() + out.getvalue()
-
-
 def exported(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -73,24 +72,34 @@ def decisions(purposes, count: int) -> list[ConsentEvent]:
 
 
 def drop_checkpoint_triggers() -> None:
-    drop_append_only_triggers("consents_checkpoint", CHECKPOINTS)
+    drop_append_only_triggers(*CHECKPOINT_TRIGGERS)
+
+
+def drop_ledger_triggers() -> None:
+    """Events, leaves, nodes, seals and checkpoints: everything in the database."""
+    drop_event_triggers()
+    drop_tree_triggers()
+    drop_checkpoint_triggers()
 
 
 # Making checkpoints
 
 
-def test_a_checkpoint_signs_the_ledgers_size_and_root(purposes, export, checkpoint):
+def test_a_checkpoint_seals_and_signs_the_trees_size_and_root(purposes, export, checkpoint):
     events = decisions(purposes, 3)
     made = checkpoint()
-    assert (made.size, made.root) == (3, events[-1].hash)
+    assert (made.size, made.root) == (3, tree_root([e.hash for e in events]))
+    # What was waiting is sealed first: the checkpoint is the newest seal.
+    seal = LedgerSeal.objects.get()
+    assert (seal.size, seal.root, seal.token) == (made.size, made.root, made.token)
     signed = jws.deserialize_compact(
         made.token, KeySet.import_key_set(keys.public_jwks()), algorithms=["ES256"]
     )
     assert json.loads(signed.payload) == {
-        "format": "clareza-chain-v1",
+        "format": "clareza-merkle-v1",
         "ledger": settings.SITE_URL,
         "size": 3,
-        "root": events[-1].hash,
+        "root": made.root,
         "time": checkpoint_time(made.created_at),
     }
     assert signed.headers()["kid"] == keys.signing_key().kid
@@ -158,6 +167,8 @@ def test_the_dpo_is_emailed_the_checkpoint_and_how_to_keep_it(
     assert email.subject == "Consent ledger checkpoint: 2 events"
     assert made.token in email.body and made.root in email.body
     assert "covers its first 2 events" in email.body
+    # The root is the Merkle tree's now, not the last event's hash.
+    assert "hash of the last event" not in email.body
     assert "where the portal's administrators cannot change it" in email.body
     assert "python manage.py verify_ledger --checkpoints FILE" in email.body
     assert settings.SITE_URL + WELL_KNOWN in email.body
@@ -168,16 +179,25 @@ def test_the_dpo_is_emailed_the_checkpoint_and_how_to_keep_it(
     assert f'href="{settings.SITE_URL}/.well-known/jwks.json"' in html
 
 
-def test_the_beat_task_checkpoints_on_schedule_and_skips_when_nothing_changed(
+def test_the_beat_tasks_seal_and_checkpoint_on_schedule(
     purposes, export, django_capture_on_commit_callbacks
 ):
+    seal_entry = settings.CELERY_BEAT_SCHEDULE["ledger-seal"]
+    assert seal_entry["task"] == "consents.tasks.ledger_seal"
+    assert seal_entry["schedule"].total_seconds() == settings.LEDGER_SEAL_SECONDS
+    assert settings.LEDGER_SEAL_MAX_DELAY.total_seconds() > settings.LEDGER_SEAL_SECONDS
     entry = settings.CELERY_BEAT_SCHEDULE["ledger-checkpoint"]
     assert entry["task"] == "consents.tasks.ledger_checkpoint"
     assert entry["schedule"].total_seconds() == settings.LEDGER_CHECKPOINT_MINUTES * 60 == 3600
+    from consents.tasks import ledger_seal
+
     decisions(purposes, 2)
+    assert ledger_seal.delay().get() == 2
+    assert ledger_seal.delay().get() == 0
+    decisions(purposes, 1)
     with django_capture_on_commit_callbacks(execute=True):
-        assert ledger_checkpoint.delay().get() == 2
-        assert ledger_checkpoint.delay().get() == 2
+        assert ledger_checkpoint.delay().get() == 3
+        assert ledger_checkpoint.delay().get() == 3
     assert LedgerCheckpoint.objects.count() == 1
     assert len(exported(export)) == 1
     assert OutboxItem.objects.filter(kind=EMAIL, topic="emails/ledger_checkpoint").count() == 1
@@ -188,7 +208,7 @@ def test_the_command_prints_size_root_and_where_it_went(purposes, export, checkp
     out = StringIO()
     call_command("ledger_checkpoint", stdout=out)
     assert "Checkpoint of 2 events" in out.getvalue()
-    assert f"root {events[-1].hash}" in out.getvalue()
+    assert f"root {tree_root([e.hash for e in events])}" in out.getvalue()
     assert f"exported to {export}" in out.getvalue()
     again = StringIO()
     call_command("ledger_checkpoint", stdout=again)
@@ -200,14 +220,49 @@ def test_no_checkpoint_is_signed_over_a_ledger_rolled_back_behind_the_last_one(
     purposes, export, checkpoint
 ):
     decisions(purposes, 2)
-    saved = LedgerHead.objects.values("seq", "hash", "signature").get()
+    ledger.seal()
     decisions(purposes, 2)
     checkpoint()
-    drop_event_triggers()
-    ConsentState.objects.filter(event__seq__gt=2).delete()
-    ConsentEvent.objects.filter(seq__gt=2).delete()
-    LedgerHead.objects.update(**saved)
+    drop_ledger_triggers()
+    roll_back_to(2)  # to the genuine seal of 2 events: the sealer has nothing to object
+    assert ledger.seal().seal.size == 2
     with pytest.raises(ledger.LedgerIntegrityError, match="the checkpoint #4 covers 4"):
+        ledger_checkpoint_make()
+    # Decisions go on (never refused), but the sealer will not sign them on top
+    # of a tree smaller than the checkpoint says: nothing is sealed, nothing signed.
+    decisions(purposes, 3)
+    with pytest.raises(
+        ledger.LedgerIntegrityError,
+        match="the last stored checkpoint covers 4 events but the tree holds 2",
+    ):
+        ledger_checkpoint_make()
+    assert ledger.seal_problem() == ""  # the last seal itself is genuine...
+    assert LedgerSeal.objects.order_by("-size").first().size == 2  # ...and was not extended
+    assert LedgerCheckpoint.objects.count() == 1
+    assert len(exported(export)) == 1
+
+
+def test_no_checkpoint_is_signed_over_a_wiped_ledger(purposes, export, checkpoint):
+    decisions(purposes, 2)
+    checkpoint()
+    drop_ledger_triggers()
+    wipe()
+    with pytest.raises(ledger.LedgerIntegrityError, match="the ledger was wiped"):
+        ledger_checkpoint_make()
+    assert LedgerCheckpoint.objects.count() == 1
+
+
+def test_no_checkpoint_is_signed_over_an_event_rewritten_with_its_hash_recomputed(
+    purposes, export, checkpoint
+):
+    events = decisions(purposes, 3)
+    checkpoint()
+    drop_ledger_triggers()
+    ConsentEvent.objects.filter(pk=events[1].pk).update(decision=Decision.REFUSED)
+    ConsentState.objects.filter(event=events[1]).update(decision=Decision.REFUSED)
+    rehash(events[1])
+    decisions(purposes, 1)
+    with pytest.raises(ledger.LedgerIntegrityError, match="differ from the checkpoint #3"):
         ledger_checkpoint_make()
     assert LedgerCheckpoint.objects.count() == 1
 
@@ -242,39 +297,49 @@ def test_the_saved_well_known_list_is_a_checkpoint_file_for_verify_ledger(
     saved.write_bytes(client.get(WELL_KNOWN).content)
     assert verify_output(saved) == (
         True,
-        "Ledger intact: 3 events verified against 1 signed checkpoint(s).\n",
+        "Ledger intact: 3 sealed event(s) verified against its last signed seal and "
+        "1 signed checkpoint(s).\n",
     )
 
 
 # Attacks that leave the database consistent with itself
 
 
-def test_a_head_row_written_back_after_a_rollback_is_named_from_the_export(
-    purposes, export, checkpoint
-):
+def test_a_rollback_to_an_earlier_seal_is_named_from_the_export(purposes, export, checkpoint):
     decisions(purposes, 4)
-    saved = LedgerHead.objects.values("seq", "hash", "signature", "updated_at").get()
+    ledger.seal()
     decisions(purposes, 2)
     made = checkpoint()
-    drop_event_triggers()
-    ConsentState.objects.filter(event__seq__gt=4).delete()
-    ConsentEvent.objects.filter(seq__gt=4).delete()
-    LedgerHead.objects.update(**saved)
+    drop_ledger_triggers()
+    roll_back_to(4)
     rollback = (
-        f"the ledger has 4 events but the checkpoint of {checkpoint_time(made.created_at)} "
-        "covers 6: events were removed (a rollback or truncation)"
+        f"the ledger has 4 sealed events but the checkpoint of {checkpoint_time(made.created_at)} "
+        "covers 6: events were removed"
     )
     # The checkpoint still in the database names it...
     intact, message = verify_output()
     assert not intact and rollback in message
     # ...but the attacker deletes it too: without a checkpoint from outside, the
-    # ledger, its signed head and the states agree, and verify_ledger cannot tell.
-    drop_checkpoint_triggers()
+    # events, the genuine seal of 4 and the states agree, and verify_ledger cannot tell.
     LedgerCheckpoint.objects.all().delete()
-    assert verify_output() == (True, "Ledger intact: 4 events verified.\n")
+    assert verify_output() == (
+        True,
+        "Ledger intact: 4 sealed event(s) verified against its last signed seal.\n",
+    )
     intact, message = verify_output(export)
     assert not intact
-    assert f"Ledger NOT intact: {rollback}." in message
+    assert f"Ledger NOT intact: {rollback}" in message
+    # The sealer reads the export too: it never signs on top of the rollback,
+    # whatever decisions come in meanwhile (they are recorded, not sealed).
+    decisions(purposes, 3)
+    with pytest.raises(
+        ledger.LedgerIntegrityError,
+        match="the last exported checkpoint covers 6 events but the tree holds 4",
+    ):
+        ledger.seal()
+    assert LedgerSeal.objects.order_by("-size").first().size == 4
+    intact, message = verify_output(export)
+    assert not intact and f"Ledger NOT intact: {rollback}" in message
 
 
 def test_a_wiped_ledger_is_named_from_the_export_even_with_the_checkpoint_table_wiped(
@@ -282,49 +347,56 @@ def test_a_wiped_ledger_is_named_from_the_export_even_with_the_checkpoint_table_
 ):
     decisions(purposes, 3)
     made = checkpoint()
-    drop_event_triggers()
-    drop_checkpoint_triggers()
-    ConsentState.objects.all().delete()
-    ConsentEvent.objects.all().delete()
-    LedgerHead.objects.all().delete()
+    drop_ledger_triggers()
+    wipe()
     LedgerCheckpoint.objects.all().delete()
-    assert verify_output() == (True, "Ledger intact: 0 events verified.\n")
+    assert verify_output() == (True, "Ledger intact: 0 sealed event(s) verified.\n")
     intact, message = verify_output(export)
     assert not intact
     assert (
-        f"the ledger has 0 events but the checkpoint of {checkpoint_time(made.created_at)} "
+        f"the ledger has 0 sealed events but the checkpoint of {checkpoint_time(made.created_at)} "
         "covers 3: the ledger was wiped" in message
     )
 
 
-def test_a_recomputed_chain_is_named_at_the_earliest_checkpoint_that_no_longer_matches(
+def test_a_rewritten_event_is_named_at_the_earliest_checkpoint_that_no_longer_matches(
     purposes, export, checkpoint
 ):
     subjects = [uuid.uuid4() for _ in range(6)]
-    for subject in subjects[:3]:
-        record(purposes, subject, "ad-partners", Decision.REFUSED)
+    events = [record(purposes, s, "ad-partners", Decision.REFUSED) for s in subjects[:3]]
     third = checkpoint()
-    for subject in subjects[3:]:
-        record(purposes, subject, "newsletter")
-    checkpoint()
-    drop_event_triggers()
-    drop_checkpoint_triggers()
-    # Refused becomes granted at #2; every later hash and the head are recomputed.
-    ConsentEvent.objects.filter(seq=2).update(decision=Decision.GRANTED)
-    ConsentState.objects.filter(event__seq=2).update(decision=Decision.GRANTED)
-    recompute_chain_from(2)
+    events += [record(purposes, s, "newsletter") for s in subjects[3:]]
+    sixth = checkpoint()
+    drop_ledger_triggers()
+    # Refused becomes granted at #2, its hash recomputed: every row agrees with itself.
+    ConsentEvent.objects.filter(pk=events[1].pk).update(decision=Decision.GRANTED)
+    ConsentState.objects.filter(event=events[1]).update(decision=Decision.GRANTED)
+    rehash(events[1])
     LedgerCheckpoint.objects.all().delete()
     intact, message = verify_output()
-    assert not intact and "signature is wrong" in message and "checkpoint" not in message
+    assert not intact
+    assert "the tree of 6 events differs from the last seal" in message
     intact, message = verify_output(export)
     assert not intact
     assert (
-        f"Ledger NOT intact: event #3's hash differs from the checkpoint of "
-        f"{checkpoint_time(third.created_at)}: an event at or before #3 was changed "
-        "(the earliest checkpoint that no longer matches); "
-        "the chain head's signature is wrong" in message
+        f"Ledger NOT intact: the tree of 3 events differs from the checkpoint of "
+        f"{checkpoint_time(third.created_at)}: an event from the first up to #3 was changed, "
+        "removed or added" in message
     )
     assert "The first 0 event(s) verified before it." in message
+    # Put back, and a change after the first checkpoint instead: placed between the two.
+    ConsentEvent.objects.filter(pk=events[1].pk).update(decision=Decision.REFUSED)
+    ConsentState.objects.filter(event=events[1]).update(decision=Decision.REFUSED)
+    rehash(events[1])
+    ConsentEvent.objects.filter(pk=events[4].pk).update(method="staff")
+    rehash(events[4])
+    intact, message = verify_output(export)
+    assert not intact
+    assert (
+        f"the tree of 6 events differs from the checkpoint of {checkpoint_time(sixth.created_at)}"
+        ": an event after #3 up to #6 was changed" in message
+    )
+    assert "The first 3 event(s) verified before it." in message
 
 
 def test_a_forged_checkpoint_line_is_reported_and_not_trusted(purposes, export, checkpoint):
@@ -370,28 +442,47 @@ def test_a_checkpoint_forged_in_the_database_is_reported_and_not_trusted(
 def test_a_checkpoint_copied_from_the_email_is_enough_to_verify(
     purposes, export, checkpoint, tmp_path
 ):
-    decisions(purposes, 2)
+    decisions(purposes, 1)
+    ledger.seal()
+    decisions(purposes, 1)
     made = checkpoint()
     kept = tmp_path / "from-the-email.txt"
     kept.write_text(made.token + "\n")
     assert verify_output(kept)[0]
-    drop_event_triggers()
-    drop_checkpoint_triggers()
-    ConsentState.objects.filter(event__seq=2).delete()
-    ConsentEvent.objects.filter(seq=2).delete()
-    LedgerHead.objects.update(seq=1, hash=ConsentEvent.objects.get(seq=1).hash)
+    drop_ledger_triggers()
+    roll_back_to(1)
     LedgerCheckpoint.objects.all().delete()
     intact, message = verify_output(kept)
     assert not intact and "covers 2: events were removed" in message
     # --checkpoints is repeatable: the email's copy and the export together.
     intact, message = verify_output(kept, export)
-    assert not intact and "the ledger has 1 event but the checkpoint of" in message
+    assert not intact and "the ledger has 1 sealed event but the checkpoint of" in message
+
+
+def test_a_customers_receipt_is_enough_to_name_a_rollback(purposes, export, checkpoint, tmp_path):
+    """Checkpoints travel in receipts: a customer's copy names a rollback of
+    their decision even when every checkpoint the portal kept is gone."""
+    decisions(purposes, 2)
+    ledger.seal()
+    mine = record(purposes, uuid.uuid4(), "newsletter")
+    checkpoint()
+    receipt = tmp_path / "receipt.jws"
+    receipt.write_text(receipt_jws(mine))
+    drop_ledger_triggers()
+    roll_back_to(2)
+    LedgerCheckpoint.objects.all().delete()
+    assert verify_output()[0]  # nothing left inside the database says so
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="covers 3: events were removed"):
+        call_command("verify_ledger", "--receipt", str(receipt), stdout=out, stderr=err)
 
 
 # Receipts
 
 
-def test_a_receipt_names_the_checkpoint_that_covers_it(client, purposes, export, checkpoint):
+def test_a_receipt_names_the_checkpoint_that_covers_it_and_proves_its_place(
+    client, purposes, export, checkpoint
+):
     first = record(purposes, uuid.uuid4(), "newsletter")
     payload = receipt_payload(first)
     assert payload["ledgerCheckpoints"] == settings.SITE_URL + WELL_KNOWN
@@ -399,11 +490,21 @@ def test_a_receipt_names_the_checkpoint_that_covers_it(client, purposes, export,
     second = record(purposes, uuid.uuid4(), "newsletter")
     made = checkpoint()
     later = record(purposes, uuid.uuid4(), "newsletter")
+    ledger.seal()  # a seal beyond the checkpoint: the receipts still prove against it
     covered = {"size": 2, "time": checkpoint_time(made.created_at), "token": made.token}
     assert receipt_payload(first)["coveredBy"] == covered
     assert receipt_payload(second)["coveredBy"] == covered
     assert receipt_payload(later)["coveredBy"] is None
-    from consents.receipts import receipt_jws
-
     signed = receipt_verify(receipt_jws(first), keys.public_jwks())
     assert signed["coveredBy"]["token"] == made.token
+    proof = signed["inclusionProof"]
+    assert (proof["treeSize"], proof["checkpoint"]) == (2, made.token)
+    assert merkle.verify_inclusion(
+        merkle.leaf_hash(bytes.fromhex(signed["ledgerHash"])),
+        proof["leafIndex"],
+        proof["treeSize"],
+        [bytes.fromhex(h) for h in proof["auditPath"]],
+        bytes.fromhex(made.root),
+    )
+    # Until a checkpoint covers it, the newest seal does.
+    assert receipt_payload(later)["inclusionProof"]["treeSize"] == 3

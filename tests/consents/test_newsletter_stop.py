@@ -212,7 +212,7 @@ def test_subscribing_again_after_stopping_goes_through_double_opt_in(
     page = confirm(again)
     assert "You are subscribed" in page
     assert granted(subject_id) == {"newsletter"}
-    latest = ConsentEvent.objects.filter(subject_id=subject_id).latest("seq")
+    latest = ConsentEvent.objects.filter(subject_id=subject_id).latest("id")
     assert (latest.purpose.key, latest.decision, latest.method) == (
         "newsletter",
         Decision.GRANTED,
@@ -240,7 +240,7 @@ def test_the_receipts_link_on_the_confirmed_page_lists_decisions_that_verify(
     assert response.status_code == 200
     html = response.content.decode()
     downloads = re.findall(r'href="(/newsletter/receipts/[^"]+\.jws)"', html)
-    events = list(ConsentEvent.objects.filter(subject_id=subject_id).order_by("-seq"))
+    events = list(ConsentEvent.objects.filter(subject_id=subject_id).order_by("-id"))
     assert len(downloads) == len(events) == 3  # granted, refused, then withdrawn
     jwks = Client().get("/.well-known/jwks.json").json()
     for path, event in zip(downloads, events, strict=True):

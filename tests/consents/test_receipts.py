@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import pytest
 from django.conf import settings
@@ -13,9 +14,10 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
-from consents import services
-from consents.models import Decision, Method
+from consents import checkpoints, ledger, merkle, services
+from consents.models import Decision, LedgerCheckpoint, Method, PurposeNotice
 from consents.receipts import receipt_verify
+from tests.consents.ledger_support import NOTICES, drop_append_only_triggers
 
 
 def decide(user, purpose, decision=Decision.GRANTED):
@@ -26,6 +28,10 @@ def decide(user, purpose, decision=Decision.GRANTED):
         method=Method.PANEL,
         facts=services.RequestFacts(ip_truncated="127.0.0.0"),
     )
+
+
+def proof_url(event) -> str:
+    return reverse("consents:ledger_proof", kwargs={"receipt_id": event.uuid})
 
 
 def receipt_url(event) -> str:
@@ -107,7 +113,10 @@ def test_the_receipt_carries_the_kantara_fields_and_the_decision(client, custome
     assert payload["sensitive"] is False and payload["spiCat"] == []
     assert payload["decision"] == "granted" and payload["consented"] is True
     assert payload["noticeHash"] == event.notice.content_hash
-    assert (payload["ledgerSeq"], payload["ledgerHash"]) == (event.seq, event.hash)
+    # Downloaded before the sealer ran: no place yet, and where to fetch the proof.
+    assert (payload["ledgerSeq"], payload["ledgerHash"]) == (None, event.hash)
+    assert payload["inclusionProof"] is None
+    assert payload["proofUrl"] == settings.SITE_URL + proof_url(event)
     assert "customer@example.com" not in json.dumps(payload)
 
 
@@ -192,3 +201,157 @@ def test_a_receipt_for_an_earlier_decision_describes_the_notice_its_author_read(
     assert kantara_purpose["thirdPartyDisclosure"] is True
     assert "AdNetwork Exemplo S.A." in kantara_purpose["thirdPartyName"]
     assert kantara_purpose["consentType"] == "EXPLICIT"
+
+
+# The proof that a decision is in the ledger, for anyone who holds the receipt
+
+
+def proves(proof: dict, event_hash: str, root: str) -> bool:
+    """RFC 9162 inclusion, checked with nothing of the portal but the tree's hashing."""
+    return merkle.verify_inclusion(
+        merkle.leaf_hash(bytes.fromhex(event_hash)),
+        proof["leafIndex"],
+        proof["treeSize"],
+        [bytes.fromhex(h) for h in proof["auditPath"]],
+        bytes.fromhex(root),
+    )
+
+
+@pytest.fixture
+def export(settings, tmp_path):
+    settings.LEDGER_CHECKPOINT_FILE = tmp_path / "ledger-checkpoints.jsonl"
+    return settings.LEDGER_CHECKPOINT_FILE
+
+
+def test_a_sealed_receipt_proves_its_decision_against_the_checkpoints_signed_root(
+    client, customer, other_customer, purposes, export
+):
+    before = decide(other_customer, purposes["newsletter"])
+    event = decide(customer, purposes["ad-partners"])
+    decide(other_customer, purposes["recommendations"])
+    made = services.ledger_checkpoint_make()
+    assert made.size == 3
+    client.force_login(customer)
+    payload = receipt_verify(download(client, event), published_jwks(client))
+    assert payload["ledgerSeq"] == 2 and payload["ledgerHash"] == event.hash
+    proof = payload["inclusionProof"]
+    assert proof["format"] == "clareza-merkle-v1"
+    assert (proof["leafIndex"], proof["treeSize"]) == (1, 3)
+    # The root comes from the checkpoint's signature, not from the portal's word.
+    signed = checkpoints.checkpoint_verify(proof["checkpoint"], source="the receipt")
+    assert (signed.size, signed.root) == (3, made.root)
+    assert proves(proof, payload["ledgerHash"], signed.root)
+    # The proof holds for this decision only, at this place only.
+    assert not proves(proof, before.hash, signed.root)
+    assert not proves({**proof, "leafIndex": 0}, payload["ledgerHash"], signed.root)
+    assert payload["coveredBy"]["token"] == made.token
+
+
+def test_the_proof_url_waits_for_the_sealer_then_answers_with_a_proof(
+    client, customer, purposes, settings
+):
+    event = decide(customer, purposes["newsletter"])
+    url = proof_url(event)
+    response = client.get(url)  # anyone holding the receipt: no login
+    assert response.status_code == 404
+    assert response["Retry-After"] == str(settings.LEDGER_SEAL_SECONDS)
+    assert "not sealed yet" in response.json()["error"]
+
+    ledger.seal()
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    proof = response.json()
+    seal_root = checkpoints.checkpoint_verify(proof["checkpoint"], source="the proof").root
+    assert proves(proof, event.hash, seal_root)
+    assert not LedgerCheckpoint.objects.exists()  # a seal is enough to prove
+
+
+def test_the_proof_url_answers_for_an_earlier_seal_by_its_size(client, customer, purposes):
+    first = decide(customer, purposes["newsletter"])
+    ledger.seal()
+    decide(customer, purposes["recommendations"])
+    decide(customer, purposes["tailored-offers"])
+    ledger.seal()
+    newest = client.get(proof_url(first)).json()
+    assert newest["treeSize"] == 3
+    earlier = client.get(proof_url(first), {"size": "1"}).json()
+    assert (earlier["treeSize"], earlier["auditPath"]) == (1, [])
+    for proof in (newest, earlier):
+        root = checkpoints.checkpoint_verify(proof["checkpoint"], source="the proof").root
+        assert proves(proof, first.hash, root)
+    missing = client.get(proof_url(first), {"size": "2"})
+    assert missing.status_code == 404 and "no seal of 2 events" in missing.json()["error"]
+
+
+def test_the_proof_url_refuses_a_size_that_is_not_a_number(client, customer, purposes):
+    event = decide(customer, purposes["newsletter"])
+    ledger.seal()
+    for size in ("abc", "-1", "1.5", "²"):  # "²".isdigit() is True, int("²") raises
+        response = client.get(proof_url(event), {"size": size})
+        assert response.status_code == 400, size
+        assert response.json() == {"error": "size must be a whole number of events."}
+
+
+def test_the_proof_url_answers_a_size_beyond_any_ledger_without_an_error(
+    client, customer, purposes
+):
+    event = decide(customer, purposes["newsletter"])
+    ledger.seal()
+    response = client.get(proof_url(event), {"size": "9" * 30})  # beyond a 64-bit integer
+    assert response.status_code in (400, 404)
+    assert "error" in response.json()
+
+
+def test_the_proof_url_of_an_unknown_receipt_is_404(client, db):
+    response = client.get(
+        reverse(
+            "consents:ledger_proof", kwargs={"receipt_id": "00000000-0000-0000-0000-000000000000"}
+        )
+    )
+    assert response.status_code == 404
+    assert response.json() == {"error": "No decision has this receipt id."}
+
+
+def test_inclusion_proofs_hold_across_stored_blocks_and_the_ragged_edge(purposes):
+    """Beyond 2**NODE_LEVEL leaves a proof reads stored nodes and one block of
+    leaves: every place checked against the signed root, the last block
+    incomplete."""
+    notice = purposes["newsletter"].notices.get()
+    size = 2 * (1 << ledger.NODE_LEVEL) + 45
+    events = [
+        ledger.append(
+            subject_id=uuid.UUID(int=i + 1),
+            purpose=purposes["newsletter"],
+            notice=notice,
+            decision=Decision.GRANTED,
+            method=Method.PANEL,
+            created_at=notice.created_at,
+        )
+        for i in range(size)
+    ]
+    seal = ledger.seal(batch=100).seal
+    assert seal.size == size
+    for index in (0, 1, 255, 256, 300, 511, 512, size - 2, size - 1):
+        proof = ledger.inclusion_proof(events[index]).as_dict()
+        assert (proof["leafIndex"], proof["treeSize"]) == (index, size)
+        assert proves(proof, events[index].hash, seal.root), index
+        assert not proves(proof, events[index - 1].hash, seal.root), index
+
+
+def test_no_receipt_is_signed_over_a_notice_rewritten_in_the_database(client, customer, purposes):
+    """Issue 9, item 3: someone with database access rewrites the text a
+    person was shown. A receipt downloaded afterwards must not carry the
+    portal's signature over the forged text."""
+    event = decide(customer, purposes["ad-partners"])
+    ledger.seal()
+    notice = event.notice
+    forged = {**notice.content, "en": {**notice.content["en"], "name": "Product news"}}
+    drop_append_only_triggers(*NOTICES)
+    PurposeNotice.objects.filter(pk=notice.pk).update(content=forged)
+    client.force_login(customer)
+    response = client.get(receipt_url(event))
+    if response.status_code == 200:
+        payload = receipt_verify(response.content.decode(), published_jwks(client))
+        assert payload["services"][0]["purposes"][0]["purpose"] != "Product news"
+    else:
+        assert response.status_code >= 400  # refused, whatever the way

@@ -144,7 +144,7 @@ def test_signing_up_with_one_box_ticked_grants_it_and_refuses_each_other_optiona
         ["recommendations"],
         headers={"User-Agent": FIREFOX},
     )
-    events = list(ConsentEvent.objects.select_related("purpose").order_by("seq"))
+    events = list(ConsentEvent.objects.select_related("purpose").order_by("id"))
     decisions = {e.purpose.key: e.decision for e in events}
     assert len(events) == len(OPTIONAL)
     assert decisions == {

@@ -99,7 +99,7 @@ def test_recommendations_follow_the_interests_and_vanish_with_the_consent(
     assert interests.find(cls="value").text == "Nothing stored"
     assert "Coffee and tea" not in interests.text and "Books" not in interests.text
 
-    withdrawal = ConsentEvent.objects.filter(subject_id=customer.subject_id).latest("seq")
+    withdrawal = ConsentEvent.objects.filter(subject_id=customer.subject_id).latest("id")
     assert (withdrawal.decision, withdrawal.method) == (Decision.WITHDRAWN, Method.PANEL)
     newest = parse(logged_in.get("/me/history/")).find("li", cls="event")
     assert newest.find("p", cls="event-head").text.startswith(

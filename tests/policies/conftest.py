@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.db import connection
 from django.utils import timezone, translation
 
 from consents import services as consent_services
@@ -19,6 +20,7 @@ from policies import services
 from policies.demo import V1, seed_policies
 from policies.models import Policy, PolicyVersion
 from policies.notices import NOTICE, notices_of, topic
+from policies.selectors import version_content_hash
 from portal import outbox
 from portal.models import OutboxItem
 from tests.conftest import make_user
@@ -167,8 +169,24 @@ def expire_leases(version: PolicyVersion) -> None:
     notices_of(version).filter(status=OutboxItem.Status.SENDING).update(leased_until=past)
 
 
+def redate_published(version: PolicyVersion, when) -> None:
+    """Test set-up: as if the version had been published with another effective
+    date (the database refuses to change a published version, so its trigger
+    goes for the test, and the text's hash follows)."""
+    with connection.cursor() as cursor:
+        for trigger in ("policies_version_no_update", "policies_version_no_delete"):
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON policies_policyversion")
+            else:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    version = PolicyVersion.objects.select_related("policy").get(pk=version.pk)
+    version.effective_date = when
+    version.content_hash = version_content_hash(version)
+    version.save(update_fields=["effective_date", "content_hash"])
+
+
 def move_effective_date(version: PolicyVersion, when) -> None:
     """Test set-up: time passes. The version and the re-consent it asked for
     share their effective date."""
-    PolicyVersion.objects.filter(pk=version.pk).update(effective_date=when)
+    redate_published(version, when)
     ReconsentRequest.objects.filter(policy_version_id=version.pk).update(effective_date=when)

@@ -12,7 +12,7 @@ from django.utils import formats, timezone
 
 from policies import selectors
 from policies.models import PolicyVersion
-from tests.policies.conftest import draft, publish, seeded_draft, v1
+from tests.policies.conftest import draft, publish, redate_published, seeded_draft, v1
 
 NEW_PARAGRAPH = "Personalised recommendations now also use"
 
@@ -31,7 +31,7 @@ def day(value) -> str:
 
 def comes_into_force(version: PolicyVersion) -> None:
     """Test set-up: the notice period is over."""
-    PolicyVersion.objects.filter(pk=version.pk).update(effective_date=timezone.localdate())
+    redate_published(version, timezone.localdate())
 
 
 def test_the_selectors_answer_for_a_moment_in_time(privacy, coming):

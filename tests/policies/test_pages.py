@@ -10,8 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from policies.demo import V1
-from policies.models import PolicyVersion
-from tests.policies.conftest import draft, publish, seeded_draft
+from tests.policies.conftest import draft, publish, redate_published, seeded_draft
 
 NEW_PARAGRAPH = "Personalised recommendations now also use"
 
@@ -38,9 +37,7 @@ def test_the_version_in_force_is_rendered_from_markdown(client, two_versions):
 
 
 def test_the_newest_version_is_shown_once_it_is_in_force(client, two_versions):
-    PolicyVersion.objects.filter(pk=two_versions.pk).update(
-        effective_date=timezone.localdate()
-    )  # test set-up: the notice period is over
+    redate_published(two_versions, timezone.localdate())  # test set-up: the notice period is over
     html = client.get("/policies/privacy/").content.decode()
     assert NEW_PARAGRAPH in html
     assert "Version 2, in effect from" in html
@@ -65,9 +62,7 @@ def test_script_and_event_handlers_in_a_policy_never_reach_the_page(
 
 
 def test_an_earlier_version_is_shown_as_such(client, two_versions):
-    PolicyVersion.objects.filter(pk=two_versions.pk).update(
-        effective_date=timezone.localdate()
-    )  # test set-up: the notice period is over
+    redate_published(two_versions, timezone.localdate())  # test set-up: the notice period is over
     response = client.get("/policies/privacy/v1/")
     assert response.status_code == 200
     html = response.content.decode()

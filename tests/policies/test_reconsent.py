@@ -24,6 +24,7 @@ from tests.policies.conftest import (
     message_to,
     move_effective_date,
     publish,
+    redate_published,
     seeded_draft,
     v1,
 )
@@ -181,9 +182,7 @@ def test_ledger_events_name_the_privacy_version_in_force(
     assert v2.effective_date > timezone.localdate()
     grant(customer, "recommendations")  # v2 is announced, v1 still applies
     assert state(customer, "recommendations").event.policy_version_id == v1(privacy).pk
-    PolicyVersion.objects.filter(pk=v2.pk).update(
-        effective_date=timezone.localdate()
-    )  # test set-up: the notice period is over
+    redate_published(v2, timezone.localdate())  # test set-up: the notice period is over
     grant(customer, "product-research")
     assert state(customer, "product-research").event.policy_version_id == v2.pk
 

@@ -19,6 +19,7 @@ BAD_TOKEN = "not-a-signed-token"
 KWARGS = {
     "consents:newsletter_confirm": {"token": BAD_TOKEN},
     "consents:receipt": {"receipt_id": "RECEIPT"},
+    "consents:ledger_proof": {"receipt_id": "RECEIPT"},
     "consents:receipt_page": {"receipt_id": "RECEIPT"},
     "consents:newsletter_receipts": {"token": BAD_TOKEN},
     "consents:reconsent_link": {"token": BAD_TOKEN},

@@ -185,7 +185,7 @@ def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing():
     from policies import emails
     from policies.notices import message_id, notice_get, notices_of
 
-    before = [("portal", "0004_outboxitem"), ("policies", "0002_reconsent_requests_from_versions")]
+    before = [("portal", "0004_outboxitem"), ("policies", "0003_published_versions_hashed")]
     executor = _migrate(before)
     old = executor.loader.project_state(before).apps
     Email = old.get_model("portal", "OutboundEmail")

@@ -56,6 +56,11 @@ class Command(BaseCommand):
                 )
             verb = "created" if created else "refreshed"
             self.stdout.write(f"  {verb} {'staff' if staff else 'customer'} {email}")
+        from consents.ledger import seal
+
+        # The worker's beat seals every few seconds; sealing now gives the demo's
+        # receipts their inclusion proofs from the first page view.
+        self.stdout.write(f"  ledger: {seal().sealed} decisions sealed")
         self.stdout.write(
             self.style.SUCCESS(
                 "Demo logins (password for all: "

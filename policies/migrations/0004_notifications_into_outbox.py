@@ -91,7 +91,7 @@ def out_of_outbox(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("policies", "0002_reconsent_requests_from_versions"),
+        ("policies", "0003_published_versions_hashed"),
         ("portal", "0004_outboxitem"),
     ]
 
