@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "portal",
     "consents",
     "policies",
+    "rights",
 ]
 
 MIDDLEWARE = [

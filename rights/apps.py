@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class RightsConfig(AppConfig):
+    """Data-subject requests with their deadlines (copy, erasure and account
+    closure, objection, restriction), retention enforced by beat tasks, and
+    the append-only staff audit trail."""
+
+    name = "rights"
+    verbose_name = _("Data-subject rights")
+    default_auto_field = "django.db.models.BigAutoField"

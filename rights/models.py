@@ -1,0 +1,3 @@
+"""Data-subject requests, and what the rights app keeps about them."""
+
+from __future__ import annotations
