@@ -896,7 +896,6 @@ class _Walk:
     matched: int = 0  # the size of the last anchor that matched
     chain_prev: str = GENESIS
     last_id: int = 0
-    changed_event: tuple[int, int] | None = None  # (id, place) the database found changed
     # The complete subtrees of NODE_LEVEL and up, as recomputed: the stored ones
     # must be the same (an inclusion proof is read from them). One per 2**NODE_LEVEL
     # leaves: a few thousand for a million events.
@@ -971,19 +970,17 @@ def _verify_tree(
         problem = _chain_problem(notices, chunk_size)
         if problem:
             return Verdict(False, 0, problem, seals=seal_count)
-        leaves = _pg_leaf_hashes(notices, policies, walk)
+        found = _pg_event_problem(notices, policies, after=0) or _pg_leaf_order_problem()
+        if found:
+            problem, verified = found
+            return Verdict(False, verified, problem, seals=seal_count)
+        verdict = _pg_fold(anchors, walk, seal_count)
     else:
         leaves = _checked_leaf_hashes(notices, policies, chunk_size, walk)
-    try:
-        verdict = _walk_tree(leaves, anchors, walk, seal_count)
-    finally:
-        leaves.close()  # ends the stream, wherever the walk stopped
-    if walk.changed_event is not None:
-        uuid = ConsentEvent.objects.filter(pk=walk.changed_event[0]).values_list("uuid", flat=True)
-        walk.problem = (
-            f"event {uuid.first()}: its content was changed (leaf #{walk.changed_event[1]})"
-        )
-        return Verdict(False, walk.count, walk.problem, seals=seal_count)
+        try:
+            verdict = _walk_tree(leaves, anchors, walk, seal_count)
+        finally:
+            leaves.close()  # ends the stream, wherever the walk stopped
     if verdict is not None:
         return verdict
     problem = _nodes_problem(walk.nodes)
@@ -1066,6 +1063,12 @@ def _walk_tree(
     walk.last_id = last_id
     if walk.problem:
         return Verdict(False, walk.count, walk.problem, seals=seal_count)
+    return _walk_verdict(walk, anchor, seal_count)
+
+
+def _walk_verdict(walk: _Walk, anchor: _Anchor | None, seal_count: int) -> Verdict | None:
+    """After the leaves: the earliest anchor the tree did not match, or the
+    first anchor beyond the tree (`anchor`), named; None when all matched."""
     if walk.mismatch is not None:
         earlier = f"after #{walk.matched}" if walk.matched else "from the first"
         return Verdict(
@@ -1152,9 +1155,9 @@ def _beyond_the_tree(
             seals=seal_count,
         )
     if not check:
-        problem = _pg_event_problem(notices, policies, after=barrier)
-        if problem:
-            return Verdict(False, walk.count, problem, seals=seal_count)
+        found = _pg_event_problem(notices, policies, after=barrier)
+        if found:
+            return Verdict(False, walk.count, found[0], seals=seal_count)
         unsealed = ConsentEvent.objects.filter(id__gt=barrier).count()
         return Verdict(True, walk.count, unsealed=unsealed, seals=seal_count)
     unsealed = 0
@@ -1187,12 +1190,11 @@ encode(sha256(convert_to(concat_ws(chr(31),
 """
 
 _SQL_CHANGED_EVENT = f"""
-SELECT e.uuid FROM consents_consentevent e
+SELECT min(e.id) FROM consents_consentevent e
 LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
 LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
 WHERE e.id > %s AND e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
-ORDER BY e.id LIMIT 1
-"""  # noqa: S608 (constant SQL)
+"""  # noqa: S608 (constant SQL). An aggregate: PostgreSQL scans in parallel.
 
 
 def event_hash_in_sql(event_id: int) -> str:
@@ -1215,16 +1217,144 @@ def _arrays(hashes: dict[int, str]) -> tuple[list[int], list[str]]:
     return list(hashes), list(hashes.values())
 
 
-def _pg_event_problem(notices: dict[int, str], policies: dict[int, str], *, after: int) -> str:
-    """The first event beyond the id `after` whose hash the database finds wrong."""
+def _pg_event_problem(
+    notices: dict[int, str], policies: dict[int, str], *, after: int
+) -> tuple[str, int] | None:
+    """The first event beyond the id `after` whose hash the database finds
+    wrong: (what is wrong, how many leaves verified before it), or None."""
     with connection.cursor() as cursor:
         cursor.execute(_SQL_CHANGED_EVENT, [*_arrays(notices), *_arrays(policies), after])
-        row = cursor.fetchone()
-    if row is None:
-        return ""
-    place = LedgerLeaf.objects.filter(event__uuid=row[0]).values_list("seq", flat=True).first()
+        event_id = cursor.fetchone()[0]
+    if event_id is None:
+        return None
+    uuid = ConsentEvent.objects.filter(pk=event_id).values_list("uuid", flat=True).first()
+    place = LedgerLeaf.objects.filter(event_id=event_id).values_list("seq", flat=True).first()
     where = f"leaf #{place}" if place else "not sealed yet"
-    return f"event {row[0]}: its content was changed ({where})"
+    return f"event {uuid}: its content was changed ({where})", (place or 1) - 1
+
+
+_SQL_LEAF_ORDER = """
+SELECT
+    (SELECT min(l.seq) FROM consents_ledgerleaf l
+     LEFT JOIN consents_consentevent e ON e.id = l.event_id WHERE e.id IS NULL),
+    (SELECT min(t.seq) FROM (
+        SELECT seq, event_id, lag(event_id) OVER (ORDER BY seq) AS before
+        FROM consents_ledgerleaf) t WHERE t.event_id <= t.before),
+    (SELECT count(*) FROM consents_ledgerleaf),
+    (SELECT coalesce(max(seq), 0) FROM consents_ledgerleaf)
+"""
+
+
+def _pg_leaf_order_problem() -> tuple[str, int] | None:
+    """The leaves are places 1..n, each an event that exists, in the order of
+    the events' ids: the first place where that fails, named, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_LEAF_ORDER)
+        deleted, disordered, count, highest = cursor.fetchone()
+        missing = None
+        if count != highest:
+            # The first place whose predecessor is missing, and where the tree resumes.
+            cursor.execute(
+                "SELECT coalesce(max(p.seq), 0) + 1, min(l.seq) FROM consents_ledgerleaf l "
+                "LEFT JOIN consents_ledgerleaf p ON p.seq < l.seq "
+                "WHERE l.seq = (SELECT min(x.seq) FROM consents_ledgerleaf x WHERE x.seq > 1 "
+                "AND NOT EXISTS (SELECT 1 FROM consents_ledgerleaf y WHERE y.seq = x.seq - 1)) "
+                "OR (l.seq = (SELECT min(seq) FROM consents_ledgerleaf) AND l.seq > 1)"
+            )
+            missing = cursor.fetchone()
+    problems = []
+    if missing and missing[1] is not None:
+        problems.append(
+            (missing[0], f"leaf #{missing[0]} is missing: the tree skips to #{missing[1]}")
+        )
+    if deleted is not None:
+        problems.append((deleted, f"leaf #{deleted}: its event was deleted"))
+    if disordered is not None:
+        problems.append((disordered, f"leaf #{disordered}: out of order"))
+    if not problems:
+        return None
+    place, problem = min(problems)
+    return problem, place - 1
+
+
+_SQL_LEAF_STREAM = """
+COPY (
+    SELECT sha256('\\x00'::bytea || decode(e.hash, 'hex'))
+    FROM consents_ledgerleaf l JOIN consents_consentevent e ON e.id = l.event_id
+    ORDER BY l.seq
+) TO STDOUT (FORMAT BINARY)
+"""
+# PostgreSQL's binary COPY: a 19-byte header, then per row a 2-byte field count,
+# a 4-byte length and the 32 bytes of the hash, then a 2-byte trailer.
+_COPY_HEADER = 19
+_ROW = 2 + 4 + 32
+
+
+def _pg_leaf_blocks(block: int = 1 << 20) -> Iterator[list[bytes]]:
+    """The leaf hashes in tree order, about `block` bytes at a time, over one
+    COPY stream of fixed-size rows: the database hashes while Python folds.
+    PostgreSQL sends a message per row, so the loop over them only gathers
+    bytes; the rows are cut out of a whole block at once. Memory stays flat."""
+    with connection.cursor() as cursor, cursor.cursor.copy(_SQL_LEAF_STREAM) as copy:
+        pending = bytearray()
+        header = True
+        for data in copy:
+            pending += data
+            if len(pending) < block:
+                continue
+            if header:
+                del pending[:_COPY_HEADER]
+                header = False
+            usable = len(pending) - len(pending) % _ROW
+            yield [bytes(pending[i + 6 : i + _ROW]) for i in range(0, usable, _ROW)]
+            del pending[:usable]
+        if header and pending:
+            del pending[:_COPY_HEADER]
+        usable = len(pending) - len(pending) % _ROW  # the trailer's 2 bytes are left
+        if usable:
+            yield [bytes(pending[i + 6 : i + _ROW]) for i in range(0, usable, _ROW)]
+
+
+def _pg_fold(anchors: list[_Anchor], walk: _Walk, seal_count: int) -> Verdict | None:
+    """Fold the streamed leaves, checking the root at every anchor (the
+    leaves' places and order were checked by the database already)."""
+    pending = iter(anchors)
+    anchor = next(pending, None)
+    while anchor is not None and anchor.size == 0:
+        if anchor.root not in (GENESIS, merkle.EMPTY_ROOT.hex()) and walk.mismatch is None:
+            walk.mismatch = anchor
+        anchor = next(pending, None)
+    frontier = merkle.Frontier()
+    nodes = walk.nodes
+
+    def keep(level: int, index: int, digest: bytes) -> None:
+        if level >= NODE_LEVEL:
+            nodes[level, index] = digest
+
+    place = 0
+    blocks = _pg_leaf_blocks()
+    try:
+        for leaves in blocks:
+            start = 0
+            while anchor is not None and anchor.size - place <= len(leaves) - start:
+                cut = start + anchor.size - place
+                frontier.extend(leaves[start:cut], keep)
+                place, start = anchor.size, cut
+                while anchor is not None and anchor.size == place:
+                    if walk.mismatch is None:
+                        chain = anchor.kind == "chain"
+                        root = anchor.root_found if chain else frontier.root().hex()
+                        if hmac.compare_digest(anchor.root, root):
+                            walk.matched = place
+                        else:
+                            walk.mismatch = anchor
+                    anchor = next(pending, None)
+            frontier.extend(leaves[start:], keep)
+            place += len(leaves) - start
+    finally:
+        blocks.close()
+    walk.count = place
+    return _walk_verdict(walk, anchor, seal_count)
 
 
 def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
@@ -1245,44 +1375,6 @@ def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
             if problem:
                 return problem
         last = chunk[-1][1]
-
-
-_SQL_LEAF_STREAM = f"""
-COPY (
-    SELECT l.seq, e.id, sha256('\\x00'::bytea || decode(e.hash, 'hex')),
-           e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}
-    FROM consents_ledgerleaf l
-    LEFT JOIN consents_consentevent e ON e.id = l.event_id
-    LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
-    LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
-    ORDER BY l.seq
-) TO STDOUT (FORMAT BINARY)
-"""  # noqa: S608 (constant SQL)
-
-
-def _pg_leaf_hashes(
-    notices: dict[int, str], policies: dict[int, str], walk: _Walk
-) -> Iterator[tuple[int, int | None, bytes]]:
-    """(place, event id, leaf hash) in tree order over one COPY stream: the
-    database recomputes each event's hash and the leaf hash while Python folds
-    the tree, the two at once on two cores; memory stays flat. Stops at the
-    first changed event (walk.changed_event). No other query may run on the
-    connection until the generator is exhausted or closed: closing it drains
-    what is left of the stream."""
-    with connection.cursor() as cursor:
-        params = [*_arrays(notices), *_arrays(policies)]
-        with cursor.cursor.copy(_SQL_LEAF_STREAM, params) as copy:
-            copy.set_types(["int8", "int8", "bytea", "bool"])
-            rows = copy.rows()
-            try:
-                for place, event_id, leaf, changed in rows:
-                    if changed:
-                        walk.changed_event = (event_id, place)
-                        return
-                    yield place, event_id, bytes(leaf) if leaf is not None else b""
-            finally:
-                for _ in rows:
-                    pass  # the connection serves other queries once the COPY has ended
 
 
 _SQL_STATES_WRONG = """
