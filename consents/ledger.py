@@ -826,37 +826,42 @@ _LEAF_COLUMNS = (
 _EVENT_COLUMNS = _LEAF_COLUMNS.split(", ", 1)[1]
 
 
-def _leaf_rows(chunk_size: int) -> Iterator[tuple]:
-    """Every leaf with its event, in tree order, a chunk at a time (keyset
-    pagination: memory stays flat, on SQLite and PostgreSQL alike)."""
-    last = 0
+def _keyset(sql: str, start: int, key: int, chunk_size: int) -> Iterator[tuple]:
+    """The rows of `sql` (which takes the last key seen and a limit, in key
+    order), a chunk at a time: keyset pagination, so memory stays flat and the
+    same on SQLite and PostgreSQL. `key` is the index of the key in a row."""
+    last = start
     while True:
-        chunk = _fetch(
-            f"SELECT {_LEAF_COLUMNS} FROM consents_ledgerleaf l "  # noqa: S608 (constant columns)
-            "LEFT JOIN consents_consentevent e ON e.id = l.event_id "
-            "WHERE l.seq > %s ORDER BY l.seq LIMIT %s",
-            [last, chunk_size],
-        )
+        chunk = _fetch(sql, [last, chunk_size])
         if not chunk:
             return
         yield from chunk
-        last = chunk[-1][0]
+        last = chunk[-1][key]
+
+
+def _leaf_rows(chunk_size: int) -> Iterator[tuple]:
+    """Every leaf with its event, in tree order."""
+    return _keyset(
+        f"SELECT {_LEAF_COLUMNS} FROM consents_ledgerleaf l "  # noqa: S608 (constant columns)
+        "LEFT JOIN consents_consentevent e ON e.id = l.event_id "
+        "WHERE l.seq > %s ORDER BY l.seq LIMIT %s",
+        0,
+        0,
+        chunk_size,
+    )
 
 
 def _unsealed_rows(after: int, chunk_size: int) -> Iterator[tuple]:
-    last = after
-    while True:
-        chunk = _fetch(
-            f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
-            "WHERE e.id > %s AND NOT EXISTS "
-            "(SELECT 1 FROM consents_ledgerleaf l WHERE l.event_id = e.id) "
-            "ORDER BY e.id LIMIT %s",
-            [last, chunk_size],
-        )
-        if not chunk:
-            return
-        yield from chunk
-        last = chunk[-1][1]
+    """Every event beyond the id `after` that is not in the tree, in id order."""
+    return _keyset(
+        f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
+        "WHERE e.id > %s AND NOT EXISTS "
+        "(SELECT 1 FROM consents_ledgerleaf l WHERE l.event_id = e.id) "
+        "ORDER BY e.id LIMIT %s",
+        after,
+        1,
+        chunk_size,
+    )
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
@@ -1361,20 +1366,18 @@ def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
     """The events of the old hash chain (format 1), checked in Python: each
     hash covers the one before it."""
     walk = _Walk()
-    last = 0
-    while True:
-        chunk = _fetch(
-            f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
-            "WHERE e.prev_hash <> '' AND e.id > %s ORDER BY e.id LIMIT %s",
-            [last, chunk_size],
-        )
-        if not chunk:
-            return ""
-        for row in chunk:
-            problem = _event_problem(row, notices, {}, walk)
-            if problem:
-                return problem
-        last = chunk[-1][1]
+    rows = _keyset(
+        f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
+        "WHERE e.prev_hash <> '' AND e.id > %s ORDER BY e.id LIMIT %s",
+        0,
+        1,
+        chunk_size,
+    )
+    for row in rows:
+        problem = _event_problem(row, notices, {}, walk)
+        if problem:
+            return problem
+    return ""
 
 
 _SQL_STATES_WRONG = """
