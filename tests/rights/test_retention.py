@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from allauth.usersessions.models import UserSession
@@ -374,3 +378,26 @@ def test_the_record_of_processing_states_the_enforced_periods(client, staff, pur
     assert orders["erasure rule (enforced)"] == (
         "While your account is open, then 1825 days after it closes"
     )
+
+
+# The settings
+
+
+def _settings_of(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = "from django.conf import settings; print(settings.OUTBOX_SENT_KEPT.days)"
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_sent_emails_are_never_deleted_before_their_links_expire():
+    refused = _settings_of({"OUTBOX_SENT_KEPT_DAYS": "30"})
+    assert refused.returncode != 0
+    assert "OUTBOX_SENT_KEPT_DAYS='30' must be at least 60" in refused.stderr
+    longer_links = _settings_of({"POLICY_LINK_DAYS": "120"})
+    assert longer_links.stdout.split() == ["120"]
