@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -329,7 +329,11 @@ class PurposeAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context=extra_context)
 
     def record_of_processing(self, request: HttpRequest) -> HttpResponse:
-        """GDPR Art. 30(1): the record of processing activities, from the inventory."""
+        """GDPR Art. 30(1): the record of processing activities, from the inventory,
+        with the erasure rules that the retention task enforces (one row per
+        purpose, then one per record the portal keeps to run itself)."""
+        from rights import retention
+
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -357,18 +361,24 @@ class PurposeAdmin(admin.ModelAdmin):
                 "sale or sharing",
                 "security measures",
                 "DPV purpose",
+                "erasure rule (enforced)",
             ]
         )
+        controller = [
+            settings.CONTROLLER_NAME,
+            settings.CONTROLLER_EMAIL,
+            f"{settings.DPO_NAME} <{settings.DPO_EMAIL}>",
+        ]
         for purpose in selectors.active_purposes():
             categories = list(purpose.data_categories.all())
             codes = legal_basis_codes(
                 purpose.legal_basis, sensitive=any(c.sensitive for c in categories)
             )
+            with translation.override("en"):
+                rule = retention.purpose_rule(purpose)
             writer.writerow(
                 [
-                    settings.CONTROLLER_NAME,
-                    settings.CONTROLLER_EMAIL,
-                    f"{settings.DPO_NAME} <{settings.DPO_EMAIL}>",
+                    *controller,
                     purpose.name,
                     purpose.key,
                     purpose.description,
@@ -384,6 +394,26 @@ class PurposeAdmin(admin.ModelAdmin):
                     "yes" if purpose.is_sale_or_sharing else "no",
                     SECURITY_MEASURES,
                     purpose.dpv_code,
+                    rule,
+                ]
+            )
+        for record in retention.housekeeping_rules():
+            with translation.override("en"):
+                label, stated = str(record.label), record.stated()
+            writer.writerow(
+                [
+                    *controller,
+                    label,
+                    f"record:{record.key}",
+                    stated,
+                    *[""] * 3,  # a record the portal keeps to run itself, under no purpose's basis
+                    "customers; newsletter subscribers",
+                    *[""] * 4,
+                    record.period().days,
+                    "no",
+                    SECURITY_MEASURES,
+                    "",
+                    stated,
                 ]
             )
         return response

@@ -49,11 +49,16 @@ from consents.models import (
 
 @require_safe
 def privacy(request: HttpRequest) -> HttpResponse:
+    # The periods stated here are the ones the retention task enforces, read
+    # from the same rules (rights/retention.py).
+    from rights import retention
+
     purposes = list(selectors.active_purposes())
     for purpose in purposes:
         purpose.basis = legal_basis_codes(
             purpose.legal_basis, sensitive=purpose.data_categories_sensitive
         )
+        purpose.retention_rule = retention.purpose_rule(purpose)
     return render(
         request,
         "consents/privacy.html",
@@ -61,6 +66,7 @@ def privacy(request: HttpRequest) -> HttpResponse:
             "optional_purposes": [p for p in purposes if p.is_optional],
             "required_purposes": [p for p in purposes if not p.is_optional],
             "legal_bases": LegalBasis,
+            "retention_periods": retention.stated_periods(),
         },
     )
 

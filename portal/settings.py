@@ -400,6 +400,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "consents.tasks.ledger_seal",
         "schedule": timedelta(seconds=LEDGER_SEAL_SECONDS),
     },
+    "retention-enforce": {
+        "task": "rights.tasks.retention_enforce",
+        "schedule": timedelta(days=1),
+    },
     "ledger-checkpoint": {
         "task": "consents.tasks.ledger_checkpoint",
         "schedule": timedelta(minutes=LEDGER_CHECKPOINT_MINUTES),
@@ -442,11 +446,29 @@ OUTBOX_GRACE = timedelta(
 # covers every link lifetime.
 OUTBOX_UNSENT_KEPT = timedelta(days=7)
 
+# Retention (rights/retention.py, the daily beat task retention_enforce): the
+# periods the privacy page and the record of processing state, read from here.
+# Sent outbox rows (recipient, subject, times: the body is gone already) are
+# deleted this long after they were sent. Never before the links in a policy
+# email expire: the one-click stop and acknowledge links name their row.
+POLICY_LINK_DAYS = env_int("POLICY_LINK_DAYS", 60, minimum=1)
+OUTBOX_SENT_KEPT = timedelta(
+    days=env_int("OUTBOX_SENT_KEPT_DAYS", max(90, POLICY_LINK_DAYS), minimum=POLICY_LINK_DAYS)
+)
+# Rows that ended failed (with their error, for staff to see and retry) are
+# deleted this long after they were written; at least as long as an unsent
+# email keeps its body, so that the hourly expiry sees them first.
+OUTBOX_FAILED_KEPT = timedelta(
+    days=env_int("OUTBOX_FAILED_KEPT_DAYS", 30, minimum=OUTBOX_UNSENT_KEPT.days)
+)
+# Rows deleted in one transaction (each batch locks only its own rows).
+RETENTION_BATCH = env_int("RETENTION_BATCH", 1000, minimum=1)
+
 # Policy updates. A material change takes effect at least this many days after
 # it is published, so that people can decide before it applies.
 POLICY_MATERIAL_NOTICE_DAYS = env_int("POLICY_MATERIAL_NOTICE_DAYS", 30, minimum=0)
-# How long the links in a policy email work without logging in.
-POLICY_LINK_DAYS = env_int("POLICY_LINK_DAYS", 60, minimum=1)
+# How long the links in a policy email work without logging in: POLICY_LINK_DAYS,
+# above, beside the outbox's retention that depends on it.
 
 LOGGING = {
     "version": 1,

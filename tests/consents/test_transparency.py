@@ -47,6 +47,7 @@ ART_30_COLUMNS = [
     "sale or sharing",
     "security measures",
     "DPV purpose",
+    "erasure rule (enforced)",
 ]
 
 
@@ -161,9 +162,7 @@ def test_the_privacy_page_explains_every_active_purpose_fully(client, purposes):
         for category in purpose.data_categories.all():
             assert category.name in shown["Data used"]
         assert shown["Legal basis"] == (f"{codes['label']} ({codes['lgpd']}; {codes['gdpr']})")
-        assert shown["How long we keep it"].startswith(
-            f"{purpose.retention_days} days after its last use"
-        )
+        assert f"{purpose.retention_days} days after" in shown["How long we keep it"]
         assert shown["Who receives it"] == (purpose.recipients or "Only us.")
         assert shown["Transfers abroad"] == (
             purpose.transfers_abroad or "None: the data is not sent abroad."
@@ -261,6 +260,8 @@ def test_staff_download_the_record_of_processing_with_one_row_per_active_purpose
     header, *rows = ropa_rows(client)
     assert header == ART_30_COLUMNS
     records = [dict(zip(header, row, strict=True)) for row in rows]
+    # The records the portal keeps to run itself follow the purposes (tests/rights).
+    records = [r for r in records if not r["purpose key"].startswith("record:")]
     assert [r["purpose key"] for r in records] == [k for k in ACTIVE if k != "product-research"]
     ads = next(r for r in records if r["purpose key"] == "ad-partners")
     assert ads["controller"] == settings.CONTROLLER_NAME
