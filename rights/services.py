@@ -138,7 +138,10 @@ def request_create(
         channel, identity_check, method = Channel.PORTAL, "", Method.PANEL
         received_at = None  # the person's request is received now
     subject_id, account, address, language = _person(user=user, email=email)
-    received_at = received_at or timezone.now()
+    now = timezone.now()
+    if received_at is not None and received_at > now:
+        raise RightsError(_("A request cannot be received in the future."))
+    received_at = received_at or now
     with transaction.atomic():
         request = RightsRequest.objects.create(
             subject_id=subject_id,
