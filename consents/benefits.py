@@ -41,7 +41,7 @@ def discount_code(subject_id: uuid.UUID) -> str:
 
 
 def benefits_for(*, subject_id: uuid.UUID) -> Benefits:
-    from rights.selectors import limited_purpose_ids
+    from rights.selectors import limited_purposes
 
     # A benefit is given only while its purpose may process the person's data:
     # granted, and not stopped by an objection or a restriction of theirs.
@@ -49,7 +49,7 @@ def benefits_for(*, subject_id: uuid.UUID) -> Benefits:
         ConsentState.objects.filter(
             subject_id=subject_id, decision=Decision.GRANTED, purpose__retired_at__isnull=True
         )
-        .exclude(purpose_id__in=limited_purpose_ids(subject_id=subject_id))
+        .exclude(purpose_id__in=limited_purposes(subject_id=subject_id))
         .values_list("purpose__key", flat=True)
     )
     benefits = Benefits(granted=granted)

@@ -50,14 +50,14 @@ def categories_in_use_for(*, subject_id: uuid.UUID) -> QuerySet[DataCategory]:
     """Data categories, each with `purposes_in_use`: the active purposes that use
     it for this person now, those on another legal basis and those they granted
     (not one they refused or withdrew, nor one they objected to or restricted)."""
-    from rights.selectors import limited_purpose_ids
+    from rights.selectors import limited_purposes
 
     granted = ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED)
     in_use = (
         Purpose.objects.filter(retired_at__isnull=True)
         .filter(~Q(legal_basis=LegalBasis.CONSENT) | Q(pk__in=granted.values("purpose_id")))
         # An objection or a restriction stops the use at once (rights.selectors).
-        .exclude(pk__in=limited_purpose_ids(subject_id=subject_id))
+        .exclude(pk__in=limited_purposes(subject_id=subject_id))
         .order_by("order", "key")
     )
     return DataCategory.objects.prefetch_related(

@@ -27,14 +27,17 @@ def limiting_requests() -> QuerySet[RightsRequest]:
     return RightsRequest.objects.filter(_LIMITING)
 
 
+def limited_purposes(*, subject_id: uuid.UUID) -> QuerySet:
+    """The purpose ids that an objection or a restriction of the person stops
+    now, as a subquery: a read that filters on it costs no query of its own."""
+    return RightsRequest.purposes.through.objects.filter(
+        rightsrequest__in=limiting_requests().filter(subject_id=subject_id)
+    ).values("purpose_id")
+
+
 def limited_purpose_ids(*, subject_id: uuid.UUID) -> set[int]:
-    """Ids of the purposes that an objection or a restriction of the person
-    stops now (one query)."""
-    return set(
-        RightsRequest.purposes.through.objects.filter(
-            rightsrequest__in=limiting_requests().filter(subject_id=subject_id)
-        ).values_list("purpose_id", flat=True)
-    )
+    """The same, read (one query)."""
+    return {row["purpose_id"] for row in limited_purposes(subject_id=subject_id)}
 
 
 def limited_pairs() -> QuerySet:
