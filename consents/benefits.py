@@ -41,10 +41,16 @@ def discount_code(subject_id: uuid.UUID) -> str:
 
 
 def benefits_for(*, subject_id: uuid.UUID) -> Benefits:
+    from rights.selectors import limited_purposes
+
+    # A benefit is given only while its purpose may process the person's data:
+    # granted, and not stopped by an objection or a restriction of theirs.
     granted = set(
         ConsentState.objects.filter(
             subject_id=subject_id, decision=Decision.GRANTED, purpose__retired_at__isnull=True
-        ).values_list("purpose__key", flat=True)
+        )
+        .exclude(purpose_id__in=limited_purposes(subject_id=subject_id))
+        .values_list("purpose__key", flat=True)
     )
     benefits = Benefits(granted=granted)
     if TAILORED_OFFERS in granted:

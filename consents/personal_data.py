@@ -134,7 +134,10 @@ class PersonalDataError(ValueError):
 
 def needed_categories(*, subject_id: uuid.UUID) -> set[str]:
     """Data category keys some purpose currently needs for this person: those of
-    every active purpose on another legal basis, and of every purpose they granted."""
+    every active purpose on another legal basis, and of every purpose they granted.
+    An objection or a restriction stops the use of data (rights.selectors), not
+    its keeping: a restricted field is kept, and may be corrected, while the
+    dispute lasts (GDPR Art. 18(2))."""
     granted = ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED).values(
         "purpose_id"
     )

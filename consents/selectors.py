@@ -49,16 +49,37 @@ def form_purposes(*, scope: str) -> tuple[list[tuple[Purpose, PurposeNotice]], l
 def categories_in_use_for(*, subject_id: uuid.UUID) -> QuerySet[DataCategory]:
     """Data categories, each with `purposes_in_use`: the active purposes that use
     it for this person now, those on another legal basis and those they granted
-    (not one they refused or withdrew)."""
+    (not one they refused or withdrew, nor one they objected to or restricted)."""
+    from rights.selectors import limited_purposes
+
     granted = ConsentState.objects.filter(subject_id=subject_id, decision=Decision.GRANTED)
     in_use = (
         Purpose.objects.filter(retired_at__isnull=True)
         .filter(~Q(legal_basis=LegalBasis.CONSENT) | Q(pk__in=granted.values("purpose_id")))
+        # An objection or a restriction stops the use at once (rights.selectors).
+        .exclude(pk__in=limited_purposes(subject_id=subject_id))
         .order_by("order", "key")
     )
     return DataCategory.objects.prefetch_related(
         Prefetch("purposes", queryset=in_use, to_attr="purposes_in_use")
     )
+
+
+def processing_allowed(*, subject_id: uuid.UUID, purpose: Purpose) -> bool:
+    """May we use this person's data for this purpose now? Its legal basis must
+    hold (a purpose on consent needs a standing grant) and no objection or
+    restriction of theirs may stop it (rights.selectors.processing_allowed)."""
+    from rights.selectors import processing_allowed as rights_allow
+
+    if purpose.retired_at is not None:
+        return False
+    if purpose.is_optional and not (
+        ConsentState.objects.filter(
+            subject_id=subject_id, purpose=purpose, decision=Decision.GRANTED
+        ).exists()
+    ):
+        return False
+    return rights_allow(subject_id, purpose)
 
 
 def consent_states(*, subject_id: uuid.UUID) -> dict[int, ConsentState]:
@@ -67,12 +88,22 @@ def consent_states(*, subject_id: uuid.UUID) -> dict[int, ConsentState]:
 
 def subjects_accepting_optional_email() -> QuerySet:
     """Subject ids with a standing grant for a purpose we email about (those
-    offered in the newsletter form): a subquery, for the policies app."""
-    return ConsentState.objects.filter(
-        decision=Decision.GRANTED,
-        purpose__offered_in_newsletter=True,
-        purpose__retired_at__isnull=True,
-    ).values("subject_id")
+    offered in the newsletter form), not stopped by an objection or a
+    restriction (rights.selectors): a subquery, for the policies app."""
+    from rights.selectors import limited_pairs
+
+    limited = limited_pairs().filter(
+        rightsrequest__subject_id=OuterRef("subject_id"), purpose_id=OuterRef("purpose_id")
+    )
+    return (
+        ConsentState.objects.filter(
+            decision=Decision.GRANTED,
+            purpose__offered_in_newsletter=True,
+            purpose__retired_at__isnull=True,
+        )
+        .exclude(Exists(limited))
+        .values("subject_id")
+    )
 
 
 def purpose_grantees_count(*, purpose: Purpose) -> int:

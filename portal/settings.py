@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
@@ -408,6 +409,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "consents.tasks.ledger_checkpoint",
         "schedule": timedelta(minutes=LEDGER_CHECKPOINT_MINUTES),
     },
+    "rights-requests-due": {
+        "task": "rights.tasks.requests_due_digest",
+        "schedule": crontab(hour=8, minute=0),
+    },
 }
 
 # The outbox (portal/outbox.py), for every kind of outgoing work. The old
@@ -469,6 +474,27 @@ RETENTION_BATCH = env_int("RETENTION_BATCH", 1000, minimum=1)
 POLICY_MATERIAL_NOTICE_DAYS = env_int("POLICY_MATERIAL_NOTICE_DAYS", 30, minimum=0)
 # How long the links in a policy email work without logging in: POLICY_LINK_DAYS,
 # above, beside the outbox's retention that depends on it.
+
+# Rights requests (rights/). How long each jurisdiction gives to answer: LGPD
+# 15 days (Art. 19 II); GDPR one month, extendable once by two further months
+# with reasons given inside the first month (Art. 12(3)). See rights/deadlines.py.
+RIGHTS_DEADLINES = {
+    "lgpd": {"days": env_int("RIGHTS_LGPD_DAYS", 15, minimum=1)},
+    "gdpr": {
+        "months": env_int("RIGHTS_GDPR_MONTHS", 1, minimum=1),
+        "extension_months": env_int("RIGHTS_GDPR_EXTENSION_MONTHS", 2, minimum=0),
+    },
+}
+# The law a request falls under unless the person or staff choose the other.
+RIGHTS_DEFAULT_JURISDICTION = env_str("RIGHTS_DEFAULT_JURISDICTION", "lgpd")
+if RIGHTS_DEFAULT_JURISDICTION not in RIGHTS_DEADLINES:
+    raise ImproperlyConfigured(
+        f"RIGHTS_DEFAULT_JURISDICTION={RIGHTS_DEFAULT_JURISDICTION!r} is not one of "
+        f"{', '.join(RIGHTS_DEADLINES)}."
+    )
+# Open requests due within this many days are highlighted in the staff queue
+# and listed in the DPO's daily email, with the overdue ones.
+RIGHTS_DUE_SOON_DAYS = env_int("RIGHTS_DUE_SOON_DAYS", 3, minimum=0)
 
 LOGGING = {
     "version": 1,

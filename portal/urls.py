@@ -25,6 +25,7 @@ urlpatterns = [
     path("", include("consents.urls")),
     # The panel's frame is consents'; its Policies section is the policies app's.
     path("me/policies/", policies_views.my_policies, name="me_policies"),
+    path("me/requests/", include("rights.urls")),
     path("me/", include("consents.panel_urls")),
     path("policies/", include("policies.urls")),
     path("admin/", admin.site.urls),

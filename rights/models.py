@@ -1,3 +1,165 @@
 """Data-subject requests, and what the rights app keeps about them."""
 
 from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from consents.models import Purpose
+
+
+class Kind(models.TextChoices):
+    ACCESS = "access", _("A copy of my data (access)")
+    ERASURE = "erasure", _("Erase my data")
+    OBJECTION = "objection", _("Object to a use of my data")
+    RESTRICTION = "restriction", _("Restrict a use of my data")
+    RECTIFICATION = "rectification", _("Correct my data")
+
+
+# Kinds that name the purposes they concern, and take effect at once for them.
+KINDS_WITH_PURPOSES = {Kind.OBJECTION, Kind.RESTRICTION}
+
+
+class Jurisdiction(models.TextChoices):
+    LGPD = "lgpd", _("Brazil (LGPD)")
+    GDPR = "gdpr", _("European Union (GDPR)")
+
+
+class Status(models.TextChoices):
+    RECEIVED = "received", _("Received")
+    IN_PROGRESS = "in_progress", _("In progress")
+    EXTENDED = "extended", _("Extended")
+    DONE = "done", _("Done")
+    REFUSED = "refused", _("Refused")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+OPEN_STATUSES = [Status.RECEIVED, Status.IN_PROGRESS, Status.EXTENDED]
+CLOSED_STATUSES = [Status.DONE, Status.REFUSED, Status.CANCELLED]
+
+
+class Channel(models.TextChoices):
+    PORTAL = "portal", _("Control panel")
+    LETTER = "letter", _("Letter")
+    PHONE = "phone", _("Phone")
+    EMAIL = "email", _("Email")
+
+
+class IdentityCheck(models.TextChoices):
+    """How staff made sure that a request received outside the portal comes
+    from the person it names (a logged-in person needs none)."""
+
+    LETTER = "letter", _("By letter")
+    PHONE = "phone", _("By phone")
+    EMAIL = "email", _("By email")
+    IN_PERSON = "in_person", _("In person")
+
+
+class RightsRequest(models.Model):
+    """One request of a person about their data (GDPR Art. 15-21, LGPD Art. 18).
+
+    It names the person by the ledger's opaque subject id, as consents do; the
+    account (when there is one) and an address to answer to (newsletter-only
+    people) sit beside it. The deadline is computed once by the services from
+    received_at and the jurisdiction (rights.deadlines) and moves only with an
+    extension. Changed only through rights.services."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subject_id = models.UUIDField(
+        _("subject id"), help_text=_("Opaque id of the person; never an email or name.")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rights_requests",
+        verbose_name=_("account"),
+    )
+    email = models.EmailField(
+        _("email address"), blank=True, help_text=_("Where we answer when there is no account.")
+    )
+    language = models.CharField(_("language"), max_length=10, default="en")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    jurisdiction = models.CharField(_("jurisdiction"), max_length=8, choices=Jurisdiction.choices)
+    status = models.CharField(
+        _("status"), max_length=12, choices=Status.choices, default=Status.RECEIVED
+    )
+    received_at = models.DateTimeField(_("received at"))
+    due_at = models.DateTimeField(_("due by"))
+    details = models.TextField(_("details"), blank=True)
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
+    identity_check = models.CharField(
+        _("identity checked"), max_length=10, choices=IdentityCheck.choices, blank=True
+    )
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("entered by"),
+    )
+    purposes = models.ManyToManyField(
+        Purpose, blank=True, related_name="rights_requests", verbose_name=_("purposes affected")
+    )
+    extended_at = models.DateTimeField(_("extended at"), null=True, blank=True)
+    extension_reason = models.TextField(_("reason for the extension"), blank=True)
+    refusal_reason = models.TextField(_("reason for the refusal"), blank=True)
+    answer = models.TextField(_("answer"), blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("closed by"),
+    )
+
+    class Meta:
+        verbose_name = _("rights request")
+        verbose_name_plural = _("rights requests")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(entered_by__isnull=True) | ~Q(identity_check=""),
+                name="rights_staff_entry_checks_identity",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=Status.REFUSED) | ~Q(refusal_reason=""),
+                name="rights_refusal_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(extended_at__isnull=True) | ~Q(extension_reason=""),
+                name="rights_extension_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=OPEN_STATUSES, closed_at__isnull=True)
+                | Q(status__in=CLOSED_STATUSES, closed_at__isnull=False),
+                name="rights_closed_when_final",
+            ),
+            models.CheckConstraint(
+                condition=Q(due_at__gt=models.F("received_at")), name="rights_due_after_received"
+            ),
+        ]
+        indexes = [
+            # The staff queue and the DPO's daily list: open requests by due date.
+            models.Index(
+                fields=["due_at"],
+                name="rights_open_due_idx",
+                condition=Q(status__in=OPEN_STATUSES),
+            ),
+            # "Your requests" in the panel, and processing_allowed: one person's requests.
+            models.Index(fields=["subject_id", "-received_at"], name="rights_subject_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES

@@ -7,6 +7,14 @@ from celery import shared_task
 # Requests -----------------------------------------------------------------------
 
 
+@shared_task(name="rights.tasks.requests_due_digest")
+def requests_due_digest() -> int:
+    """Daily: email the DPO the open requests overdue or due soon (none, no email)."""
+    from rights.services import requests_due_notify
+
+    return requests_due_notify()
+
+
 # Retention ----------------------------------------------------------------------
 
 

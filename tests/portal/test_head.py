@@ -11,7 +11,7 @@ from consents.demo import seed_inventory
 from consents.models import Decision, Method, Purpose
 from policies.demo import seed_policies
 
-PROJECT_APPS = ("portal.", "consents.", "policies.")
+PROJECT_APPS = ("portal.", "consents.", "policies.", "rights.")
 BAD_TOKEN = "not-a-signed-token"
 
 # Arguments for each URL with parameters: real objects where the page has one,
@@ -30,6 +30,7 @@ KWARGS = {
     "me_consent_switch": {"key": "newsletter"},
     "me_data_edit": {"key": "first_name"},
     "me_data_save": {"key": "first_name"},
+    "me_request_cancel": {"uuid": "00000000-0000-4000-8000-000000000000"},
     "policies:notice": {"token": BAD_TOKEN},
     "policies:acknowledge_link": {"token": BAD_TOKEN},
     "policies:unsubscribe": {"token": BAD_TOKEN},

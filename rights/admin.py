@@ -1,0 +1,155 @@
+"""The staff side: a queue of requests by due date, overdue and due-soon ones
+highlighted; requests entered on a person's behalf; every decision through
+rights.services, with the staff member as acting_user."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import F
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from rights import selectors, services
+from rights.forms import ReasonForm, StaffRequestForm
+from rights.models import RightsRequest
+
+
+@admin.register(RightsRequest)
+class RightsRequestAdmin(admin.ModelAdmin):
+    list_display = [
+        "due_at",
+        "deadline",
+        "kind",
+        "status",
+        "jurisdiction",
+        "channel",
+        "received_at",
+    ]
+    list_display_links = ["due_at"]
+    list_filter = ["status", "kind", "jurisdiction", "channel"]
+    search_fields = ["email", "user__email"]
+    # The queue: open requests first, the earliest deadline on top.
+    ordering = [F("closed_at").asc(nulls_first=True), "due_at", "pk"]
+    list_select_related = ["user"]
+
+    @admin.display(description=gettext_lazy("Deadline"))
+    def deadline(self, obj: RightsRequest) -> str:
+        # A template, so that every value in the marker is escaped.
+        return render_to_string(
+            "admin/rights/_deadline.html",
+            {"urgency": selectors.urgency(obj), "request": obj},
+        )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # requests are proof that the rights were answered
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    # Entering a request received by letter, phone or email -----------------------
+
+    def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise Http404
+        form = StaffRequestForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                made = services.request_create(
+                    acting_user=request.user,
+                    email=data["email"],
+                    kind=data["kind"],
+                    jurisdiction=data["jurisdiction"],
+                    channel=data["channel"],
+                    identity_check=data["identity_check"],
+                    received_at=data["received_at"],
+                    purposes=data["purposes"],
+                    details=data["details"],
+                )
+            except services.RightsError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request,
+                    _("Request entered. It is due by %(due)s.")
+                    % {"due": timezone.localtime(made.due_at).strftime("%Y-%m-%d %H:%M")},
+                    messages.SUCCESS,
+                )
+                return redirect(reverse("admin:rights_rightsrequest_change", args=[made.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Enter a request received outside the portal"),
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(
+            request,
+            "admin/rights/rightsrequest/enter.html",
+            context,
+            status=400 if request.method == "POST" else 200,
+        )
+
+    # Answering ----------------------------------------------------------------------
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
+        """The request, and the decisions staff can take on it (each a service)."""
+        if not self.has_view_permission(request):
+            raise Http404
+        rights_request = get_object_or_404(
+            RightsRequest.objects.select_related("user", "entered_by", "closed_by"),
+            pk=object_id,
+        )
+        can_change = self.has_change_permission(request, rights_request)
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST":
+            if not can_change:
+                raise Http404
+            if form.is_valid():
+                try:
+                    self._decide(request, rights_request, form.cleaned_data)
+                except services.RightsError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    return redirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": str(rights_request),
+            "item": rights_request,
+            "urgency": selectors.urgency(rights_request),
+            "purposes": list(rights_request.purposes.all()),
+            "form": form,
+            "can_change": can_change,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(
+            request,
+            "admin/rights/rightsrequest/answer.html",
+            context,
+            status=400 if request.method == "POST" else 200,
+        )
+
+    def _decide(self, request: HttpRequest, rights_request: RightsRequest, data: dict) -> None:
+        action, reason = data["action"], data["reason"]
+        if action == "start":
+            services.request_start(request=rights_request, acting_user=request.user)
+            message = _("Started.")
+        elif action == "extend":
+            services.request_extend(request=rights_request, reason=reason, acting_user=request.user)
+            message = _("Extended; the person was told why.")
+        elif action == "refuse":
+            services.request_refuse(request=rights_request, reason=reason, acting_user=request.user)
+            message = _("Refused; the person was told why.")
+        else:
+            services.request_complete(
+                request=rights_request, answer=reason, acting_user=request.user
+            )
+            message = _("Done; the person was told.")
+        self.message_user(request, message, messages.SUCCESS)

@@ -1,0 +1,296 @@
+"""Every change to a rights request goes through here (house style): the
+person's own actions take the person, staff actions a keyword-only
+`acting_user`. Each opens the transaction, locks the request, checks under
+the lock, and writes the email that announces it to the outbox in the same
+transaction.
+
+Objections and restrictions take effect the moment they are written:
+rights.selectors.processing_allowed reads them, and consents asks it before
+it uses data for a purpose. An objection to a purpose on consent (direct
+marketing, GDPR Art. 21(2)) also withdraws the consent in the ledger, with the
+method of whoever recorded it: the panel, or staff on the person's request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from consents import services as consent_services
+from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
+from rights import deadlines, emails
+from rights.models import (
+    KINDS_WITH_PURPOSES,
+    OPEN_STATUSES,
+    Channel,
+    IdentityCheck,
+    Jurisdiction,
+    Kind,
+    RightsRequest,
+    Status,
+)
+
+DETAILS_MAX = 5000
+REASON_MAX = 5000
+# What a person may object to: processing on legitimate interest (GDPR Art.
+# 21(1)) and, for direct marketing, on consent (Art. 21(2)).
+OBJECTABLE_BASES = {LegalBasis.LEGITIMATE_INTEREST, LegalBasis.CONSENT}
+
+
+class RightsError(ValueError):
+    """A request or a decision the rules do not allow; its message is for a person."""
+
+
+def _staff(acting_user) -> None:
+    if acting_user is None or not acting_user.is_staff:
+        raise RightsError(_("Only staff can do this."))
+
+
+def _clean_text(text: str, *, limit: int) -> str:
+    text = (text or "").strip()
+    if len(text) > limit:
+        raise RightsError(_("Keep it under %(limit)s characters.") % {"limit": limit})
+    return text
+
+
+def _check_purposes(kind: str, purposes: list[Purpose]) -> None:
+    if kind not in KINDS_WITH_PURPOSES:
+        if purposes:
+            raise RightsError(
+                _("Choose purposes only when you object to a use or ask to restrict one.")
+            )
+        return
+    if not purposes:
+        raise RightsError(_("Choose the uses of your data that this concerns."))
+    if any(p.retired_at is not None for p in purposes):
+        raise RightsError(_("One of those purposes is no longer in use."))
+    if kind == Kind.OBJECTION:
+        wrong = [p for p in purposes if p.legal_basis not in OBJECTABLE_BASES]
+        if wrong:
+            raise RightsError(
+                _(
+                    "“%(purpose)s” is needed to serve you or required by law, so it cannot be "
+                    "objected to; ask for a restriction if you dispute the data it uses."
+                )
+                % {"purpose": wrong[0].display_name}
+            )
+
+
+def _person(*, user, email: str) -> tuple[uuid.UUID, object, str, str]:
+    """(subject_id, user, email, language) of the person a request is about:
+    their account, else their newsletter subscription, else a new opaque id
+    (someone we may hold nothing about still gets an answer)."""
+    if user is not None:
+        return user.subject_id, user, user.email, user.language
+    email = (email or "").strip()
+    if not email:
+        raise RightsError(_("Give the person's account or email address."))
+    account = get_user_model().objects.filter(email__iexact=email).first()
+    if account is not None:
+        return account.subject_id, account, account.email, account.language
+    signup = NewsletterSignup.objects.filter(email__iexact=email).first()
+    if signup is not None:
+        return signup.subject_id, None, signup.email, signup.language
+    return uuid.uuid4(), None, email, settings.LANGUAGE_CODE
+
+
+def request_create(
+    *,
+    kind: str,
+    details: str = "",
+    jurisdiction: str = "",
+    purposes: Iterable[Purpose] = (),
+    user=None,
+    email: str = "",
+    acting_user=None,
+    channel: str = Channel.PORTAL,
+    identity_check: str = "",
+    received_at: datetime | None = None,
+) -> RightsRequest:
+    """A request made by the person from the panel (user, no acting_user), or
+    entered by staff for a request that came by letter, phone or email
+    (acting_user, channel, identity_check required)."""
+    if kind not in Kind.values:
+        raise RightsError(_("Choose what you are asking for."))
+    jurisdiction = jurisdiction or settings.RIGHTS_DEFAULT_JURISDICTION
+    if jurisdiction not in Jurisdiction.values:
+        raise RightsError(_("Choose the law that applies."))
+    purposes = list(purposes)
+    _check_purposes(kind, purposes)
+    details = _clean_text(details, limit=DETAILS_MAX)
+    if acting_user is not None:
+        _staff(acting_user)
+        if channel not in (Channel.LETTER, Channel.PHONE, Channel.EMAIL):
+            raise RightsError(_("Say how the request reached us: letter, phone or email."))
+        if identity_check not in IdentityCheck.values:
+            raise RightsError(_("Say how the person's identity was checked."))
+        method = Method.STAFF
+    else:
+        if user is None or not user.is_authenticated:
+            raise RightsError(_("Log in to make a request."))
+        channel, identity_check, method = Channel.PORTAL, "", Method.PANEL
+        received_at = None  # the person's request is received now
+    subject_id, account, address, language = _person(user=user, email=email)
+    now = timezone.now()
+    if received_at is not None and received_at > now:
+        raise RightsError(_("A request cannot be received in the future."))
+    received_at = received_at or now
+    with transaction.atomic():
+        request = RightsRequest.objects.create(
+            subject_id=subject_id,
+            user=account,
+            email=address,
+            language=language,
+            kind=kind,
+            jurisdiction=jurisdiction,
+            received_at=received_at,
+            due_at=deadlines.due_at(received_at, jurisdiction),
+            details=details,
+            channel=channel,
+            identity_check=identity_check,
+            entered_by=acting_user,
+        )
+        if purposes:
+            request.purposes.set(purposes)
+        if kind == Kind.OBJECTION:
+            _withdraw_consents(subject_id=subject_id, purposes=purposes, method=method)
+    return request
+
+
+def _withdraw_consents(*, subject_id: uuid.UUID, purposes: list[Purpose], method: str) -> None:
+    """An objection to a purpose on consent withdraws the standing grant, in
+    the ledger, as the person would from the panel."""
+    consent_ids = [p.pk for p in purposes if p.legal_basis == LegalBasis.CONSENT]
+    granted = ConsentState.objects.filter(
+        subject_id=subject_id, purpose_id__in=consent_ids, decision=Decision.GRANTED
+    ).select_related("purpose")
+    for state in list(granted):
+        consent_services.consent_record(
+            subject_id=subject_id,
+            purpose=state.purpose,
+            decision=Decision.WITHDRAWN,
+            method=method,
+            allow_retired=True,
+        )
+
+
+def _locked(request: RightsRequest) -> RightsRequest:
+    """The request read again under its row lock: check after locking."""
+    return RightsRequest.objects.select_for_update().get(pk=request.pk)
+
+
+def _open(request: RightsRequest) -> None:
+    if request.status not in OPEN_STATUSES:
+        raise RightsError(_("This request is already closed."))
+
+
+def _close(request: RightsRequest, status: str, *, acting_user, fields: list[str]) -> None:
+    request.status = status
+    request.closed_at = timezone.now()
+    request.closed_by = acting_user
+    request.save(update_fields=["status", "closed_at", "closed_by", *fields])
+
+
+def request_start(*, request: RightsRequest, acting_user) -> RightsRequest:
+    """Staff take the request in hand."""
+    _staff(acting_user)
+    with transaction.atomic():
+        locked = _locked(request)
+        if locked.status != Status.RECEIVED:
+            raise RightsError(_("Only a request just received can be started."))
+        locked.status = Status.IN_PROGRESS
+        locked.save(update_fields=["status"])
+    return locked
+
+
+def request_extend(
+    *, request: RightsRequest, reason: str, acting_user, now: datetime | None = None
+) -> RightsRequest:
+    """GDPR Art. 12(3): two further months, once, with the reason emailed to the
+    person before the first month ends."""
+    _staff(acting_user)
+    reason = _clean_text(reason, limit=REASON_MAX)
+    if not reason:
+        raise RightsError(_("Give the reason for the extension: it is sent to the person."))
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _locked(request)
+        _open(locked)
+        if not deadlines.can_extend(locked.jurisdiction):
+            raise RightsError(
+                _("Under %(law)s the deadline cannot be extended.")
+                % {"law": locked.get_jurisdiction_display()}
+            )
+        if locked.extended_at is not None:
+            raise RightsError(_("This request was already extended once."))
+        if now >= locked.due_at:
+            raise RightsError(
+                _("The first deadline has passed: an extension had to be sent before it.")
+            )
+        locked.status = Status.EXTENDED
+        locked.extended_at = now
+        locked.extension_reason = reason
+        locked.due_at = deadlines.extended_due_at(locked.received_at, locked.jurisdiction)
+        locked.save(update_fields=["status", "extended_at", "extension_reason", "due_at"])
+        emails.request_extended(request=locked)
+    return locked
+
+
+def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> RightsRequest:
+    """Refused, with the reason sent to the person (and their right to complain)."""
+    _staff(acting_user)
+    reason = _clean_text(reason, limit=REASON_MAX)
+    if not reason:
+        raise RightsError(_("Give the reason for the refusal: it is sent to the person."))
+    with transaction.atomic():
+        locked = _locked(request)
+        _open(locked)
+        locked.refusal_reason = reason
+        _close(locked, Status.REFUSED, acting_user=acting_user, fields=["refusal_reason"])
+        emails.request_refused(request=locked)
+    return locked
+
+
+def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -> RightsRequest:
+    """Done: the person is told, with staff's answer when there is one."""
+    _staff(acting_user)
+    answer = _clean_text(answer, limit=REASON_MAX)
+    with transaction.atomic():
+        locked = _locked(request)
+        _open(locked)
+        locked.answer = answer
+        _close(locked, Status.DONE, acting_user=acting_user, fields=["answer"])
+        emails.request_done(request=locked)
+    return locked
+
+
+def request_cancel(*, request: RightsRequest, user) -> RightsRequest:
+    """The person withdraws their own open request (an objection or a
+    restriction stops having effect)."""
+    with transaction.atomic():
+        locked = _locked(request)
+        if user is None or locked.subject_id != user.subject_id:
+            raise RightsError(_("This request is not yours."))
+        _open(locked)
+        _close(locked, Status.CANCELLED, acting_user=None, fields=[])
+    return locked
+
+
+def requests_due_notify(*, now: datetime | None = None) -> int:
+    """The DPO's daily list of open requests overdue or due soon, through the
+    outbox; nothing is sent when there are none. Returns how many were listed."""
+    from rights.selectors import requests_needing_attention
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        requests = requests_needing_attention(now=now)
+        if requests:
+            emails.requests_due(requests=requests, now=now)
+    return len(requests)

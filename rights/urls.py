@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from rights import views
+
+urlpatterns = [
+    path("", views.requests_page, name="me_requests"),
+    path("<uuid:uuid>/cancel/", views.request_cancel, name="me_request_cancel"),
+]
