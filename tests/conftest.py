@@ -105,3 +105,34 @@ def switch_form(purpose_key: str, decision: str, **extra: str) -> dict[str, str]
 
     notice = PurposeNotice.objects.filter(purpose__key=purpose_key).order_by("-version").first()
     return {"decision": decision, "notice": notice.content_hash if notice else "", **extra}
+
+
+def flush_database() -> None:
+    """Empty every table, as pytest-django does after a transactional test. On
+    SQLite the append-only triggers (the ledger's, the frozen notices') would
+    refuse that flush's DELETE (PostgreSQL flushes with TRUNCATE, which they
+    leave alone), so on SQLite every trigger is lifted for the flush and put
+    back as it was, in the same transaction."""
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    with transaction.atomic():
+        triggers = []
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+                triggers = cursor.fetchall()
+                for name, _sql in triggers:
+                    cursor.execute(f'DROP TRIGGER "{name}"')
+        call_command("flush", verbosity=0, interactive=False)
+        with connection.cursor() as cursor:
+            for _name, sql in triggers:
+                cursor.execute(sql)
+
+
+@pytest.fixture
+def flushed_after(transactional_db):
+    """A transactional test whose data the append-only triggers would stop
+    pytest-django's own flush from removing on SQLite: flushed here first."""
+    yield
+    flush_database()

@@ -22,7 +22,7 @@ from allauth.mfa.totp.internal.auth import (
     hotp_value,
 )
 
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, flush_database, make_user
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -138,29 +138,6 @@ def new_context(browser, base_url: str, *, viewport=DESKTOP, language: str = "en
     )
     context.set_default_timeout(10_000)
     return context
-
-
-def flush_database() -> None:
-    """Empty every table, as pytest-django does after a transactional test. On
-    SQLite the append-only triggers (the ledger's, the frozen notices') would
-    refuse that flush's DELETE (PostgreSQL flushes with TRUNCATE, which they
-    leave alone), so on SQLite every trigger is lifted for the flush and put
-    back as it was, in the same transaction."""
-    from django.core.management import call_command
-    from django.db import connection, transaction
-
-    with transaction.atomic():
-        triggers = []
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
-                triggers = cursor.fetchall()
-                for name, _sql in triggers:
-                    cursor.execute(f'DROP TRIGGER "{name}"')
-        call_command("flush", verbosity=0, interactive=False)
-        with connection.cursor() as cursor:
-            for _name, sql in triggers:
-                cursor.execute(sql)
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def test_the_migration_clears_the_bodies_of_emails_already_sent():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing():
+def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing(flushed_after):
     """Policy notifications keep their ids (the signed links in emails already
     sent name them), account emails keep their uuid (their Message-ID); sent
     ones have no body; new rows take ids after the moved ones."""
