@@ -1008,6 +1008,51 @@ def _checked_leaf_hashes(
         yield row[0], row[1], merkle.leaf_hash(bytes.fromhex(row[15])) if row[15] else b""
 
 
+class _Folder:
+    """Folds leaf hashes into the tree in order, checking the root at every
+    anchor as the tree reaches its size, and keeping the complete subtrees of
+    NODE_LEVEL and up (walk.nodes) for the stored ones to be checked."""
+
+    def __init__(self, anchors: list[_Anchor], walk: _Walk) -> None:
+        self.walk = walk
+        self.pending = iter(anchors)
+        self.anchor = next(self.pending, None)
+        self.frontier = merkle.Frontier()
+        self.size = 0
+        while self.anchor is not None and self.anchor.size == 0:
+            if self.anchor.root not in (GENESIS, merkle.EMPTY_ROOT.hex()):
+                walk.mismatch = walk.mismatch or self.anchor
+            self.anchor = next(self.pending, None)
+        nodes = walk.nodes
+
+        def keep(level: int, index: int, digest: bytes) -> None:
+            if level >= NODE_LEVEL:
+                nodes[level, index] = digest
+
+        self.keep = keep
+
+    def feed(self, leaves: list[bytes]) -> None:
+        """The next leaves, in tree order."""
+        start = 0
+        anchor, walk = self.anchor, self.walk
+        while anchor is not None and anchor.size - self.size <= len(leaves) - start:
+            cut = start + anchor.size - self.size
+            self.frontier.extend(leaves[start:cut], self.keep)
+            self.size, start = anchor.size, cut
+            while anchor is not None and anchor.size == self.size:
+                if walk.mismatch is None:
+                    chain = anchor.kind == "chain"
+                    root = anchor.root_found if chain else self.frontier.root().hex()
+                    if hmac.compare_digest(anchor.root, root):
+                        walk.matched = self.size
+                    else:
+                        walk.mismatch = anchor
+                anchor = next(self.pending, None)
+        self.anchor = anchor
+        self.frontier.extend(leaves[start:], self.keep)
+        self.size += len(leaves) - start
+
+
 def _walk_tree(
     leaves: Iterable[tuple[int, int | None, bytes]],
     anchors: list[_Anchor],
@@ -1016,27 +1061,12 @@ def _walk_tree(
 ) -> Verdict | None:
     """Fold the leaves into the tree, checking their places, their order and
     the root at every anchor. A Verdict when something is wrong, else None."""
-    pending = iter(anchors)
-    anchor = next(pending, None)
-    frontier = merkle.Frontier()
-    while anchor is not None and anchor.size == 0:
-        if anchor.root not in (GENESIS, merkle.EMPTY_ROOT.hex()) and walk.mismatch is None:
-            walk.mismatch = anchor
-        anchor = next(pending, None)
-    extend = frontier.extend
-    nodes = walk.nodes
-
-    def keep(level: int, index: int, digest: bytes) -> None:
-        if level >= NODE_LEVEL:
-            nodes[level, index] = digest
-
+    folder = _Folder(anchors, walk)
     batch: list[bytes] = []
     last_id = 0
-    place = 0
     for place, event_id, leaf in leaves:
-        walk.count += 1
-        if place != walk.count:
-            walk.problem = f"leaf #{walk.count} is missing: the tree skips to #{place}"
+        if place != walk.count + 1:
+            walk.problem = f"leaf #{walk.count + 1} is missing: the tree skips to #{place}"
             break
         if event_id is None:
             walk.problem = f"leaf #{place}: its event was deleted"
@@ -1044,31 +1074,17 @@ def _walk_tree(
         if event_id <= last_id:
             walk.problem = f"leaf #{place}: out of order"
             break
+        walk.count = place
         last_id = event_id
         batch.append(leaf)
-        if anchor is not None and anchor.size == place:
-            extend(batch, keep)
-            batch.clear()
-            while anchor is not None and anchor.size == place:
-                if walk.mismatch is None:
-                    chain = anchor.kind == "chain"
-                    root = anchor.root_found if chain else frontier.root().hex()
-                    if hmac.compare_digest(anchor.root, root):
-                        walk.matched = place
-                    else:
-                        walk.mismatch = anchor
-                anchor = next(pending, None)
-        elif len(batch) >= 4096:
-            extend(batch, keep)
-            batch.clear()
-    else:
-        extend(batch, keep)  # the last leaves complete the last subtrees
-        walk.count += 1  # every leaf verified: count as if the next one had been read
-    walk.count -= 1
+        if len(batch) >= 4096:
+            folder.feed(batch)
+            batch = []
+    folder.feed(batch)  # the leaves checked before any problem: their anchors too
     walk.last_id = last_id
     if walk.problem:
         return Verdict(False, walk.count, walk.problem, seals=seal_count)
-    return _walk_verdict(walk, anchor, seal_count)
+    return _walk_verdict(walk, folder.anchor, seal_count)
 
 
 def _walk_verdict(walk: _Walk, anchor: _Anchor | None, seal_count: int) -> Verdict | None:
@@ -1323,43 +1339,15 @@ def _pg_leaf_blocks(block: int = 1 << 20) -> Iterator[list[bytes]]:
 def _pg_fold(anchors: list[_Anchor], walk: _Walk, seal_count: int) -> Verdict | None:
     """Fold the streamed leaves, checking the root at every anchor (the
     leaves' places and order were checked by the database already)."""
-    pending = iter(anchors)
-    anchor = next(pending, None)
-    while anchor is not None and anchor.size == 0:
-        if anchor.root not in (GENESIS, merkle.EMPTY_ROOT.hex()) and walk.mismatch is None:
-            walk.mismatch = anchor
-        anchor = next(pending, None)
-    frontier = merkle.Frontier()
-    nodes = walk.nodes
-
-    def keep(level: int, index: int, digest: bytes) -> None:
-        if level >= NODE_LEVEL:
-            nodes[level, index] = digest
-
-    place = 0
+    folder = _Folder(anchors, walk)
     blocks = _pg_leaf_blocks()
     try:
         for leaves in blocks:
-            start = 0
-            while anchor is not None and anchor.size - place <= len(leaves) - start:
-                cut = start + anchor.size - place
-                frontier.extend(leaves[start:cut], keep)
-                place, start = anchor.size, cut
-                while anchor is not None and anchor.size == place:
-                    if walk.mismatch is None:
-                        chain = anchor.kind == "chain"
-                        root = anchor.root_found if chain else frontier.root().hex()
-                        if hmac.compare_digest(anchor.root, root):
-                            walk.matched = place
-                        else:
-                            walk.mismatch = anchor
-                    anchor = next(pending, None)
-            frontier.extend(leaves[start:], keep)
-            place += len(leaves) - start
+            folder.feed(leaves)
     finally:
         blocks.close()
-    walk.count = place
-    return _walk_verdict(walk, anchor, seal_count)
+    walk.count = folder.size
+    return _walk_verdict(walk, folder.anchor, seal_count)
 
 
 def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
