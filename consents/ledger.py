@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid as uuid_module
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from consents import checkpoints as checkpoints_module
 from consents import merkle
@@ -869,16 +871,13 @@ def _fetch(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
+    if connection.vendor != "sqlite":
+        return rows
     return [_convert(row) for row in rows]
 
 
 def _convert(row: tuple) -> tuple:
-    if connection.vendor != "sqlite":
-        return row
-    import uuid as uuid_module
-
-    from django.utils.dateparse import parse_datetime
-
+    """A SQLite row as PostgreSQL gives it: UUIDs, aware datetimes, booleans."""
     row = list(row)
     for i in (3, 4):
         if row[i] is not None and not isinstance(row[i], uuid_module.UUID):
@@ -900,7 +899,6 @@ class _Walk:
     mismatch: _Anchor | None = None  # the earliest anchor that does not match
     matched: int = 0  # the size of the last anchor that matched
     chain_prev: str = GENESIS
-    last_id: int = 0
     # The complete subtrees of NODE_LEVEL and up, as recomputed: the stored ones
     # must be the same (an inclusion proof is read from them). One per 2**NODE_LEVEL
     # leaves: a few thousand for a million events.
@@ -1081,7 +1079,6 @@ def _walk_tree(
             folder.feed(batch)
             batch = []
     folder.feed(batch)  # the leaves checked before any problem: their anchors too
-    walk.last_id = last_id
     if walk.problem:
         return Verdict(False, walk.count, walk.problem, seals=seal_count)
     return _walk_verdict(walk, folder.anchor, seal_count)
