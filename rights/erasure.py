@@ -33,10 +33,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib import import_module
 
 from django.apps import apps
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth import SESSION_KEY
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
@@ -193,14 +195,22 @@ def _user_sessions(person: Person) -> models.QuerySet:
 
 
 def _sessions(person: Person) -> models.QuerySet:
-    """The person's login sessions: those allauth lists for them (it records
-    every session a login starts). Only the database engine keeps them in
-    rows; another engine's sessions end with the account (no user, no login)."""
+    """The person's login sessions: those allauth lists for them, and any
+    other whose data names the account (a login allauth did not see). Only
+    the database engine keeps sessions in rows; another engine's sessions end
+    with the account (no user, no login). Reading every session is slow on a
+    large table, but erasures are few and run in the beat task."""
     if person.user_id is None or settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
         return Session.objects.none()
-    return Session.objects.filter(session_key__in=list(_user_sessions(person).values_list(
-        "session_key", flat=True
-    )))  # fmt: skip
+    keys = set(_user_sessions(person).values_list("session_key", flat=True))
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    user_id = str(person.user_id)
+    for key, data in Session.objects.values_list("session_key", "session_data").iterator(
+        chunk_size=2000
+    ):
+        if str(store.decode(data).get(SESSION_KEY)) == user_id:
+            keys.add(key)
+    return Session.objects.filter(session_key__in=keys)
 
 
 def _authenticators(person: Person) -> models.QuerySet:
