@@ -37,7 +37,6 @@ from consents.models import (
 )
 from consents.personal_data import personal_data_update
 from consents.services import current_notices, newsletter_signup_confirm, newsletter_signup_start
-from portal.models import OutboxItem
 from rights import emails as rights_emails
 from rights import services
 from rights.models import Channel, Kind, RightsRequest, Status
