@@ -402,6 +402,11 @@ def erasures_due(*, now: datetime | None = None) -> int:
             erasure_carry_out(request=RightsRequest(pk=pk), now=now)
         except RightsError:
             continue  # cancelled or carried out meanwhile
+        except Exception:
+            # One erasure that fails (a holder's bug) must not hold up the others;
+            # it is tried again at the next run, and the log says which.
+            logger.exception("erasure request %s could not be carried out", pk)
+            continue
         done += 1
     return done
 

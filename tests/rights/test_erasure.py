@@ -610,3 +610,26 @@ def test_the_privacy_page_states_how_long_requests_are_kept(client, purposes, se
     settings.RIGHTS_REQUESTS_KEPT_DAYS = 1825
     html = client.get(reverse("consents:privacy")).content.decode()
     assert re.search(r"rights requests[^<]*kept 1825 days", html)
+
+
+def test_one_failing_erasure_does_not_hold_up_the_others(customer, other_customer, caplog):
+    from rights import erasure
+
+    first = services.account_close(user=customer)
+    second = services.account_close(user=other_customer)
+
+    def rows(person):
+        if person.subject_id == customer.subject_id:
+            raise RuntimeError("a holder's bug")
+        return PersonalDatum.objects.none()
+
+    erasure.register(erasure.Holder("test-broken", "Broken", rows))
+    try:
+        assert services.erasures_due(now=second.erase_after) == 1
+    finally:
+        erasure._holders.pop("test-broken")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Status.RECEIVED and second.status == Status.DONE
+    assert get_user_model().objects.filter(pk=customer.pk).exists()  # rolled back whole
+    assert str(first.pk) in caplog.text
