@@ -260,12 +260,27 @@ def _requests(person: Person) -> models.QuerySet:
     )  # fmt: skip
 
 
+# What replaces a staff reason that a request must keep (a refusal and an
+# extension carry one, by constraint) once the person is erased.
+ERASED_TEXT = "[erased with the person's data]"
+
+
 def _requests_empty(person: Person, rows: models.QuerySet) -> int:
     """Requests stay as proof that they were answered, with nothing personal
     in them: no address, no account, none of the texts (which may quote the
-    person)."""
+    person; a reason the request must have is replaced by a marker)."""
+    from django.db.models import Case, Value, When
+
+    def marked(field_name: str):
+        return Case(When(**{field_name: ""}, then=Value("")), default=Value(ERASED_TEXT))
+
     return rows.update(
-        email="", user=None, details="", answer="", extension_reason="", refusal_reason=""
+        email="",
+        user=None,
+        details="",
+        answer="",
+        extension_reason=marked("extension_reason"),
+        refusal_reason=marked("refusal_reason"),
     )
 
 

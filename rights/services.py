@@ -530,6 +530,9 @@ def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> Right
         _open(locked)
         locked.refusal_reason = reason
         _close(locked, Status.REFUSED, acting_user=acting_user, fields=["refusal_reason"])
+        if locked.kind == Kind.ERASURE and locked.user_id is not None:
+            # A refused erasure (a legal reason to keep the data) leaves the account open.
+            get_user_model().objects.filter(pk=locked.user_id).update(closed_at=None)
         emails.request_refused(request=locked)
     return locked
 

@@ -633,3 +633,26 @@ def test_one_failing_erasure_does_not_hold_up_the_others(customer, other_custome
     assert first.status == Status.RECEIVED and second.status == Status.DONE
     assert get_user_model().objects.filter(pk=customer.pk).exists()  # rolled back whole
     assert str(first.pk) in caplog.text
+
+
+def test_refused_and_extended_requests_keep_a_marker_for_their_required_reasons(customer, staff):
+    from rights.erasure import ERASED_TEXT
+
+    refused = ask(customer, details="Call me at 555")
+    services.request_refuse(request=refused, reason="Dear Customer, no.", acting_user=staff)
+    extended = ask(customer, jurisdiction="gdpr")
+    services.request_extend(request=extended, reason="Customer's case is long", acting_user=staff)
+    services.user_erase(user=customer, acting_user=staff)
+    refused.refresh_from_db()
+    extended.refresh_from_db()
+    assert (refused.refusal_reason, refused.details) == (ERASED_TEXT, "")
+    assert extended.extension_reason == ERASED_TEXT
+    assert extended.status == Status.CANCELLED
+
+
+def test_a_refused_closure_opens_the_account_again(customer, staff):
+    closure = services.account_close(user=customer)
+    services.request_refuse(request=closure, reason="A court order", acting_user=staff)
+    customer.refresh_from_db()
+    assert customer.closed_at is None
+    assert services.erasures_due(now=closure.erase_after) == 0
