@@ -42,6 +42,7 @@ from rights import services
 from rights.models import Channel, Kind, RightsRequest, Status
 from rights.retention import retention_enforce, stated_periods
 from tests.conftest import PASSWORD, add_second_factor, make_user
+from tests.consents.ledger_support import verify_output
 from tests.rights.conftest import ask, emails, grant
 
 CLOSE = reverse("me_close")
@@ -525,6 +526,9 @@ def test_erasure_withdraws_in_the_ledger_and_verify_ledger_says_intact(customer,
     verdict = ledger.verify()
     assert verdict.intact and verdict.problem == ""
     assert ConsentEvent.objects.filter(subject_id=customer.subject_id).count() == 2
+    # The command operators run says so too.
+    ok, said = verify_output()
+    assert ok and "intact" in said
 
 
 def test_another_apps_holder_joins_every_erasure(customer, purposes):
