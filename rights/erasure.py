@@ -194,22 +194,32 @@ def _user_sessions(person: Person) -> models.QuerySet:
 
 
 def _sessions(person: Person) -> models.QuerySet:
-    """The person's login sessions: those allauth lists for them, and any
-    other whose data names the account (a login allauth did not see). Only
-    the database engine keeps sessions in rows; another engine's sessions end
-    with the account (no user, no login). Reading every session is slow on a
-    large table, but erasures are few and run in the beat task."""
+    """The person's login sessions that allauth lists (it records every
+    session a login starts). Only the database engine keeps sessions in rows;
+    another engine's sessions end with the account (no user, no login)."""
     if person.user_id is None or settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
         return Session.objects.none()
-    keys = set(_user_sessions(person).values_list("session_key", flat=True))
+    return Session.objects.filter(
+        session_key__in=list(_user_sessions(person).values_list("session_key", flat=True))
+    )
+
+
+def _sessions_erase(person: Person, rows: models.QuerySet) -> int:
+    """The listed sessions, and any other whose data names the account (a
+    login allauth did not see, a session older than its list). That means
+    reading every session: slow on a large table (bench/erasure.py), which
+    is why only the erasure does it, not the pages that count what goes."""
+    if person.user_id is None or settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
+        return 0
+    keys = set(rows.values_list("session_key", flat=True))
     store = import_module(settings.SESSION_ENGINE).SessionStore()
     user_id = str(person.user_id)
     for key, data in Session.objects.values_list("session_key", "session_data").iterator(
         chunk_size=2000
     ):
-        if str(store.decode(data).get(SESSION_KEY)) == user_id:
+        if key not in keys and str(store.decode(data).get(SESSION_KEY)) == user_id:
             keys.add(key)
-    return Session.objects.filter(session_key__in=keys)
+    return Session.objects.filter(session_key__in=keys).delete()[0]
 
 
 def _authenticators(person: Person) -> models.QuerySet:
@@ -296,7 +306,7 @@ for _holder in (
     Holder("newsletter", _("Your newsletter subscription"), _newsletter),
     Holder("acknowledgements", _("Which policy versions you acknowledged"), _acknowledgements),
     Holder("outbox", _("The emails we sent you, and those waiting"), _outbox),
-    Holder("sessions", _("Your login sessions"), _sessions),
+    Holder("sessions", _("Your login sessions"), _sessions, _sessions_erase),
     Holder("user-sessions", _("The list of your sessions"), _user_sessions),
     Holder("authenticators", _("Your two-factor authenticators and passkeys"), _authenticators),
     Holder("email-addresses", _("Your email addresses"), _email_addresses),
