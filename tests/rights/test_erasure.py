@@ -665,3 +665,14 @@ def test_a_refused_closure_opens_the_account_again(customer, staff):
     customer.refresh_from_db()
     assert customer.closed_at is None
     assert services.erasures_due(now=closure.erase_after) == 0
+
+
+def test_the_one_click_stop_page_offers_a_subscriber_the_erasure_too(client, reader):
+    stop = consent_emails.newsletter_links(reader.subject_id)["stop_path"]
+    html = client.post(stop).content.decode()
+    assert erase_link(reader.subject_id).split("/")[:3] == ["", "rights", "erase"]
+    assert 'href="/rights/erase/' in html
+    token = re.search(r'href="/rights/erase/([^/"]+)/"', html).group(1)
+    assert consent_emails.subject_from_token(token, salt=consent_emails.ERASURE_SALT) == (
+        reader.subject_id
+    )
