@@ -18,6 +18,9 @@ NEWSLETTER_SALT = "consents.newsletter.confirm"
 # whose token names a notification or, in newsletter emails, the subscriber.
 ONE_CLICK_STOP_SALT = "policies.unsubscribe"
 RECEIPTS_SALT = "consents.newsletter.receipts"
+# The subscriber's link to have their subscription and data erased, served by
+# the rights app (/rights/erase/<token>/): a name in a URL, no import of it.
+ERASURE_SALT = "rights.erasure.newsletter"
 
 
 def newsletter_token(signup: NewsletterSignup) -> str:
@@ -43,7 +46,7 @@ def subject_from_token(token: str, *, salt: str) -> uuid.UUID | None:
 
 
 def newsletter_links(subject_id: uuid.UUID) -> dict[str, str]:
-    """Paths of the subscriber's one-click stop and receipts pages."""
+    """Paths of the subscriber's one-click stop, receipts and erasure pages."""
     return {
         "stop_path": reverse(
             "policies:unsubscribe",
@@ -52,6 +55,10 @@ def newsletter_links(subject_id: uuid.UUID) -> dict[str, str]:
         "receipts_path": reverse(
             "consents:newsletter_receipts",
             kwargs={"token": subject_token(subject_id, salt=RECEIPTS_SALT)},
+        ),
+        "erase_path": reverse(
+            "rights:newsletter_erase",
+            kwargs={"token": subject_token(subject_id, salt=ERASURE_SALT)},
         ),
     }
 

@@ -386,5 +386,10 @@ def security_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "me/security.html",
-        _panel_context(request, "security", mfa_kinds=kinds),
+        _panel_context(
+            request,
+            "security",
+            mfa_kinds=kinds,
+            erasure_grace_days=settings.RIGHTS_ERASURE_GRACE_DAYS,
+        ),
     )

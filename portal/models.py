@@ -49,6 +49,10 @@ class User(AbstractUser):
         default=settings.LANGUAGE_CODE,
         help_text=_("The language of the portal and of the emails sent to this person."),
     )
+    # When the person closed their account (rights.services.account_close); the
+    # erasure follows after RIGHTS_ERASURE_GRACE_DAYS unless they cancel, which
+    # clears it. Retention counts "after the account closes" from here.
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

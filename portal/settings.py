@@ -413,6 +413,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "rights.tasks.requests_due_digest",
         "schedule": crontab(hour=8, minute=0),
     },
+    # Accounts and newsletter subscriptions whose grace period has ended are erased.
+    "rights-erasures-due": {
+        "task": "rights.tasks.erasures_due",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # The outbox (portal/outbox.py), for every kind of outgoing work. The old
@@ -495,6 +500,13 @@ if RIGHTS_DEFAULT_JURISDICTION not in RIGHTS_DEADLINES:
 # Open requests due within this many days are highlighted in the staff queue
 # and listed in the DPO's daily email, with the overdue ones.
 RIGHTS_DUE_SOON_DAYS = env_int("RIGHTS_DUE_SOON_DAYS", 3, minimum=0)
+# Days between closing an account (or asking for a newsletter subscription's
+# erasure) and the erasure, during which the person can cancel.
+RIGHTS_ERASURE_GRACE_DAYS = env_int("RIGHTS_ERASURE_GRACE_DAYS", 7, minimum=0)
+# Days a finished request (done, refused, cancelled) is kept as proof that it
+# was answered, then deleted by the retention task: five years by default, the
+# period in which a consumer claim can be brought in Brazil (CDC Art. 27).
+RIGHTS_REQUESTS_KEPT_DAYS = env_int("RIGHTS_REQUESTS_KEPT_DAYS", 1825, minimum=30)
 
 LOGGING = {
     "version": 1,

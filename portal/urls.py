@@ -26,6 +26,7 @@ urlpatterns = [
     # The panel's frame is consents'; its Policies section is the policies app's.
     path("me/policies/", policies_views.my_policies, name="me_policies"),
     path("me/requests/", include("rights.urls")),
+    path("rights/", include("rights.public_urls")),
     path("me/", include("consents.panel_urls")),
     path("policies/", include("policies.urls")),
     path("admin/", admin.site.urls),

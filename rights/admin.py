@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from portal.admin import UserAdmin as PortalUserAdmin
+from portal.models import User
 from rights import selectors, services
 from rights.forms import ReasonForm, StaffRequestForm
 from rights.models import RightsRequest
@@ -153,3 +155,66 @@ class RightsRequestAdmin(admin.ModelAdmin):
             )
             message = _("Done; the person was told.")
         self.message_user(request, message, messages.SUCCESS)
+
+
+# Deleting an account in the admin is an erasure ----------------------------------------
+
+
+class ErasingUserAdmin(PortalUserAdmin):
+    """Deleting a user here (the delete view and the bulk action) is the
+    erasure service at once (rights.services.user_erase, the staff member as
+    acting_user): everything registered in rights.erasure goes, the ledger
+    gets withdrawals, and an erasure request remains as proof. The
+    confirmation page lists what goes, counted now. Django's own "delete
+    selected" action calls the same hooks below."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.pk == request.user.pk:
+            return False  # staff close their own account from the panel
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs, request):
+        from rights import erasure
+
+        listed, protected = [], []
+        for user in objs:
+            if user.pk == request.user.pk:
+                protected.append(
+                    _("%(user)s: your own account (close it from your control panel)")
+                    % {"user": user}
+                )
+                continue
+            person = erasure.person_for(subject_id=user.subject_id, user_id=user.pk)
+            goes = [
+                _("%(what)s: %(count)s") % {"what": label, "count": count}
+                for label, count in erasure.plan(person)
+            ]
+            goes.append(
+                _(
+                    "Kept: the consent ledger's events under the opaque subject id (with a "
+                    "withdrawal of every standing grant), and an erasure request as proof, "
+                    "with nothing personal."
+                )
+            )
+            listed.extend([str(user), goes])
+        return listed, {}, set(), protected
+
+    def log_deletions(self, request, queryset):
+        """No admin history entry: it would keep the address (its object's name)
+        of the person just erased. The erasure request records who did it."""
+
+    def delete_model(self, request, obj) -> None:
+        services.user_erase(user=obj, acting_user=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for user in list(queryset):
+            services.user_erase(user=user, acting_user=request.user)
+
+    def response_delete(self, request, obj_display, obj_id):
+        # Django's message would name the account (the address) it just erased.
+        self.message_user(request, _("The account was erased."), messages.SUCCESS)
+        return redirect(reverse("admin:portal_user_changelist"))
+
+
+admin.site.unregister(User)
+admin.site.register(User, ErasingUserAdmin)

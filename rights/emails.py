@@ -3,7 +3,10 @@ outbox: each is written in the transaction of the decision it announces."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
+from django.core import signing
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 
@@ -90,4 +93,39 @@ def requests_due(*, requests: list[RightsRequest], now) -> None:
         body_text=text,
         body_html=html,
         template="emails/rights_requests_due",
+    )
+
+
+ERASURE_CANCEL_SALT = "rights.erasure.cancel"
+
+
+def erasure_cancel_token(request: RightsRequest) -> str:
+    return signing.dumps({"r": str(request.uuid)}, salt=ERASURE_CANCEL_SALT)
+
+
+def erasure_from_token(token: str) -> RightsRequest | None:
+    """The erasure a cancel link names, or None when the link was altered or
+    is older than a grace period (and a day) can be."""
+    max_age = (settings.RIGHTS_ERASURE_GRACE_DAYS + 1) * 24 * 3600
+    try:
+        data = signing.loads(token, salt=ERASURE_CANCEL_SALT, max_age=max_age)
+        return RightsRequest.objects.filter(uuid=uuid.UUID(data["r"]), kind="erasure").first()
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        return None
+
+
+def erasure_scheduled(*, request: RightsRequest) -> None:
+    """The account is closed (or the subscription's erasure asked for): the date
+    the data goes, what stays and why, and how to cancel until then."""
+    with translation.override(_recipient(request)[1]):
+        erase_on = formats.date_format(timezone.localtime(request.erase_after), "DATETIME_FORMAT")
+    _queue(
+        request,
+        "emails/rights_erasure_scheduled",
+        {
+            "erase_on": erase_on,
+            "has_account": request.user_id is not None,
+            "cancel_url": settings.SITE_URL
+            + reverse("rights:erasure_cancel", kwargs={"token": erasure_cancel_token(request)}),
+        },
     )

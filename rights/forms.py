@@ -13,8 +13,11 @@ class RequestForm(forms.Form):
     """A request from the control panel. The purposes matter only for an
     objection or a restriction; the service says so when others are ticked."""
 
+    # Erasure is asked by closing the account (after reauthenticating), not here.
     kind = forms.ChoiceField(
-        label=_("What are you asking for?"), choices=Kind.choices, widget=forms.RadioSelect
+        label=_("What are you asking for?"),
+        choices=[c for c in Kind.choices if c[0] != Kind.ERASURE],
+        widget=forms.RadioSelect,
     )
     purposes = forms.ModelMultipleChoiceField(
         label=_("Which uses of your data (only to object or to restrict)"),
@@ -53,7 +56,8 @@ class StaffRequestForm(forms.Form):
     kind = forms.ChoiceField(label=_("Kind"), choices=Kind.choices)
     jurisdiction = forms.ChoiceField(label=_("Jurisdiction"), choices=Jurisdiction.choices)
     channel = forms.ChoiceField(
-        label=_("Received by"), choices=[c for c in Channel.choices if c[0] != Channel.PORTAL]
+        label=_("Received by"),
+        choices=[c for c in Channel.choices if c[0] not in (Channel.PORTAL, Channel.ADMIN)],
     )
     identity_check = forms.ChoiceField(
         label=_("Identity checked"), choices=[("", "---------"), *IdentityCheck.choices]

@@ -47,6 +47,8 @@ class Channel(models.TextChoices):
     LETTER = "letter", _("Letter")
     PHONE = "phone", _("Phone")
     EMAIL = "email", _("Email")
+    # An account deleted by staff in the admin: erased at once, by rights.services.
+    ADMIN = "admin", _("Account deleted in the admin")
 
 
 class IdentityCheck(models.TextChoices):
@@ -120,6 +122,12 @@ class RightsRequest(models.Model):
         related_name="+",
         verbose_name=_("closed by"),
     )
+    # An erasure waits for its grace period to end (the person can cancel until
+    # then); the beat task erases once this has passed (rights.erasure).
+    erase_after = models.DateTimeField(_("erased after"), null=True, blank=True)
+    # When the person's data was erased: the row stays as proof, with nothing
+    # personal left in it, until the retention task deletes it.
+    erased_at = models.DateTimeField(_("erased at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("rights request")
@@ -145,6 +153,11 @@ class RightsRequest(models.Model):
             models.CheckConstraint(
                 condition=Q(due_at__gt=models.F("received_at")), name="rights_due_after_received"
             ),
+            models.CheckConstraint(
+                condition=Q(kind=Kind.ERASURE)
+                | Q(erase_after__isnull=True, erased_at__isnull=True),
+                name="rights_erasure_fields_for_erasures",
+            ),
         ]
         indexes = [
             # The staff queue and the DPO's daily list: open requests by due date.
@@ -155,6 +168,18 @@ class RightsRequest(models.Model):
             ),
             # "Your requests" in the panel, and processing_allowed: one person's requests.
             models.Index(fields=["subject_id", "-received_at"], name="rights_subject_idx"),
+            # The hourly erasure task: open erasures whose grace period has ended.
+            models.Index(
+                fields=["erase_after"],
+                name="rights_erasure_due_idx",
+                condition=Q(kind=Kind.ERASURE, status__in=OPEN_STATUSES),
+            ),
+            # The retention of finished requests: closed ones by age.
+            models.Index(
+                fields=["closed_at"],
+                name="rights_closed_idx",
+                condition=Q(status__in=CLOSED_STATUSES),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -163,3 +188,8 @@ class RightsRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def is_pending_erasure(self) -> bool:
+        """An erasure in its grace period: the person can still cancel it."""
+        return self.kind == Kind.ERASURE and self.is_open and self.erase_after is not None

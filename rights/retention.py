@@ -19,16 +19,18 @@ and by `manage.py enforce_retention`:
   under the contract rule as a closed account.
 - Housekeeping: everything else that grows has a stated period (settings)
   and a rule here: sent and failed outbox rows, expired sessions, unconfirmed
-  newsletter sign-ups. Apps with records of their own register theirs
+  newsletter sign-ups, finished rights requests after their proof period
+  (RIGHTS_REQUESTS_KEPT_DAYS). Apps with records of their own register theirs
   (`register`), and every registered rule is stated on the privacy page and
   in the record of processing: what is shown is what is enforced.
 
 "Last active" is the latest of the last login, the date the account was
-made, and the person's last consent decision (ConsentState.updated_at). The
-portal has no closure date yet (User has only is_active): a closed account's
-clock starts at its last activity, which is the latest moment we know it was
-still in use. That can only start the clock early, never late; when the
-rights app records closures, `_active_since` is where their date belongs.
+made, and the person's last consent decision (ConsentState.updated_at). An
+account is closed from User.closed_at (set when the person closes it,
+rights.services.account_close; cleared if they cancel): "contract: the period
+after the account closes" counts from that date. An account made inactive by
+staff without a closure date counts from its last activity, the latest moment
+we know it was still in use (which can only start the clock early).
 
 Every rule works in batches of RETENTION_BATCH rows, one short transaction
 each (only the rows being deleted are locked), walks the table once in
@@ -118,13 +120,23 @@ def _facts(rows: models.QuerySet, purposes: list[Purpose]) -> models.QuerySet:
         .order_by("-updated_at")
         .values("updated_at")
     )
-    account = users.values(s=Case(When(is_active=True, then=Value(_OPEN)), default=Value(_CLOSED)))
+    account = users.values(
+        s=Case(
+            When(is_active=True, closed_at__isnull=True, then=Value(_OPEN)),
+            default=Value(_CLOSED),
+        )
+    )
+    closed_at = users.values("closed_at")
+    last_active = Greatest(
+        Coalesce(Subquery(last_login[:1]), _EPOCH),
+        Coalesce(Subquery(last_decision[:1]), _EPOCH),
+    )
     aliases = {
-        "last_active": Greatest(
-            Coalesce(Subquery(last_login[:1]), _EPOCH),
-            Coalesce(Subquery(last_decision[:1]), _EPOCH),
-        ),
+        "last_active": last_active,
         "account": Coalesce(Subquery(account[:1]), Value(_NO_ACCOUNT)),
+        # When a closed account closed: its closure date, or (an account made
+        # inactive by staff, which has none) the last moment it was in use.
+        "closed_since": Coalesce(Subquery(closed_at[:1]), last_active),
     }
     for purpose in purposes:
         if purpose.legal_basis == LegalBasis.CONSENT:
@@ -141,7 +153,8 @@ def _holds(purpose: Purpose, now: datetime) -> Q:
     if purpose.legal_basis == LegalBasis.CONSENT:
         return Q(**{f"decision_{purpose.pk}": Decision.GRANTED}) & recent
     if purpose.legal_basis in (LegalBasis.CONTRACT, LegalBasis.LEGAL_OBLIGATION):
-        return Q(account=_OPEN) | (Q(account=_CLOSED) & recent)
+        since_closure = Q(closed_since__gte=now - timedelta(days=purpose.retention_days))
+        return Q(account=_OPEN) | (Q(account=_CLOSED) & since_closure)
     return recent  # legitimate interest
 
 
@@ -211,10 +224,9 @@ def register(rule: Housekeeping) -> None:
     """Add a housekeeping rule; from the owning app's AppConfig.ready().
 
     This is where the records still to come join the task, the privacy page
-    and the record of processing at once: finished rights requests (kept
-    for the proof period, then deleted, only a placeholder remaining), the
-    staff audit trail (kept for its legal period) and expired copies of a
-    person's data. Nothing is registered for them until they exist."""
+    and the record of processing at once: the staff audit trail (kept for its
+    legal period) and expired copies of a person's data. Nothing is
+    registered for them until they exist."""
     _housekeeping[rule.key] = rule
 
 
@@ -262,6 +274,15 @@ def _newsletter_unconfirmed(now: datetime) -> models.QuerySet:
     )
 
 
+def _requests_finished(now: datetime) -> models.QuerySet:
+    from rights.models import CLOSED_STATUSES, RightsRequest
+
+    return RightsRequest.objects.filter(
+        status__in=CLOSED_STATUSES,
+        closed_at__lt=now - timedelta(days=settings.RIGHTS_REQUESTS_KEPT_DAYS),
+    )
+
+
 def _session_age() -> timedelta:
     return timedelta(seconds=settings.SESSION_COOKIE_AGE)
 
@@ -301,6 +322,13 @@ for _rule in (
         _("deleted after %(days)s days"),
         lambda: timedelta(days=NewsletterSignup.CONFIRMATION_DAYS),
         _newsletter_unconfirmed,
+    ),
+    Housekeeping(
+        "rights-requests-finished",
+        _("Answered, refused and cancelled rights requests (proof that we answered)"),
+        _("kept %(days)s days after they are closed, then deleted"),
+        lambda: timedelta(days=settings.RIGHTS_REQUESTS_KEPT_DAYS),
+        _requests_finished,
     ),
 ):
     register(_rule)

@@ -13,9 +13,10 @@ method of whoever recorded it: the panel, or staff on the person's request.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -25,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from consents import services as consent_services
 from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
-from rights import deadlines, emails
+from rights import deadlines, emails, erasure
 from rights.models import (
     KINDS_WITH_PURPOSES,
     OPEN_STATUSES,
@@ -36,6 +37,8 @@ from rights.models import (
     RightsRequest,
     Status,
 )
+
+logger = logging.getLogger(__name__)
 
 DETAILS_MAX = 5000
 REASON_MAX = 5000
@@ -143,6 +146,8 @@ def request_create(
         raise RightsError(_("A request cannot be received in the future."))
     received_at = received_at or now
     with transaction.atomic():
+        if kind == Kind.ERASURE:
+            _erasure_lock(subject_id=subject_id, account=account)
         request = RightsRequest.objects.create(
             subject_id=subject_id,
             user=account,
@@ -161,7 +166,278 @@ def request_create(
             request.purposes.set(purposes)
         if kind == Kind.OBJECTION:
             _withdraw_consents(subject_id=subject_id, purposes=purposes, method=method)
+        if kind == Kind.ERASURE:
+            _erasure_schedule(request, now=now)
     return request
+
+
+# Erasure ------------------------------------------------------------------------------
+#
+# Closing an account (or asking, from a newsletter email, for a subscription's
+# erasure) writes an erasure request that waits RIGHTS_ERASURE_GRACE_DAYS: the
+# person is emailed the date and a link to cancel. The hourly beat task
+# (rights.tasks.erasures_due) then carries it out: every standing grant is
+# withdrawn in the ledger, and every registered holder (rights.erasure) removes
+# what it keeps. Deleting a user in the admin does the same at once.
+
+
+def erasure_grace() -> timedelta:
+    return timedelta(days=settings.RIGHTS_ERASURE_GRACE_DAYS)
+
+
+def _erasure_lock(*, subject_id: uuid.UUID, account) -> None:
+    """Closures of one person one at a time: lock the account row (or, for a
+    newsletter subscriber, the subscription's), then check under the lock
+    that no erasure is already waiting."""
+    if account is not None:
+        get_user_model().objects.select_for_update().filter(pk=account.pk).first()
+    else:
+        NewsletterSignup.objects.select_for_update().filter(subject_id=subject_id).first()
+    if pending_erasure(subject_id=subject_id) is not None:
+        raise RightsError(
+            _("Your data is already due to be erased: cancel that first to change anything.")
+        )
+
+
+def pending_erasure(*, subject_id: uuid.UUID) -> RightsRequest | None:
+    """The person's erasure still in its grace period, if any."""
+    return (
+        RightsRequest.objects.filter(
+            subject_id=subject_id, kind=Kind.ERASURE, status__in=OPEN_STATUSES
+        )
+        .order_by("-received_at")
+        .first()
+    )
+
+
+def _erasure_schedule(request: RightsRequest, *, now: datetime) -> None:
+    """The grace period starts now (even for a letter that arrived earlier:
+    the person is told today); the account is closed, and the person emailed."""
+    request.erase_after = now + erasure_grace()
+    fields = ["erase_after"]
+    if request.due_at < request.erase_after:
+        # A grace period longer than the legal deadline moves the deadline with it.
+        request.due_at = request.erase_after + timedelta(minutes=1)
+        fields.append("due_at")
+    request.save(update_fields=fields)
+    if request.user_id is not None:
+        get_user_model().objects.filter(pk=request.user_id).update(closed_at=now)
+        request.user.closed_at = now
+    emails.erasure_scheduled(request=request)
+
+
+def account_close(*, user, jurisdiction: str = "", now: datetime | None = None) -> RightsRequest:
+    """The person closes their account from the control panel (after
+    reauthenticating): their data is erased when the grace period ends."""
+    if user is None or not user.is_authenticated:
+        raise RightsError(_("Log in to close your account."))
+    return _erasure_request(
+        subject_id=user.subject_id,
+        account=user,
+        address=user.email,
+        language=user.language,
+        jurisdiction=jurisdiction,
+        now=now,
+    )
+
+
+def newsletter_erasure_request(
+    *, signup: NewsletterSignup, now: datetime | None = None
+) -> RightsRequest:
+    """A newsletter subscriber (no account) asks, from the signed link in
+    their emails, for their subscription and data to be erased. Asking again
+    while one waits answers the one waiting."""
+    waiting = pending_erasure(subject_id=signup.subject_id)
+    if waiting is not None:
+        return waiting
+    return _erasure_request(
+        subject_id=signup.subject_id,
+        account=None,
+        address=signup.email,
+        language=signup.language,
+        jurisdiction="",
+        now=now,
+    )
+
+
+def _erasure_request(
+    *, subject_id, account, address: str, language: str, jurisdiction: str, now
+) -> RightsRequest:
+    jurisdiction = jurisdiction or settings.RIGHTS_DEFAULT_JURISDICTION
+    if jurisdiction not in Jurisdiction.values:
+        raise RightsError(_("Choose the law that applies."))
+    now = now or timezone.now()
+    with transaction.atomic():
+        _erasure_lock(subject_id=subject_id, account=account)
+        request = RightsRequest.objects.create(
+            subject_id=subject_id,
+            user=account,
+            email=address,
+            language=language,
+            kind=Kind.ERASURE,
+            jurisdiction=jurisdiction,
+            received_at=now,
+            due_at=deadlines.due_at(now, jurisdiction),
+            channel=Channel.PORTAL,
+        )
+        _erasure_schedule(request, now=now)
+    return request
+
+
+def erasure_cancel(
+    *, request: RightsRequest, user=None, now: datetime | None = None
+) -> RightsRequest:
+    """The person keeps their account after all: from the panel (`user`, who
+    must own the request) or from the signed link in the email (no user).
+    Only during the grace period."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _locked(request)
+        if user is not None and locked.subject_id != user.subject_id:
+            raise RightsError(_("This request is not yours."))
+        if locked.kind != Kind.ERASURE:
+            raise RightsError(_("This is not an erasure."))
+        _open(locked)
+        if locked.erase_after is not None and locked.erase_after <= now:
+            raise RightsError(_("The time to cancel has passed: your data is being erased."))
+        if locked.user_id is not None:
+            get_user_model().objects.filter(pk=locked.user_id).update(closed_at=None)
+        locked.status = Status.CANCELLED
+        locked.closed_at = now
+        locked.closed_by = None
+        locked.save(update_fields=["status", "closed_at", "closed_by"])
+    if user is not None:
+        user.closed_at = None
+    return locked
+
+
+def _erasure_method(request: RightsRequest, acting_user) -> str:
+    """How the withdrawals that an erasure writes to the ledger were decided."""
+    if acting_user is not None or request.channel not in (Channel.PORTAL,):
+        return Method.STAFF
+    return Method.PANEL if request.user_id else Method.EMAIL_LINK
+
+
+def _withdraw_all(*, subject_id: uuid.UUID, method: str) -> int:
+    granted = ConsentState.objects.filter(
+        subject_id=subject_id, decision=Decision.GRANTED
+    ).select_related("purpose")
+    count = 0
+    for state in list(granted):
+        if consent_services.consent_record(
+            subject_id=subject_id,
+            purpose=state.purpose,
+            decision=Decision.WITHDRAWN,
+            method=method,
+            allow_retired=True,
+        ):
+            count += 1
+    return count
+
+
+def erasure_carry_out(
+    *, request: RightsRequest, acting_user=None, now: datetime | None = None
+) -> RightsRequest:
+    """Erase the person an erasure request names, in one transaction: the
+    ledger gets a withdrawal for every standing grant (it is never edited),
+    every registered holder removes what it keeps, the person's other open
+    requests end, and this request stays as the proof, with nothing personal.
+    Without acting_user (the beat task) only once the grace period is over."""
+    if acting_user is not None:
+        _staff(acting_user)
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _locked(request)
+        if locked.kind != Kind.ERASURE:
+            raise RightsError(_("This is not an erasure."))
+        _open(locked)
+        if acting_user is None and (locked.erase_after is None or locked.erase_after > now):
+            raise RightsError(_("The grace period has not ended yet."))
+        person = erasure.person_for(
+            subject_id=locked.subject_id, user_id=locked.user_id, email=locked.email
+        )
+        method = _erasure_method(locked, acting_user)
+        withdrawn = sum(_withdraw_all(subject_id=s, method=method) for s in person.subject_ids)
+        RightsRequest.objects.filter(
+            subject_id__in=person.subject_ids, status__in=OPEN_STATUSES
+        ).exclude(pk=locked.pk).update(status=Status.CANCELLED, closed_at=now)
+        counts = erasure.erase(person)
+        locked.email = ""
+        locked.user = None
+        locked.details = ""
+        locked.answer = ""
+        locked.erased_at = now
+        locked.status = Status.DONE
+        locked.closed_at = now
+        locked.closed_by = acting_user
+        locked.save(
+            update_fields=[
+                "email", "user", "details", "answer", "erased_at", "status", "closed_at",
+                "closed_by",
+            ]
+        )  # fmt: skip
+    logger.info(
+        "erasure %s carried out: %d grants withdrawn; %s",
+        locked.uuid,
+        withdrawn,
+        ", ".join(f"{key}={count}" for key, count in counts.items()),
+    )
+    return locked
+
+
+def erasures_due(*, now: datetime | None = None) -> int:
+    """The beat task: carry out every erasure whose grace period is over, each
+    in its own transaction. Returns how many were carried out."""
+    now = now or timezone.now()
+    due = list(
+        RightsRequest.objects.filter(
+            kind=Kind.ERASURE, status__in=OPEN_STATUSES, erase_after__lte=now
+        )
+        .order_by("erase_after", "pk")
+        .values_list("pk", flat=True)
+    )
+    done = 0
+    for pk in due:
+        try:
+            erasure_carry_out(request=RightsRequest(pk=pk), now=now)
+        except RightsError:
+            continue  # cancelled or carried out meanwhile
+        except Exception:
+            # One erasure that fails (a holder's bug) must not hold up the others;
+            # it is tried again at the next run, and the log says which.
+            logger.exception("erasure request %s could not be carried out", pk)
+            continue
+        done += 1
+    return done
+
+
+def user_erase(*, user, acting_user, now: datetime | None = None) -> RightsRequest:
+    """Staff delete an account in the admin: the same erasure, at once, with
+    no grace period, recorded as a request done by that staff member."""
+    _staff(acting_user)
+    if user.pk == acting_user.pk:
+        raise RightsError(
+            _("You cannot erase your own account here: close it from your control panel.")
+        )
+    now = now or timezone.now()
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        request = pending_erasure(subject_id=user.subject_id)
+        if request is None:
+            jurisdiction = settings.RIGHTS_DEFAULT_JURISDICTION
+            request = RightsRequest.objects.create(
+                subject_id=user.subject_id,
+                user=user,
+                email=user.email,
+                language=user.language,
+                kind=Kind.ERASURE,
+                jurisdiction=jurisdiction,
+                received_at=now,
+                due_at=deadlines.due_at(now, jurisdiction),
+                channel=Channel.ADMIN,
+                erase_after=now,
+            )
+        return erasure_carry_out(request=request, acting_user=acting_user, now=now)
 
 
 def _withdraw_consents(*, subject_id: uuid.UUID, purposes: list[Purpose], method: str) -> None:
@@ -254,6 +530,9 @@ def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> Right
         _open(locked)
         locked.refusal_reason = reason
         _close(locked, Status.REFUSED, acting_user=acting_user, fields=["refusal_reason"])
+        if locked.kind == Kind.ERASURE and locked.user_id is not None:
+            # A refused erasure (a legal reason to keep the data) leaves the account open.
+            get_user_model().objects.filter(pk=locked.user_id).update(closed_at=None)
         emails.request_refused(request=locked)
     return locked
 
@@ -265,6 +544,13 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
     with transaction.atomic():
         locked = _locked(request)
         _open(locked)
+        if locked.kind == Kind.ERASURE:
+            raise RightsError(
+                _(
+                    "An erasure is carried out by itself when its grace period ends; "
+                    "the person can cancel it until then."
+                )
+            )
         locked.answer = answer
         _close(locked, Status.DONE, acting_user=acting_user, fields=["answer"])
         emails.request_done(request=locked)
@@ -273,7 +559,10 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
 
 def request_cancel(*, request: RightsRequest, user) -> RightsRequest:
     """The person withdraws their own open request (an objection or a
-    restriction stops having effect)."""
+    restriction stops having effect; an erasure, only in its grace period,
+    and the account opens again)."""
+    if request.kind == Kind.ERASURE:
+        return erasure_cancel(request=request, user=user)
     with transaction.atomic():
         locked = _locked(request)
         if user is None or locked.subject_id != user.subject_id:

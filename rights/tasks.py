@@ -25,3 +25,15 @@ def retention_enforce() -> int:
     from rights.retention import retention_enforce as enforce
 
     return enforce().total
+
+
+# Erasure ------------------------------------------------------------------------
+
+
+@shared_task(name="rights.tasks.erasures_due")
+def erasures_due() -> int:
+    """Beat, hourly: erase the people whose grace period has ended
+    (rights.services.erasure_carry_out, one transaction each)."""
+    from rights.services import erasures_due as run
+
+    return run()

@@ -4,6 +4,8 @@ person's subject id, so another person's is a 404."""
 
 from __future__ import annotations
 
+from allauth.account.decorators import reauthentication_required
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -12,8 +14,10 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from consents import emails as consent_emails
+from consents.models import NewsletterSignup
 from consents.panel import login_required
-from rights import selectors, services
+from rights import emails, erasure, selectors, services
 from rights.forms import RequestForm
 from rights.models import RightsRequest
 
@@ -89,3 +93,110 @@ def request_cancel(request: HttpRequest, uuid) -> HttpResponse:
             _("Cancelled: %(kind)s.") % {"kind": rights_request.get_kind_display()},
         )
     return redirect(reverse("me_requests") + f"#request-{rights_request.uuid}")
+
+
+# Closing an account, and erasing a newsletter subscription -----------------------------
+
+
+def _erasure_context(person: erasure.Person, *, pending: RightsRequest | None) -> dict:
+    """What the erasure pages say: what goes (counted now), what stays and
+    why, the grace period and the date."""
+    return {
+        "plan": erasure.plan(person),
+        "grace_days": settings.RIGHTS_ERASURE_GRACE_DAYS,
+        "erase_on": pending.erase_after if pending else timezone.now() + services.erasure_grace(),
+        "kept_days": settings.RIGHTS_REQUESTS_KEPT_DAYS,
+        "pending": pending,
+    }
+
+
+@login_required
+@reauthentication_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def account_close(request: HttpRequest) -> HttpResponse:
+    """Close the account: after reauthenticating, the person reads what will be
+    erased, what must be kept and why, and the date; a POST confirms."""
+    user = request.user
+    pending = services.pending_erasure(subject_id=user.subject_id)
+    if request.method == "POST" and pending is None:
+        try:
+            made = services.account_close(user=user)
+        except services.RightsError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                _(
+                    "Your account is closed. Your data will be erased on %(date)s; until "
+                    "then you can cancel here or from the email we sent you."
+                )
+                % {"date": _datetime(made.erase_after)},
+            )
+            return redirect(reverse("me_requests") + f"#request-{made.uuid}")
+    person = erasure.person_for(subject_id=user.subject_id, user_id=user.pk)
+    return render(
+        request,
+        "me/close.html",
+        {"section": "requests", **_erasure_context(person, pending=pending)},
+        status=409 if request.method == "POST" else 200,
+    )
+
+
+def _datetime(moment) -> str:
+    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def _link_invalid(request: HttpRequest) -> HttpResponse:
+    return render(request, "rights/link_invalid.html", status=400)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def newsletter_erase(request: HttpRequest, token: str) -> HttpResponse:
+    """From a newsletter email: erase the subscription and what we hold about
+    the subscriber, after the grace period. GET shows what goes and a button
+    (mail scanners follow links); only POST asks."""
+    subject_id = consent_emails.subject_from_token(token, salt=consent_emails.ERASURE_SALT)
+    signup = NewsletterSignup.objects.filter(subject_id=subject_id).first() if subject_id else None
+    if signup is None:
+        return _link_invalid(request)
+    pending = services.pending_erasure(subject_id=signup.subject_id)
+    asked = False
+    if request.method == "POST":
+        try:
+            pending = services.newsletter_erasure_request(signup=signup)
+        except services.RightsError as exc:
+            messages.error(request, str(exc))
+        else:
+            asked = True
+    person = erasure.person_for(subject_id=signup.subject_id, email=signup.email)
+    return render(
+        request,
+        "rights/newsletter_erase.html",
+        {"token": token, "asked": asked, **_erasure_context(person, pending=pending)},
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def erasure_cancel_link(request: HttpRequest, token: str) -> HttpResponse:
+    """From the email that announced an erasure: cancel it during the grace
+    period, without logging in (the signed link is the proof). GET shows the
+    button; only POST cancels."""
+    found = emails.erasure_from_token(token)
+    if found is None:
+        return _link_invalid(request)
+    cancelled = False
+    status = 200
+    if request.method == "POST":
+        try:
+            found = services.erasure_cancel(request=found)
+        except services.RightsError as exc:
+            messages.error(request, str(exc))
+            status = 409
+        else:
+            cancelled = True
+    return render(
+        request,
+        "rights/erasure_cancel.html",
+        {"erasure": found, "cancelled": cancelled, "token": token},
+        status=status,
+    )

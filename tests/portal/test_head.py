@@ -39,6 +39,8 @@ KWARGS = {
     "policies:history": {"slug": "privacy"},
     "policies:version": {"slug": "privacy", "number": 1},
     "policies:diff": {"slug": "privacy", "old": 1, "new": 1},
+    "rights:newsletter_erase": {"token": BAD_TOKEN},
+    "rights:erasure_cancel": {"token": BAD_TOKEN},
 }
 
 

@@ -9,7 +9,8 @@ class Command(BaseCommand):
     help = (
         "Apply every retention rule now, as the daily beat task does: personal data no "
         "purpose holds any more, then sent and failed emails, expired sessions and "
-        "unconfirmed newsletter sign-ups past their periods. --dry-run only counts."
+        "unconfirmed newsletter sign-ups and finished rights requests past their periods. "
+        "--dry-run only counts."
     )
 
     def add_arguments(self, parser) -> None:
