@@ -495,6 +495,18 @@ if RIGHTS_DEFAULT_JURISDICTION not in RIGHTS_DEADLINES:
 # Open requests due within this many days are highlighted in the staff queue
 # and listed in the DPO's daily email, with the overdue ones.
 RIGHTS_DUE_SOON_DAYS = env_int("RIGHTS_DUE_SOON_DAYS", 3, minimum=0)
+# Copies of a person's data (rights/exports.py): the ZIPs are written under this
+# private folder, never one that the web server serves (static files), and
+# deleted this many days after they are ready, when the download link stops working.
+RIGHTS_EXPORT_ROOT = Path(env_str("RIGHTS_EXPORT_ROOT", str(VAR_DIR / "exports"))).resolve()
+RIGHTS_EXPORT_DAYS = env_int("RIGHTS_EXPORT_DAYS", 7, minimum=1)
+for _served in [STATIC_ROOT, BASE_DIR / "static"]:
+    _served = Path(_served).resolve()
+    if _served == RIGHTS_EXPORT_ROOT or _served in RIGHTS_EXPORT_ROOT.parents:
+        raise ImproperlyConfigured(
+            f"RIGHTS_EXPORT_ROOT={RIGHTS_EXPORT_ROOT} is inside {_served}, which is served "
+            "to anyone: choose a private folder."
+        )
 
 LOGGING = {
     "version": 1,

@@ -12,3 +12,10 @@ class RightsConfig(AppConfig):
     name = "rights"
     verbose_name = _("Data-subject rights")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from portal import outbox
+        from rights import exports
+
+        # A copy is long work: one per claim, so that other workers take the next.
+        outbox.register(exports.EXPORT_KIND, send=exports.build_batch, claim=1)
