@@ -149,9 +149,7 @@ def test_anonymous_visitors_and_wrong_methods(client, customer):
 # Building --------------------------------------------------------------------------------
 
 
-def test_the_copy_is_built_by_the_outbox_the_request_completed_and_the_person_emailed(
-    db, settings
-):
+def test_the_copy_is_built_by_the_outbox_the_request_completed_and_the_person_emailed(db, settings):
     joao = make_user("joao@example.com", language="pt-br")
     export = built(joao)
     assert export.status == ExportStatus.READY and export.progress == 100
@@ -174,9 +172,7 @@ def test_the_copy_is_built_by_the_outbox_the_request_completed_and_the_person_em
     assert build() == 0  # done once
 
 
-def test_a_new_copy_replaces_the_ready_one(
-    customer, settings, django_capture_on_commit_callbacks
-):
+def test_a_new_copy_replaces_the_ready_one(customer, settings, django_capture_on_commit_callbacks):
     first = built(customer)
     with django_capture_on_commit_callbacks(execute=True):
         second = built(customer)
