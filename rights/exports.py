@@ -394,7 +394,7 @@ def _start(export_uuid: str, attempt: int) -> DataExport | None:
     there is nothing to build any more (erased, expired, already done)."""
     with transaction.atomic():
         export = (
-            DataExport.objects.select_for_update()
+            DataExport.objects.select_for_update(of=("self",))
             .select_related("user")
             .filter(uuid=export_uuid)
             .first()
