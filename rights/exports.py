@@ -243,13 +243,41 @@ def _json_dump(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+@contextlib.contextmanager
+def _policy_hashes_remembered():
+    """Every receipt checks its event against the policy version in force,
+    whose hash consents recomputes from the version's text each time (a
+    query and a hash per receipt). Published versions never change (the
+    database refuses it), so during one build each answer is kept after its
+    first check."""
+    from consents import ledger
+
+    provider = ledger._policy_hashes_provider
+    if provider is None:
+        yield
+        return
+    answers: dict = {}
+
+    def remembered(ids=None):
+        key = None if ids is None else tuple(sorted(ids))
+        if key not in answers:
+            answers[key] = provider(ids)
+        return answers[key]
+
+    ledger.set_policy_hashes_provider(remembered)
+    try:
+        yield
+    finally:
+        ledger.set_policy_hashes_provider(provider)
+
+
 def write_zip(export: DataExport, path: Path, *, keep_alive=None) -> None:
     """Write the ZIP of this person's copy to `path`, streaming: every section's
     rows go once through memory, into data.json (written into the ZIP as they
     come) and temporary files for its CSV and its part of the summary, copied
     into the ZIP afterwards."""
     language = export.language
-    with translation.override(language):
+    with translation.override(language), _policy_hashes_remembered():
         person = export_sections.Person.of(
             subject_id=export.subject_id, user=export.user, language=language
         )
