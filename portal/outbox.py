@@ -65,6 +65,18 @@ class Handler:
     # long work (a copy of someone's data) claims one, so that other workers
     # take the next ones instead of waiting behind it.
     claim: int | None = None
+    # Seconds a task of this kind may run, when its work can outlast
+    # CELERY_TASK_TIME_LIMIT (a copy of a long history). Longer than the
+    # broker's visibility timeout is safe: a task the broker hands out again
+    # meanwhile finds the row leased (and its lease renewed), and claims nothing.
+    time_limit: int | None = None
+
+    @property
+    def task_options(self) -> dict:
+        """Options for apply_async of this kind's tasks."""
+        if self.time_limit is None:
+            return {}
+        return {"time_limit": self.time_limit, "soft_time_limit": max(self.time_limit - 60, 1)}
 
     @property
     def senders(self) -> int:
@@ -81,11 +93,17 @@ def register(
     private_payload: bool = False,
     fan_out: bool = False,
     claim: int | None = None,
+    time_limit: int | None = None,
 ) -> Handler:
     """Declare what is done with rows of `kind` (from an AppConfig.ready()).
     Registering a kind again replaces its handler."""
     handler = Handler(
-        kind=kind, send=send, private_payload=private_payload, fan_out=fan_out, claim=claim
+        kind=kind,
+        send=send,
+        private_payload=private_payload,
+        fan_out=fan_out,
+        claim=claim,
+        time_limit=time_limit,
     )
     _handlers[kind] = handler
     return handler
@@ -156,8 +174,9 @@ def outbox_dispatch_on_commit(*, kind: str, topic: str = "") -> None:
     from portal.tasks import outbox_send
 
     def dispatch() -> None:
-        for _ in range(handler_for(kind).senders):
-            outbox_send.delay(kind, topic)
+        handler = handler_for(kind)
+        for _ in range(handler.senders):
+            outbox_send.apply_async((kind, topic), **handler.task_options)
 
     transaction.on_commit(dispatch, robust=True)
 
@@ -419,7 +438,11 @@ def outbox_sweep() -> dict[tuple[str, str], int]:
         # fan-out's rows share their topic's senders: when the topic is due,
         # those senders were lost, and every row of it is taken.
         for _ in range(handler.senders):
-            outbox_send_task.delay(kind, topic, overdue_only=not handler.fan_out)
+            outbox_send_task.apply_async(
+                (kind, topic),
+                {"overdue_only": not handler.fan_out},
+                **handler.task_options,
+            )
     return due
 
 

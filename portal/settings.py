@@ -500,6 +500,9 @@ RIGHTS_DUE_SOON_DAYS = env_int("RIGHTS_DUE_SOON_DAYS", 3, minimum=0)
 # deleted this many days after they are ready, when the download link stops working.
 RIGHTS_EXPORT_ROOT = Path(env_str("RIGHTS_EXPORT_ROOT", str(VAR_DIR / "exports"))).resolve()
 RIGHTS_EXPORT_DAYS = env_int("RIGHTS_EXPORT_DAYS", 7, minimum=1)
+# How long one build may run (a ledger of tens of thousands of decisions, each
+# with its signed receipt, outlasts an ordinary task's CELERY_TASK_TIME_LIMIT).
+RIGHTS_EXPORT_TIME_LIMIT_SECONDS = env_int("RIGHTS_EXPORT_TIME_LIMIT_SECONDS", 1800, minimum=120)
 for _served in [STATIC_ROOT, BASE_DIR / "static"]:
     _served = Path(_served).resolve()
     if _served == RIGHTS_EXPORT_ROOT or _served in RIGHTS_EXPORT_ROOT.parents:

@@ -534,3 +534,12 @@ def test_the_data_page_links_to_the_copy(client, customer):
     client.force_login(customer)
     page = client.get(reverse("me_data")).content.decode()
     assert f'href="{PAGE}#copy"' in page
+
+
+def test_a_copy_is_built_by_tasks_allowed_its_own_time_limit(settings):
+    handler = outbox.handler_for(exports.EXPORT_KIND)
+    assert handler.claim == 1
+    limit = settings.RIGHTS_EXPORT_TIME_LIMIT_SECONDS
+    assert limit > settings.CELERY_TASK_TIME_LIMIT
+    assert handler.task_options == {"time_limit": limit, "soft_time_limit": limit - 60}
+    assert outbox.handler_for("email").task_options == {}
