@@ -61,6 +61,22 @@ class Handler:
     # A fan-out (thousands of rows written at once) starts OUTBOX_PARALLEL_SENDERS
     # batch tasks for its topic; other kinds start one.
     fan_out: bool = False
+    # Rows one task claims at a time, when not OUTBOX_BATCH: a kind whose row is
+    # long work (a copy of someone's data) claims one, so that other workers
+    # take the next ones instead of waiting behind it.
+    claim: int | None = None
+    # Seconds a task of this kind may run, when its work can outlast
+    # CELERY_TASK_TIME_LIMIT (a copy of a long history). Longer than the
+    # broker's visibility timeout is safe: a task the broker hands out again
+    # meanwhile finds the row leased (and its lease renewed), and claims nothing.
+    time_limit: int | None = None
+
+    @property
+    def task_options(self) -> dict:
+        """Options for apply_async of this kind's tasks."""
+        if self.time_limit is None:
+            return {}
+        return {"time_limit": self.time_limit, "soft_time_limit": max(self.time_limit - 60, 1)}
 
     @property
     def senders(self) -> int:
@@ -76,10 +92,19 @@ def register(
     send: Callable[[Batch], None],
     private_payload: bool = False,
     fan_out: bool = False,
+    claim: int | None = None,
+    time_limit: int | None = None,
 ) -> Handler:
     """Declare what is done with rows of `kind` (from an AppConfig.ready()).
     Registering a kind again replaces its handler."""
-    handler = Handler(kind=kind, send=send, private_payload=private_payload, fan_out=fan_out)
+    handler = Handler(
+        kind=kind,
+        send=send,
+        private_payload=private_payload,
+        fan_out=fan_out,
+        claim=claim,
+        time_limit=time_limit,
+    )
     _handlers[kind] = handler
     return handler
 
@@ -149,8 +174,9 @@ def outbox_dispatch_on_commit(*, kind: str, topic: str = "") -> None:
     from portal.tasks import outbox_send
 
     def dispatch() -> None:
-        for _ in range(handler_for(kind).senders):
-            outbox_send.delay(kind, topic)
+        handler = handler_for(kind)
+        for _ in range(handler.senders):
+            outbox_send.apply_async((kind, topic), **handler.task_options)
 
     transaction.on_commit(dispatch, robust=True)
 
@@ -239,18 +265,23 @@ class Batch:
         return len(self.items)
 
     def __iter__(self) -> Iterator[OutboxItem]:
-        renew_every = settings.OUTBOX_LEASE.total_seconds() / 3
         while self._waiting:
-            if time.monotonic() - self._renewed_at > renew_every:
-                self._renew_lease()
-                if not self._waiting:
-                    return
+            self.keep_alive()
+            if not self._waiting:
+                return
             yield self._waiting.pop(0)
+
+    def keep_alive(self) -> None:
+        """Renew the lease once a third of it has passed. Iterating calls it
+        between rows; a handler whose one row is long work calls it as it goes."""
+        if time.monotonic() - self._renewed_at > settings.OUTBOX_LEASE.total_seconds() / 3:
+            self._renew_lease()
 
     def _renew_lease(self) -> None:
         """Extend the lease of the rows still ours, compare-and-set on the lease
-        they were claimed with: the rows of one claim share it."""
-        mine = [item for item in self._waiting if item.pk in self._unresolved]
+        they were claimed with: the rows of one claim share it. The row being
+        worked on is among them (it is unresolved, no longer waiting)."""
+        mine = list(self._unresolved.values())
         if not mine:
             return
         old = mine[0].leased_until
@@ -265,9 +296,14 @@ class Batch:
                 if item.pk not in kept:
                     self._unresolved.pop(item.pk)
             self._waiting = [item for item in self._waiting if item.pk in kept]
-        for item in self._waiting:
+        for item in self._unresolved.values():
             item.leased_until = new
         self._renewed_at = time.monotonic()
+
+    def holds(self, item: OutboxItem) -> bool:
+        """Whether this row is still ours: neither done nor taken back by
+        another worker after its lease ran out."""
+        return item.pk in self._unresolved
 
     def _ours(self, item: OutboxItem) -> QuerySet:
         return OutboxItem.objects.filter(
@@ -323,7 +359,10 @@ def outbox_send(
     rows not yet done released, when the handler could not go on."""
     handler = handler_for(kind)
     items = outbox_claim(
-        kind=kind, topic=topic, limit=limit or settings.OUTBOX_BATCH, overdue_only=overdue_only
+        kind=kind,
+        topic=topic,
+        limit=limit or handler.claim or settings.OUTBOX_BATCH,
+        overdue_only=overdue_only,
     )
     if not items:
         return 0
@@ -399,7 +438,11 @@ def outbox_sweep() -> dict[tuple[str, str], int]:
         # fan-out's rows share their topic's senders: when the topic is due,
         # those senders were lost, and every row of it is taken.
         for _ in range(handler.senders):
-            outbox_send_task.delay(kind, topic, overdue_only=not handler.fan_out)
+            outbox_send_task.apply_async(
+                (kind, topic),
+                {"overdue_only": not handler.fan_out},
+                **handler.task_options,
+            )
     return due
 
 

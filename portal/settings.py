@@ -507,6 +507,21 @@ RIGHTS_ERASURE_GRACE_DAYS = env_int("RIGHTS_ERASURE_GRACE_DAYS", 7, minimum=0)
 # was answered, then deleted by the retention task: five years by default, the
 # period in which a consumer claim can be brought in Brazil (CDC Art. 27).
 RIGHTS_REQUESTS_KEPT_DAYS = env_int("RIGHTS_REQUESTS_KEPT_DAYS", 1825, minimum=30)
+# Copies of a person's data (rights/exports.py): the ZIPs are written under this
+# private folder, never one that the web server serves (static files), and
+# deleted this many days after they are ready, when the download link stops working.
+RIGHTS_EXPORT_ROOT = Path(env_str("RIGHTS_EXPORT_ROOT", str(VAR_DIR / "exports"))).resolve()
+RIGHTS_EXPORT_DAYS = env_int("RIGHTS_EXPORT_DAYS", 7, minimum=1)
+# How long one build may run (a ledger of tens of thousands of decisions, each
+# with its signed receipt, outlasts an ordinary task's CELERY_TASK_TIME_LIMIT).
+RIGHTS_EXPORT_TIME_LIMIT_SECONDS = env_int("RIGHTS_EXPORT_TIME_LIMIT_SECONDS", 1800, minimum=120)
+for _served in [STATIC_ROOT, BASE_DIR / "static"]:
+    _served = Path(_served).resolve()
+    if _served == RIGHTS_EXPORT_ROOT or _served in RIGHTS_EXPORT_ROOT.parents:
+        raise ImproperlyConfigured(
+            f"RIGHTS_EXPORT_ROOT={RIGHTS_EXPORT_ROOT} is inside {_served}, which is served "
+            "to anyone: choose a private folder."
+        )
 
 LOGGING = {
     "version": 1,

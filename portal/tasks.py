@@ -20,9 +20,14 @@ def outbox_send(self, kind: str, topic: str = "", overdue_only: bool = False) ->
         # broker's visibility timeout (600 s), or Redis would hand the delayed
         # task out a second time.
         countdown = min(15 * 2 ** min(self.request.retries, 5), 300)
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        options = outbox.handler_for(kind).task_options
+        raise self.retry(exc=exc, countdown=countdown, **options) from exc
     if sent and outbox.outbox_claimable(kind=kind, topic=topic, overdue_only=overdue_only).exists():
-        outbox_send.delay(kind, topic, overdue_only=overdue_only)
+        outbox_send.apply_async(
+            (kind, topic),
+            {"overdue_only": overdue_only},
+            **outbox.handler_for(kind).task_options,
+        )
     return sent
 
 

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from consents.models import Purpose
@@ -193,3 +194,101 @@ class RightsRequest(models.Model):
     def is_pending_erasure(self) -> bool:
         """An erasure in its grace period: the person can still cancel it."""
         return self.kind == Kind.ERASURE and self.is_open and self.erase_after is not None
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", _("Waiting to be prepared")
+    BUILDING = "building", _("Being prepared")
+    READY = "ready", _("Ready to download")
+    FAILED = "failed", _("Could not be prepared")
+    EXPIRED = "expired", _("Expired and deleted")
+
+
+# A copy still on its way: one at a time per person.
+OPEN_EXPORT_STATUSES = [ExportStatus.QUEUED, ExportStatus.BUILDING]
+
+
+class DataExport(models.Model):
+    """A copy of everything the portal holds about one person (GDPR Art. 15
+    and 20, LGPD Art. 18 II and V): a ZIP built by a worker through the outbox
+    (rights/exports.py), kept under RIGHTS_EXPORT_ROOT for RIGHTS_EXPORT_DAYS,
+    then deleted by the retention task, the row staying as `expired`. It
+    answers the person's access request. Changed only through rights.exports."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    subject_id = models.UUIDField(
+        _("subject id"), help_text=_("Opaque id of the person; never an email or name.")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="data_exports",
+        verbose_name=_("account"),
+    )
+    request = models.ForeignKey(
+        RightsRequest,
+        on_delete=models.CASCADE,
+        related_name="exports",
+        verbose_name=_("access request"),
+    )
+    language = models.CharField(_("language"), max_length=10, default="en")
+    status = models.CharField(
+        _("status"), max_length=10, choices=ExportStatus.choices, default=ExportStatus.QUEUED
+    )
+    # 0-100, and the part being written, for the person's progress bar.
+    progress = models.PositiveSmallIntegerField(_("progress (%)"), default=0)
+    step = models.CharField(_("step"), max_length=40, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # For staff (the person reads a plain sentence); never personal data.
+    last_error = models.TextField(_("last error"), blank=True)
+    # The ZIP's name under RIGHTS_EXPORT_ROOT, while it exists.
+    file_name = models.CharField(_("file"), max_length=100, blank=True)
+    size = models.BigIntegerField(_("size (bytes)"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("asked at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    ready_at = models.DateTimeField(_("ready at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    downloaded_at = models.DateTimeField(_("last downloaded at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("failed or expired at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("copy of a person's data")
+        verbose_name_plural = _("copies of people's data")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject_id"],
+                condition=Q(status__in=OPEN_EXPORT_STATUSES),
+                name="rights_one_open_export",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__lte=100), name="rights_export_progress_range"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=ExportStatus.READY)
+                | (
+                    Q(ready_at__isnull=False, expires_at__isnull=False, size__isnull=False)
+                    & ~Q(sha256="")
+                    & ~Q(file_name="")
+                ),
+                name="rights_export_ready_has_file",
+            ),
+        ]
+        indexes = [
+            # "Your requests": one person's copies, newest first.
+            models.Index(fields=["subject_id", "-created_at"], name="rights_export_subject_idx"),
+            # The retention task: ready copies past their date.
+            models.Index(
+                fields=["expires_at"],
+                name="rights_export_ready_idx",
+                condition=Q(status=ExportStatus.READY),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"copy {self.uuid} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_EXPORT_STATUSES

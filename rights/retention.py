@@ -211,6 +211,10 @@ class Housekeeping:
     statement: Promise  # "kept %(days)s days, then deleted" (days: the period's)
     period: Callable[[], timedelta]
     expired: Callable[[datetime], models.QuerySet]
+    # What is done with a batch of expired rows (a queryset), returning how
+    # many: by default they are deleted. A record whose row must stay (a copy
+    # of someone's data: its file goes, the row says "expired") does its own.
+    apply: Callable[[models.QuerySet], int] | None = None
 
     def stated(self) -> str:
         days = self.period().days
@@ -223,10 +227,9 @@ _housekeeping: dict[str, Housekeeping] = {}
 def register(rule: Housekeeping) -> None:
     """Add a housekeeping rule; from the owning app's AppConfig.ready().
 
-    This is where the records still to come join the task, the privacy page
-    and the record of processing at once: the staff audit trail (kept for its
-    legal period) and expired copies of a person's data. Nothing is
-    registered for them until they exist."""
+    Every record that grows joins the task, the privacy page and the record
+    of processing at once this way (finished requests, copies of a person's
+    data, the staff audit trail)."""
     _housekeeping[rule.key] = rule
 
 
@@ -334,6 +337,32 @@ for _rule in (
     register(_rule)
 
 
+def _exports_expired(now: datetime) -> models.QuerySet:
+    from rights.exports import expired_exports
+
+    return expired_exports(now)
+
+
+def _exports_expire(rows: models.QuerySet) -> int:
+    from rights.exports import expire_batch
+
+    return expire_batch(rows)
+
+
+# A copy of a person's data (rights/exports.py): the ZIP is deleted when its
+# download link stops working; the row stays, marked expired.
+register(
+    Housekeeping(
+        "data-exports",
+        _("Copies of your data that you asked for"),
+        _("deleted %(days)s days after they are ready"),
+        lambda: timedelta(days=settings.RIGHTS_EXPORT_DAYS),
+        _exports_expired,
+        apply=_exports_expire,
+    )
+)
+
+
 # Enforcement --------------------------------------------------------------------------
 
 
@@ -347,10 +376,16 @@ def _no_jit() -> None:
             cursor.execute("SET LOCAL jit = off")
 
 
-def _batches(expired: models.QuerySet, *, batch: int, dry_run: bool) -> Iterator[int]:
-    """Delete `expired` in primary-key order, `batch` rows a transaction; yield
-    each batch's count. The condition is evaluated again in the DELETE, so a
-    row that stopped being expired meanwhile stays."""
+def _batches(
+    expired: models.QuerySet,
+    *,
+    batch: int,
+    dry_run: bool,
+    apply: Callable[[models.QuerySet], int] | None = None,
+) -> Iterator[int]:
+    """Delete `expired` (or `apply` to it) in primary-key order, `batch` rows a
+    transaction; yield each batch's count. The condition is evaluated again in
+    the DELETE, so a row that stopped being expired meanwhile stays."""
     after = None
     while True:
         window = expired.order_by("pk")
@@ -363,6 +398,8 @@ def _batches(expired: models.QuerySet, *, batch: int, dry_run: bool) -> Iterator
                 return
             if dry_run:
                 count = len(keys)
+            elif apply is not None:
+                count = apply(expired.filter(pk__gte=keys[0], pk__lte=keys[-1]))
             else:
                 count, _details = expired.filter(pk__gte=keys[0], pk__lte=keys[-1]).delete()
                 # A deletion can cascade (a session's rows elsewhere): count this table's.
@@ -396,7 +433,9 @@ def retention_enforce(
             _batches(expired_rows(store, now=now), batch=batch, dry_run=dry_run)
         )
     for rule in housekeeping_rules():
-        report.counts[rule.key] = sum(_batches(rule.expired(now), batch=batch, dry_run=dry_run))
+        report.counts[rule.key] = sum(
+            _batches(rule.expired(now), batch=batch, dry_run=dry_run, apply=rule.apply)
+        )
     verb = "would erase" if dry_run else "erased"
     logger.info(
         "retention %s %d rows: %s",

@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from consents.models import Purpose
-from rights.models import OPEN_STATUSES, Kind, RightsRequest, Status
+from rights.models import OPEN_STATUSES, DataExport, Kind, RightsRequest, Status
 
 # An objection stands once made (GDPR Art. 21(1) and (3), LGPD Art. 18 §2)
 # unless staff refuse it with a reason or the person withdraws it. A restriction
@@ -91,3 +91,8 @@ def urgency(request: RightsRequest, *, now: datetime | None = None) -> str:
     if request.due_at <= due_soon_cutoff(now):
         return "due_soon"
     return ""
+
+
+def latest_export(*, subject_id: uuid.UUID) -> DataExport | None:
+    """The person's newest copy of their data, whatever its state."""
+    return DataExport.objects.filter(subject_id=subject_id).order_by("-created_at", "-pk").first()

@@ -22,9 +22,13 @@ def requests_due_digest() -> int:
 def retention_enforce() -> int:
     """Beat, daily: erase what no purpose or stated period keeps any more
     (rights/retention.py). Idempotent: a second run finds nothing."""
+    from rights.exports import stray_files_remove
     from rights.retention import retention_enforce as enforce
 
-    return enforce().total
+    total = enforce().total
+    # Files of copies that no row names any more (a worker killed mid-build).
+    stray_files_remove()
+    return total
 
 
 # Erasure ------------------------------------------------------------------------

@@ -7,19 +7,19 @@ from __future__ import annotations
 from allauth.account.decorators import reauthentication_required
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from consents import emails as consent_emails
 from consents.models import NewsletterSignup
 from consents.panel import login_required
-from rights import emails, erasure, selectors, services
+from rights import emails, erasure, exports, selectors, services
 from rights.forms import RequestForm
-from rights.models import RightsRequest
+from rights.models import DataExport, ExportStatus, Kind, RightsRequest
 
 
 def _get_request_for_user(request: HttpRequest, uuid) -> RightsRequest:
@@ -29,16 +29,37 @@ def _get_request_for_user(request: HttpRequest, uuid) -> RightsRequest:
     return found
 
 
+def _get_export_for_user(request: HttpRequest, uuid) -> DataExport:
+    found = DataExport.objects.filter(uuid=uuid, subject_id=request.user.subject_id).first()
+    if found is None:
+        raise Http404
+    return found
+
+
+def _with_link(export: DataExport | None) -> DataExport | None:
+    """The copy, with its signed download link while it is ready."""
+    if export is not None and export.status == ExportStatus.READY:
+        export.download_url = reverse(
+            "me_export_download", args=[export.uuid, exports.export_download_token(export)]
+        )
+    return export
+
+
 def _page(request: HttpRequest, form: RequestForm, *, status: int = 200) -> HttpResponse:
     subject_id = request.user.subject_id
     rights_requests = list(selectors.requests_for(subject_id=subject_id))
     limited = selectors.limited_purpose_ids(subject_id=subject_id)
+    export = _with_link(selectors.latest_export(subject_id=subject_id))
+    open_copy_requests = {export.request_id} if export is not None and export.is_open else set()
     return render(
         request,
         "me/requests.html",
         {
             "section": "requests",
             "form": form,
+            "export": export,
+            "export_days": settings.RIGHTS_EXPORT_DAYS,
+            "open_copy_requests": open_copy_requests,
             "open_requests": [r for r in rights_requests if r.is_open],
             "closed_requests": [r for r in rights_requests if not r.is_open],
             "limited_purposes": [p for p in form.fields["purposes"].queryset if p.pk in limited],
@@ -54,7 +75,21 @@ def requests_page(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _page(request, RequestForm())
     form = RequestForm(request.POST)
-    if form.is_valid():
+    if form.is_valid() and form.cleaned_data["kind"] == Kind.ACCESS:
+        # A copy of one's data is prepared by a worker: the same as the button.
+        try:
+            exports.export_request(
+                user=request.user,
+                details=form.cleaned_data["details"],
+                jurisdiction=form.cleaned_data["jurisdiction"],
+                purposes=form.cleaned_data["purposes"],
+            )
+        except services.RightsError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _copy_asked_message())
+            return redirect(reverse("me_requests") + "#copy")
+    elif form.is_valid():
         try:
             made = services.request_create(
                 user=request.user,
@@ -200,3 +235,67 @@ def erasure_cancel_link(request: HttpRequest, token: str) -> HttpResponse:
         {"erasure": found, "cancelled": cancelled, "token": token},
         status=status,
     )
+def _copy_asked_message() -> str:
+    return _(
+        "We are preparing a copy of your data. It appears here when it is ready, and we email you."
+    )
+
+
+@login_required
+@require_POST
+def export_create(request: HttpRequest) -> HttpResponse:
+    """Ask for a copy of one's data. Only written here; a worker builds it."""
+    try:
+        export = exports.export_request(user=request.user)
+    except services.RightsError as exc:
+        if request.htmx:
+            return render(
+                request,
+                "me/requests.html#copy",
+                {"export": _with_link(selectors.latest_export(subject_id=request.user.subject_id)),
+                 "copy_error": str(exc)},
+                status=409,
+            )  # fmt: skip
+        messages.error(request, str(exc))
+        return redirect(reverse("me_requests") + "#copy")
+    if request.htmx:
+        return render(request, "me/requests.html#copy", {"export": export})
+    messages.success(request, _copy_asked_message())
+    return redirect(reverse("me_requests") + "#copy")
+
+
+@login_required
+@require_safe
+def export_status(request: HttpRequest, uuid) -> HttpResponse:
+    """How far one's copy is: the part of the page that htmx polls. Without
+    htmx, the page itself."""
+    export = _get_export_for_user(request, uuid)
+    if not request.htmx:
+        return redirect(reverse("me_requests") + "#copy")
+    return render(request, "me/requests.html#copy", {"export": _with_link(export)})
+
+
+@login_required
+@require_safe
+def export_download(request: HttpRequest, uuid, token: str) -> HttpResponse:
+    """The ZIP, to its owner only (another person's copy is a 404, before
+    anything else), after a fresh reauthentication, through a signed link
+    that expires with the file."""
+    return _download(request, _get_export_for_user(request, uuid), token)
+
+
+@reauthentication_required
+def _download(request: HttpRequest, export: DataExport, token: str) -> HttpResponse:
+    if not exports.export_downloadable(export=export, token=token):
+        return render(request, "rights/export_gone.html", {"section": "requests"}, status=410)
+    exports.export_downloaded(export=export)
+    stamp = timezone.localtime(export.ready_at).date().isoformat()
+    response = FileResponse(
+        exports.export_path(export).open("rb"),
+        as_attachment=True,
+        filename=f"my-data-{stamp}.zip",
+        content_type="application/zip",
+    )
+    response["Cache-Control"] = "no-store, private"
+    response["X-Robots-Tag"] = "noindex"
+    return response

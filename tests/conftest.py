@@ -82,6 +82,15 @@ def _own_checkpoint_export(settings, tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _own_export_root(settings, tmp_path_factory, monkeypatch):
+    """Copies of people's data are written to a folder of each test's own (and of
+    a worker it starts), never the demo's var/exports."""
+    path = tmp_path_factory.mktemp("exports")
+    settings.RIGHTS_EXPORT_ROOT = path
+    monkeypatch.setenv("RIGHTS_EXPORT_ROOT", str(path))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate limits live in the cache: each test starts with none spent."""
     from django.conf import settings

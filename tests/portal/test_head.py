@@ -31,6 +31,8 @@ KWARGS = {
     "me_data_edit": {"key": "first_name"},
     "me_data_save": {"key": "first_name"},
     "me_request_cancel": {"uuid": "00000000-0000-4000-8000-000000000000"},
+    "me_export_status": {"uuid": "00000000-0000-4000-8000-000000000000"},
+    "me_export_download": {"uuid": "00000000-0000-4000-8000-000000000000", "token": BAD_TOKEN},
     "policies:notice": {"token": BAD_TOKEN},
     "policies:acknowledge_link": {"token": BAD_TOKEN},
     "policies:unsubscribe": {"token": BAD_TOKEN},

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('consents', '0009_merkle_tree'),
-        ('rights', '0001_requests'),
+        ('rights', '0002_exports'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
