@@ -67,6 +67,7 @@ from consents.models import (
 )
 from consents.personal_data import FIELDS
 from portal.models import OutboxItem
+from rights import audit
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,10 @@ class Housekeeping:
     statement: Promise  # "kept %(days)s days, then deleted" (days: the period's)
     period: Callable[[], timedelta]
     expired: Callable[[datetime], models.QuerySet]
+    # How a batch is deleted, when a plain DELETE is not enough: the audit
+    # trail's rows go only with the cutoff stated to its trigger. Called in
+    # the batch's transaction with the batch's rows and `now`; returns the count.
+    delete: Callable[[models.QuerySet, datetime], int] | None = None
 
     def stated(self) -> str:
         days = self.period().days
@@ -212,9 +217,9 @@ def register(rule: Housekeeping) -> None:
 
     This is where the records still to come join the task, the privacy page
     and the record of processing at once: finished rights requests (kept
-    for the proof period, then deleted, only a placeholder remaining), the
-    staff audit trail (kept for its legal period) and expired copies of a
-    person's data. Nothing is registered for them until they exist."""
+    for the proof period, then deleted, only a placeholder remaining) and
+    expired copies of a person's data. Nothing is registered for them until
+    they exist."""
     _housekeeping[rule.key] = rule
 
 
@@ -296,6 +301,14 @@ for _rule in (
         _user_sessions,
     ),
     Housekeeping(
+        "audit-trail",
+        audit.LABEL,
+        audit.STATEMENT,
+        audit.kept,
+        audit.expired,
+        delete=audit.purge,
+    ),
+    Housekeeping(
         "newsletter-unconfirmed",
         _("Unconfirmed newsletter sign-ups"),
         _("deleted after %(days)s days"),
@@ -319,7 +332,14 @@ def _no_jit() -> None:
             cursor.execute("SET LOCAL jit = off")
 
 
-def _batches(expired: models.QuerySet, *, batch: int, dry_run: bool) -> Iterator[int]:
+def _batches(
+    expired: models.QuerySet,
+    *,
+    batch: int,
+    dry_run: bool,
+    delete: Callable[[models.QuerySet, datetime], int] | None = None,
+    now: datetime | None = None,
+) -> Iterator[int]:
     """Delete `expired` in primary-key order, `batch` rows a transaction; yield
     each batch's count. The condition is evaluated again in the DELETE, so a
     row that stopped being expired meanwhile stays."""
@@ -335,6 +355,8 @@ def _batches(expired: models.QuerySet, *, batch: int, dry_run: bool) -> Iterator
                 return
             if dry_run:
                 count = len(keys)
+            elif delete is not None:
+                count = delete(expired.filter(pk__gte=keys[0], pk__lte=keys[-1]), now)
             else:
                 count, _details = expired.filter(pk__gte=keys[0], pk__lte=keys[-1]).delete()
                 # A deletion can cascade (a session's rows elsewhere): count this table's.
@@ -368,7 +390,11 @@ def retention_enforce(
             _batches(expired_rows(store, now=now), batch=batch, dry_run=dry_run)
         )
     for rule in housekeeping_rules():
-        report.counts[rule.key] = sum(_batches(rule.expired(now), batch=batch, dry_run=dry_run))
+        report.counts[rule.key] = sum(
+            _batches(
+                rule.expired(now), batch=batch, dry_run=dry_run, delete=rule.delete, now=now
+            )
+        )
     verb = "would erase" if dry_run else "erased"
     logger.info(
         "retention %s %d rows: %s",
