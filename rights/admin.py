@@ -1,10 +1,18 @@
 """The staff side: a queue of requests by due date, overdue and due-soon ones
 highlighted; requests entered on a person's behalf; every decision through
-rights.services, with the staff member as acting_user."""
+rights.services, with the staff member as acting_user. And the staff audit
+trail: AuditedPersonAdmin, which any admin showing one person's data mixes in
+(nothing is shown before its audit row is written), and the trail itself, for
+superusers, read-only."""
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -15,9 +23,81 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from rights import selectors, services
-from rights.forms import ReasonForm, StaffRequestForm
-from rights.models import RightsRequest
+from consents.models import NewsletterSignup
+from rights import audit, selectors, services
+from rights.forms import AuditReasonForm, ReasonForm, StaffRequestForm
+from rights.models import AuditAction, AuditEntry, RightsRequest
+
+# The reason form posts to the page it guards, marked by this field.
+AUDIT_REASON_FIELD = "_audit_reason"
+
+
+class AuditedPersonAdmin:
+    """Mixed into a ModelAdmin whose change page shows one person's data.
+
+    Before the page is built, the look is tied to the person's open request
+    (the one due first), or to the reason this staff member stated for this
+    person in this session (AUDIT_REASON_MINUTES); without either, a small
+    form asks for the reason (a plain POST, no JavaScript) and nothing else is
+    shown. Then the audit row is written, and only then is the page built: a
+    failed write is a failed page. The reason travels on request.audit_why to
+    the writes the page makes (save_model)."""
+
+    audit_action: str = AuditAction.VIEW_DATA
+
+    def audit_subject(self, obj) -> uuid.UUID | None:
+        """The opaque id of the person whose data the page shows."""
+        return getattr(obj, "subject_id", None)
+
+    def audit_gate(self, request: HttpRequest, obj) -> HttpResponse | None:
+        """None once the look's row is written; else the page to show instead."""
+        subject_id = self.audit_subject(obj)
+        if subject_id is None:
+            return None
+        if request.method == "POST" and AUDIT_REASON_FIELD in request.POST:
+            form = AuditReasonForm(request.POST)
+            if form.is_valid():
+                audit.reason_state(
+                    request, subject_id=subject_id, reason=form.cleaned_data["reason"]
+                )
+                return redirect(request.get_full_path())
+            return self._audit_reason_page(request, form, status=400)
+        why = audit.why(request, subject_id=subject_id)
+        if why is None:
+            # A save posted after the reason expired is not applied: say why again first.
+            status = 200 if request.method in ("GET", "HEAD") else 403
+            return self._audit_reason_page(request, AuditReasonForm(), status=status)
+        audit.record_read(
+            acting_user=request.user,
+            action=self.audit_action,
+            subject_id=subject_id,
+            reason=why,
+            target=audit.target_of(obj),
+            details={"page": request.path},
+        )
+        request.audit_why = why
+        return None
+
+    def _audit_reason_page(self, request: HttpRequest, form, *, status: int) -> HttpResponse:
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Why do you need to see this person's data?"),
+            "form": form,
+            "opts": opts,
+            "changelist_url": f"admin:{opts.app_label}_{opts.model_name}_changelist",
+            "field_marker": AUDIT_REASON_FIELD,
+            "minutes": settings.AUDIT_REASON_MINUTES,
+        }
+        return TemplateResponse(request, "admin/rights/audit_reason.html", context, status=status)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self.has_view_or_change_permission(request, obj):
+            gate = self.audit_gate(request, obj)
+            if gate is not None:
+                return gate
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(RightsRequest)
@@ -107,6 +187,15 @@ class RightsRequestAdmin(admin.ModelAdmin):
             RightsRequest.objects.select_related("user", "entered_by", "closed_by"),
             pk=object_id,
         )
+        # The screen shows the person's request and account: its look is
+        # recorded, served by the request itself, before anything is built.
+        audit.record_read(
+            acting_user=request.user,
+            action=AuditAction.VIEW_REQUEST,
+            subject_id=rights_request.subject_id,
+            reason=audit.Why(request=rights_request),
+            target=audit.target_of(rights_request),
+        )
         can_change = self.has_change_permission(request, rights_request)
         form = ReasonForm(request.POST or None)
         if request.method == "POST":
@@ -153,3 +242,106 @@ class RightsRequestAdmin(admin.ModelAdmin):
             )
             message = _("Done; the person was told.")
         self.message_user(request, message, messages.SUCCESS)
+
+
+# The trail, for superusers ---------------------------------------------------------------
+
+
+class StaffMemberFilter(admin.SimpleListFilter):
+    """By staff member, as the rows name them (their account may be gone)."""
+
+    title = gettext_lazy("staff member")
+    parameter_name = "staff"
+
+    def lookups(self, request, model_admin):
+        emails = (
+            AuditEntry.objects.order_by("actor_email")
+            .values_list("actor_email", flat=True)
+            .distinct()
+        )
+        return [(email, email) for email in emails]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(actor_email=self.value())
+        return queryset
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only, for superusers only: nobody adds, changes or deletes a row
+    (the database refuses the last two anyway). Search takes a subject id, or
+    a person's email address, which is looked up to their subject id and
+    never stored; filters by staff member, action and date."""
+
+    list_display = ["at", "actor_email", "action", "subject_id", "why", "target"]
+    list_display_links = ["at"]
+    list_filter = [StaffMemberFilter, "action", ("at", admin.DateFieldListFilter)]
+    date_hierarchy = "at"
+    search_fields = ["actor_email"]  # replaced by get_search_results; shows the box
+    search_help_text = gettext_lazy(
+        "A person's subject id or email address (looked up, not stored), "
+        "or a staff member's address."
+    )
+    ordering = ["-at", "-pk"]
+    readonly_fields = [
+        "at",
+        "actor_email",
+        "actor_name",
+        "action",
+        "subject_id",
+        "request_uuid",
+        "request_kind",
+        "reason",
+        "target",
+        "details",
+    ]
+    fields = readonly_fields
+    show_full_result_count = False  # the trail grows: no second COUNT(*) per page
+
+    @admin.display(description=gettext_lazy("why"))
+    def why(self, obj: AuditEntry) -> str:
+        if obj.request_uuid:
+            return _("request %(uuid)s") % {"uuid": str(obj.request_uuid)[:8]}
+        return obj.reason[:80]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = (search_term or "").strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(subject_id=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        if "@" in term:
+            subjects = list(
+                get_user_model()
+                .objects.filter(email__iexact=term)
+                .values_list("subject_id", flat=True)
+            ) + list(
+                NewsletterSignup.objects.filter(email__iexact=term).values_list(
+                    "subject_id", flat=True
+                )
+            )
+            return queryset.filter(subject_id__in=subjects) | queryset.filter(
+                actor_email__iexact=term
+            ), False
+        return queryset.filter(actor_email__icontains=term), False
+
+    def _superuser(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_module_permission(self, request) -> bool:
+        return self._superuser(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._superuser(request)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

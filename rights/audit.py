@@ -69,8 +69,8 @@ def record(
     if request is not None and subject_id is None:
         subject_id = request.subject_id
     reason = (reason or "").strip()
-    if subject_id is not None and request is None and not reason:
-        raise AuditError(_("Say why this person's data is opened or changed."))
+    if action in READ_ACTIONS and subject_id is not None and request is None and not reason:
+        raise AuditError(_("Say why you need to see this person's data."))
     name = f"{acting_user.first_name} {acting_user.last_name}".strip()
     return AuditEntry.objects.create(
         at=timezone.now(),
@@ -92,7 +92,12 @@ def target_of(obj: models.Model) -> str:
     it stays meaningful after the object is gone. Never a person's email: an
     account is named by its subject id elsewhere, so only its pk goes here."""
     label = obj._meta.label_lower
-    key = getattr(obj, "key", None) or getattr(obj, "slug", None) or obj.pk
+    key = (
+        getattr(obj, "key", None)
+        or getattr(obj, "slug", None)
+        or getattr(obj, "uuid", None)
+        or obj.pk
+    )
     return f"{label}:{key}"
 
 

@@ -263,12 +263,14 @@ class AuditEntry(models.Model):
         verbose_name_plural = _("staff audit trail")
         constraints = [
             # A look at one person's data always says why: the request it
-            # served, or a reason the staff member gave.
+            # served, or a reason the staff member gave. (A write says it too
+            # when it has one: the request decided, the reason of the look.)
             models.CheckConstraint(
-                condition=Q(subject_id__isnull=True)
+                condition=~Q(action__in=READ_ACTIONS)
+                | Q(subject_id__isnull=True)
                 | Q(request_uuid__isnull=False)
                 | ~Q(reason=""),
-                name="audit_person_has_why",
+                name="audit_look_has_why",
             ),
         ]
         indexes = [

@@ -391,9 +391,7 @@ def retention_enforce(
         )
     for rule in housekeeping_rules():
         report.counts[rule.key] = sum(
-            _batches(
-                rule.expired(now), batch=batch, dry_run=dry_run, delete=rule.delete, now=now
-            )
+            _batches(rule.expired(now), batch=batch, dry_run=dry_run, delete=rule.delete, now=now)
         )
     verb = "would erase" if dry_run else "erased"
     logger.info(

@@ -25,10 +25,11 @@ from django.utils.translation import gettext as _
 
 from consents import services as consent_services
 from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
-from rights import deadlines, emails
+from rights import audit, deadlines, emails
 from rights.models import (
     KINDS_WITH_PURPOSES,
     OPEN_STATUSES,
+    AuditAction,
     Channel,
     IdentityCheck,
     Jurisdiction,
@@ -161,6 +162,14 @@ def request_create(
             request.purposes.set(purposes)
         if kind == Kind.OBJECTION:
             _withdraw_consents(subject_id=subject_id, purposes=purposes, method=method)
+        if acting_user is not None:
+            audit.record(
+                acting_user=acting_user,
+                action=AuditAction.REQUEST_ENTER,
+                request=request,
+                target=audit.target_of(request),
+                details={"channel": channel, "identity_check": identity_check},
+            )
     return request
 
 
@@ -198,6 +207,17 @@ def _close(request: RightsRequest, status: str, *, acting_user, fields: list[str
     request.save(update_fields=["status", "closed_at", "closed_by", *fields])
 
 
+def _audit(request: RightsRequest, action: str, *, acting_user) -> None:
+    """The decision's audit row, in the decision's transaction."""
+    audit.record(
+        acting_user=acting_user,
+        action=action,
+        request=request,
+        target=audit.target_of(request),
+        details={"status": request.status, "due_at": request.due_at.isoformat()},
+    )
+
+
 def request_start(*, request: RightsRequest, acting_user) -> RightsRequest:
     """Staff take the request in hand."""
     _staff(acting_user)
@@ -207,6 +227,7 @@ def request_start(*, request: RightsRequest, acting_user) -> RightsRequest:
             raise RightsError(_("Only a request just received can be started."))
         locked.status = Status.IN_PROGRESS
         locked.save(update_fields=["status"])
+        _audit(locked, AuditAction.REQUEST_START, acting_user=acting_user)
     return locked
 
 
@@ -240,6 +261,7 @@ def request_extend(
         locked.due_at = deadlines.extended_due_at(locked.received_at, locked.jurisdiction)
         locked.save(update_fields=["status", "extended_at", "extension_reason", "due_at"])
         emails.request_extended(request=locked)
+        _audit(locked, AuditAction.REQUEST_EXTEND, acting_user=acting_user)
     return locked
 
 
@@ -255,6 +277,7 @@ def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> Right
         locked.refusal_reason = reason
         _close(locked, Status.REFUSED, acting_user=acting_user, fields=["refusal_reason"])
         emails.request_refused(request=locked)
+        _audit(locked, AuditAction.REQUEST_REFUSE, acting_user=acting_user)
     return locked
 
 
@@ -268,6 +291,7 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
         locked.answer = answer
         _close(locked, Status.DONE, acting_user=acting_user, fields=["answer"])
         emails.request_done(request=locked)
+        _audit(locked, AuditAction.REQUEST_COMPLETE, acting_user=acting_user)
     return locked
 
 

@@ -103,7 +103,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'audit entry',
                 'verbose_name_plural': 'staff audit trail',
                 'indexes': [models.Index(condition=models.Q(('subject_id__isnull', False)), fields=['subject_id', 'at'], name='audit_subject_idx'), models.Index(fields=['at'], name='audit_at_idx'), models.Index(fields=['actor_email', 'at'], name='audit_actor_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('subject_id__isnull', True), ('request_uuid__isnull', False), models.Q(('reason', ''), _negated=True), _connector='OR'), name='audit_person_has_why')],
+                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('action__in', ['view_request', 'view_account', 'view_account_record', 'view_email', 'view_data', 'download_data']), _negated=True), ('subject_id__isnull', True), ('request_uuid__isnull', False), models.Q(('reason', ''), _negated=True), _connector='OR'), name='audit_look_has_why')],
             },
         ),
         migrations.RunPython(
