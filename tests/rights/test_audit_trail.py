@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone, translation
 
 from rights import audit, retention
@@ -118,3 +120,32 @@ def test_the_period_is_stated_with_the_other_records(settings):
     with translation.override("en"):
         stated = retention.stated_periods()
     assert any("staff access" in line and "1826 days" in line for line in stated)
+
+
+def test_the_privacy_page_and_the_record_of_processing_state_the_period(client, settings, staff):
+    settings.AUDIT_KEPT_DAYS = 1826
+    html = client.get("/privacy/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Record of staff access to your data" in html and "kept 1826 days" in html
+    client.force_login(staff)
+    csv = client.get(reverse("admin:consents_purpose_ropa")).content.decode()
+    assert "record:audit-trail" in csv and ",1826," in csv
+
+
+def test_the_trail_list_costs_the_same_queries_whatever_its_size(client, staff, customer):
+    client.force_login(staff)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse("admin:rights_auditentry_changelist")).status_code == 200
+        return len(captured)
+
+    _row(staff)
+    few = queries()
+    for n in range(30):
+        audit.record(
+            acting_user=staff,
+            action=AuditAction.VIEW_ACCOUNT,
+            subject_id=customer.subject_id,
+            reason=f"look {n}",
+        )
+    assert queries() == few
