@@ -102,7 +102,10 @@ class AuditReasonForm(forms.Form):
 
     reason = forms.CharField(
         label=_("Why do you need to see this person's data?"),
-        help_text=_("For example: a complaint received by phone, a delivery problem, fraud."),
+        help_text=_(
+            "For example: a complaint received by phone, a delivery problem, fraud. Leave out "
+            "their name and contact details: the trail names the person by an opaque id."
+        ),
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=1000,
     )
