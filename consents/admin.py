@@ -79,6 +79,16 @@ class DataCategoryAdmin(admin.ModelAdmin):
     search_fields = ["name", "name_pt", "key"]
     prepopulated_fields = {"key": ["name"]}
 
+    def save_model(self, request, obj, form, change) -> None:
+        services.data_category_save(category=obj, acting_user=request.user)
+
+    def delete_model(self, request, obj) -> None:
+        services.data_category_delete(category=obj, acting_user=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for category in queryset:
+            services.data_category_delete(category=category, acting_user=request.user)
+
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
         # A category's name and sensitivity are part of the notices of the purposes
@@ -263,14 +273,26 @@ class PurposeAdmin(admin.ModelAdmin):
         return _("retired") if obj.retired_at else _("active")
 
     def save_model(self, request, obj, form, change) -> None:
-        if not change:
-            super().save_model(request, obj, form, change)
-        # A change is saved in save_related, with its categories, by services.purpose_update.
+        # Saved in save_related, with its categories, by services.purpose_create
+        # or services.purpose_update (each writes its audit row).
+        pass
+
+    def delete_model(self, request, obj) -> None:
+        services.purpose_delete(purpose=obj, acting_user=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for purpose in queryset:
+            services.purpose_delete(purpose=purpose, acting_user=request.user)
 
     def save_related(self, request, form, formsets, change) -> None:
         if not change:
-            super().save_related(request, form, formsets, change)
-            services.purpose_notice_refresh(purpose=form.instance)
+            services.purpose_create(
+                purpose=form.instance,
+                data_categories=form.cleaned_data.get("data_categories") or [],
+                acting_user=request.user,
+            )
+            for formset in formsets:
+                self.save_formset(request, form, formset, change=change)
             return
         values = {
             name: form.cleaned_data[name]
@@ -308,7 +330,7 @@ class PurposeAdmin(admin.ModelAdmin):
     @admin.action(description=_("Retire the selected purposes (withdraws standing grants)"))
     def retire(self, request: HttpRequest, queryset) -> None:
         for purpose in queryset:
-            services.purpose_retire(purpose=purpose)
+            services.purpose_retire(purpose=purpose, acting_user=request.user)
         self.message_user(request, _("Retired. Their history stays readable."), messages.SUCCESS)
 
     def get_urls(self):

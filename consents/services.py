@@ -188,7 +188,62 @@ def current_notices(purposes: Iterable[Purpose]) -> dict[int, PurposeNotice]:
     return {notice.purpose_id: notice for notice in query}
 
 
-def purpose_retire(*, purpose: Purpose) -> Purpose:
+def _audit(acting_user, action: str, obj, **details) -> None:
+    """A staff write's audit row, in the write's transaction (rights/audit.py).
+    No acting_user: a command, the demo or a task did it, not a staff member."""
+    if acting_user is None:
+        return
+    from rights import audit
+
+    audit.record(
+        acting_user=acting_user, action=action, target=audit.target_of(obj), details=details
+    )
+
+
+def purpose_create(
+    *, purpose: Purpose, acting_user, data_categories: Iterable[DataCategory] = ()
+) -> Purpose:
+    """A new purpose (an unsaved instance with its fields set), its data
+    categories and its first notice."""
+    with transaction.atomic():
+        purpose.save()
+        purpose.data_categories.set(data_categories)
+        notice = purpose_notice_refresh(purpose=purpose)
+        _audit(acting_user, "purpose_create", purpose, notice_version=notice.version)
+    return purpose
+
+
+def purpose_delete(*, purpose: Purpose, acting_user) -> None:
+    """Delete a purpose nobody ever decided on (one with decisions is retired)."""
+    with transaction.atomic():
+        purpose = Purpose.objects.select_for_update().get(pk=purpose.pk)
+        if purpose.events.exists():
+            raise ConsentError(_("A purpose with recorded decisions can be retired, not deleted."))
+        _audit(acting_user, "purpose_delete", purpose, name=purpose.name)
+        purpose.delete()
+
+
+def data_category_save(*, category: DataCategory, acting_user) -> DataCategory:
+    """Create or change a data category. The purposes that use it freeze new
+    notices through purpose_update, each audited on its own."""
+    with transaction.atomic():
+        created = category.pk is None
+        category.save()
+        _audit(acting_user, "category_save", category, created=created)
+    return category
+
+
+def data_category_delete(*, category: DataCategory, acting_user) -> None:
+    """Delete a data category no purpose uses."""
+    with transaction.atomic():
+        category = DataCategory.objects.select_for_update().get(pk=category.pk)
+        if category.purposes.exists():
+            raise ConsentError(_("A data category that a purpose uses cannot be deleted."))
+        _audit(acting_user, "category_delete", category, name=category.name)
+        category.delete()
+
+
+def purpose_retire(*, purpose: Purpose, acting_user=None) -> Purpose:
     """Stop offering a purpose. Its notices and ledger stay forever; every grant
     still standing is withdrawn (method: expiry), because the processing ends."""
     with transaction.atomic():
@@ -213,6 +268,7 @@ def purpose_retire(*, purpose: Purpose) -> Purpose:
                 method=Method.EXPIRY,
                 allow_retired=True,
             )
+        _audit(acting_user, "purpose_retire", purpose, grants_withdrawn=len(granted))
     return purpose
 
 
@@ -315,25 +371,42 @@ def purpose_update(
         if data_categories is not None:
             purpose.data_categories.set(data_categories)
         notice = purpose_notice_refresh(purpose=purpose)
-        if previous is None or notice.pk == previous.pk:
-            return PurposeUpdated(purpose, notice, [], None, 0)
-        differences = changes.compare(previous.content, notice.content)
-        widening = changes.widening(differences)
-        if not widening or not purpose.is_optional or purpose.retired_at is not None:
-            return PurposeUpdated(purpose, notice, differences, None, 0)
-        effective_date = effective_date or reconsent_earliest_date()
-        reconsent_date_check(effective_date=effective_date)
-        request = ReconsentRequest.objects.create(
-            purpose=purpose,
-            reason=ReconsentRequest.Reason.NOTICE,
-            notice=notice,
-            previous_notice=previous,
-            differences=widening,
-            asked_at=timezone.now(),
-            effective_date=effective_date,
-            created_by=acting_user,
-        )
-        asked = _reconsent_notify(request=request)
+        updated = _purpose_reconsent(purpose, previous, notice, acting_user, effective_date)
+        if values or (previous is not None and notice.pk != previous.pk):
+            _audit(
+                acting_user,
+                "purpose_update",
+                purpose,
+                fields=sorted(values),
+                notice_version=notice.version,
+                asked_again=updated.asked,
+            )
+    return updated
+
+
+def _purpose_reconsent(
+    purpose: Purpose, previous, notice: PurposeNotice, acting_user, effective_date
+) -> PurposeUpdated:
+    """purpose_update's second half, under its locks: who is asked again."""
+    if previous is None or notice.pk == previous.pk:
+        return PurposeUpdated(purpose, notice, [], None, 0)
+    differences = changes.compare(previous.content, notice.content)
+    widening = changes.widening(differences)
+    if not widening or not purpose.is_optional or purpose.retired_at is not None:
+        return PurposeUpdated(purpose, notice, differences, None, 0)
+    effective_date = effective_date or reconsent_earliest_date()
+    reconsent_date_check(effective_date=effective_date)
+    request = ReconsentRequest.objects.create(
+        purpose=purpose,
+        reason=ReconsentRequest.Reason.NOTICE,
+        notice=notice,
+        previous_notice=previous,
+        differences=widening,
+        asked_at=timezone.now(),
+        effective_date=effective_date,
+        created_by=acting_user,
+    )
+    asked = _reconsent_notify(request=request)
     return PurposeUpdated(purpose, notice, differences, request, asked)
 
 

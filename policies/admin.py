@@ -34,6 +34,12 @@ class PolicyAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def save_model(self, request, obj, form, change) -> None:
+        services.policy_save(policy=obj, acting_user=request.user)
+
+    def delete_model(self, request, obj) -> None:
+        services.policy_delete(policy=obj, acting_user=request.user)
+
     def delete_view(self, request, object_id, extra_context=None):
         policy = self.get_object(request, object_id)
         if policy is not None and policy.versions.exists():
@@ -136,7 +142,10 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         return super().delete_view(request, object_id, extra_context)
 
     def save_model(self, request, obj, form, change) -> None:
-        services.policy_version_draft_save(version=obj)
+        services.policy_version_draft_save(version=obj, acting_user=request.user)
+
+    def delete_model(self, request, obj) -> None:
+        services.policy_version_draft_delete(version=obj, acting_user=request.user)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -185,7 +194,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             problem = str(exc)
         if request.method == "POST" and not problem:
             try:
-                result = services.policy_version_publish(version=version, by=request.user)
+                result = services.policy_version_publish(version=version, acting_user=request.user)
             except services.PolicyError as exc:
                 problem = str(exc)
             else:
@@ -237,7 +246,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         version = self._version(request, pk)
-        count = services.notifications_retry_failed(version=version)
+        count = services.notifications_retry_failed(version=version, acting_user=request.user)
         self.message_user(
             request,
             ngettext(

@@ -46,10 +46,44 @@ def policy_version_update(*, version: PolicyVersion, **fields) -> PolicyVersion:
     return locked
 
 
-def policy_version_draft_save(*, version: PolicyVersion) -> PolicyVersion:
+def _audit(acting_user, action: str, obj, **details) -> None:
+    """A staff write's audit row, in the write's transaction (rights/audit.py).
+    No acting_user: a command, the demo or a task did it, not a staff member."""
+    if acting_user is None:
+        return
+    from rights import audit
+
+    audit.record(
+        acting_user=acting_user, action=action, target=audit.target_of(obj), details=details
+    )
+
+
+def policy_save(*, policy: Policy, acting_user) -> Policy:
+    """Create or rename a policy (its versions are what customers read)."""
+    with transaction.atomic():
+        created = policy.pk is None
+        policy.save()
+        _audit(acting_user, "policy_save", policy, created=created)
+    return policy
+
+
+def policy_delete(*, policy: Policy, acting_user) -> None:
+    """Delete a policy that has no version yet."""
+    with transaction.atomic():
+        policy = Policy.objects.select_for_update().get(pk=policy.pk)
+        if policy.versions.exists():
+            raise PolicyError(
+                _("A policy with versions cannot be deleted: its versions are the record.")
+            )
+        _audit(acting_user, "policy_delete", policy, title=policy.title)
+        policy.delete()
+
+
+def policy_version_draft_save(*, version: PolicyVersion, acting_user=None) -> PolicyVersion:
     """Create or edit a draft (the admin form's save)."""
     with transaction.atomic():
-        if version.pk is not None:
+        created = version.pk is None
+        if not created:
             stored = PolicyVersion.objects.select_for_update().get(pk=version.pk)
             if stored.is_published:
                 raise PolicyError(
@@ -57,7 +91,18 @@ def policy_version_draft_save(*, version: PolicyVersion) -> PolicyVersion:
                 )
         version.status = PolicyVersion.Status.DRAFT
         version.save()
+        _audit(acting_user, "policy_draft_save", version, created=created)
     return version
+
+
+def policy_version_draft_delete(*, version: PolicyVersion, acting_user) -> None:
+    """Delete a draft; a published version is never deleted."""
+    with transaction.atomic():
+        version = PolicyVersion.objects.select_for_update().get(pk=version.pk)
+        if version.is_published:
+            raise PolicyError(_("A published version cannot be deleted; publish a new version."))
+        _audit(acting_user, "policy_draft_delete", version, policy=version.policy.slug)
+        version.delete()
 
 
 def earliest_effective_date(*, material: bool):
@@ -90,7 +135,7 @@ class Published:
     notifications: int
 
 
-def policy_version_publish(*, version: PolicyVersion, by=None) -> Published:
+def policy_version_publish(*, version: PolicyVersion, acting_user=None) -> Published:
     """Publish a draft and, in the same transaction, write one notice per
     recipient to the outbox. The emails leave once it commits (the outbox's
     senders, and its periodic sweep should they be lost)."""
@@ -102,7 +147,7 @@ def policy_version_publish(*, version: PolicyVersion, by=None) -> Published:
         version.number = last + 1
         version.status = PolicyVersion.Status.PUBLISHED
         version.published_at = timezone.now()
-        version.published_by = by
+        version.published_by = acting_user
         version.content_hash = version_content_hash(version)
         version.save(
             update_fields=["number", "status", "published_at", "published_by", "content_hash"]
@@ -115,11 +160,19 @@ def policy_version_publish(*, version: PolicyVersion, by=None) -> Published:
                 policy_version_id=version.pk,
                 asked_at=version.published_at,
                 effective_date=version.effective_date,
-                acting_user=by,
+                acting_user=acting_user,
             )
         count = 0
         if last:  # the first version of a policy changes nothing: nobody to tell
             count = notifications_create(version=version)
+        _audit(
+            acting_user,
+            "policy_publish",
+            version,
+            number=version.number,
+            material=version.material,
+            notifications=count,
+        )
     return Published(version=version, notifications=count)
 
 
@@ -172,10 +225,13 @@ def notifications_create(*, version: PolicyVersion) -> int:
     )
 
 
-def notifications_retry_failed(*, version: PolicyVersion) -> int:
+def notifications_retry_failed(*, version: PolicyVersion, acting_user=None) -> int:
     """Staff retry: a version's failed notices go back to pending with a fresh
     count, and their senders start once the transaction commits."""
-    return outbox.outbox_retry_failed(kind=notices.NOTICE, topic=notices.topic(version.pk))
+    with transaction.atomic():
+        count = outbox.outbox_retry_failed(kind=notices.NOTICE, topic=notices.topic(version.pk))
+        _audit(acting_user, "outbox_retry", version, kind=notices.NOTICE, retried=count)
+    return count
 
 
 # Hearing back ---------------------------------------------------------------------

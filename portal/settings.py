@@ -523,6 +523,19 @@ for _served in [STATIC_ROOT, BASE_DIR / "static"]:
             "to anyone: choose a private folder."
         )
 
+# The staff audit trail (rights/audit.py). Rows are kept this many days, then
+# deleted by the retention task. Five years is the period LGPD's regulation asks
+# of the other security record the portal would keep, the register of incidents
+# (Art. 48; Resolution CD/ANPD 15/2024: "at least 5 years"), and covers the
+# five-year limitation of consumer claims in Brazil that an access could be
+# questioned in. The database itself refuses to delete a row younger than 365
+# days whatever the task asks (0004_audit), hence the minimum.
+AUDIT_KEPT_DAYS = env_int("AUDIT_KEPT_DAYS", 5 * 365 + 1, minimum=365)
+# A reason staff give to open one person's data (when no open request of that
+# person explains it) covers their further looks at that person's data, in the
+# same session, for this many minutes; each look still writes its own row.
+AUDIT_REASON_MINUTES = env_int("AUDIT_REASON_MINUTES", 30, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

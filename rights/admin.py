@@ -1,10 +1,16 @@
 """The staff side: a queue of requests by due date, overdue and due-soon ones
 highlighted; requests entered on a person's behalf; every decision through
-rights.services, with the staff member as acting_user."""
+rights.services, with the staff member as acting_user. And the staff audit
+trail: AuditedPersonAdmin, which any admin showing one person's data mixes in
+(nothing is shown before its audit row is written), and the trail itself, for
+superusers, read-only."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -15,11 +21,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from consents.models import NewsletterSignup
 from portal.admin import UserAdmin as PortalUserAdmin
 from portal.models import User
-from rights import selectors, services
+from rights import audit, selectors, services
 from rights.forms import ReasonForm, StaffRequestForm
-from rights.models import RightsRequest
+from rights.models import AuditAction, AuditEntry, RightsRequest
 
 
 @admin.register(RightsRequest)
@@ -108,6 +115,15 @@ class RightsRequestAdmin(admin.ModelAdmin):
         rights_request = get_object_or_404(
             RightsRequest.objects.select_related("user", "entered_by", "closed_by"),
             pk=object_id,
+        )
+        # The screen shows the person's request and account: its look is
+        # recorded, served by the request itself, before anything is built.
+        audit.record_read(
+            acting_user=request.user,
+            action=AuditAction.VIEW_REQUEST,
+            subject_id=rights_request.subject_id,
+            reason=audit.Why(request=rights_request),
+            target=audit.target_of(rights_request),
         )
         can_change = self.has_change_permission(request, rights_request)
         form = ReasonForm(request.POST or None)
@@ -218,3 +234,104 @@ class ErasingUserAdmin(PortalUserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, ErasingUserAdmin)
+# The trail, for superusers ---------------------------------------------------------------
+
+
+class StaffMemberFilter(admin.SimpleListFilter):
+    """By staff member, as the rows name them (their account may be gone)."""
+
+    title = gettext_lazy("staff member")
+    parameter_name = "staff"
+
+    def lookups(self, request, model_admin):
+        emails = (
+            AuditEntry.objects.order_by("actor_email")
+            .values_list("actor_email", flat=True)
+            .distinct()
+        )
+        return [(email, email) for email in emails]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(actor_email=self.value())
+        return queryset
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only, for superusers only: nobody adds, changes or deletes a row
+    (the database refuses the last two anyway). Search takes a subject id, or
+    a person's email address, which is looked up to their subject id and
+    never stored; filters by staff member, action and date."""
+
+    list_display = ["at", "actor_email", "action", "subject_id", "why", "target"]
+    list_display_links = ["at"]
+    list_filter = [StaffMemberFilter, "action", ("at", admin.DateFieldListFilter)]
+    date_hierarchy = "at"
+    search_fields = ["actor_email"]  # replaced by get_search_results; shows the box
+    search_help_text = gettext_lazy(
+        "A person's subject id or email address (looked up, not stored), "
+        "or a staff member's address."
+    )
+    ordering = ["-at", "-pk"]
+    readonly_fields = [
+        "at",
+        "actor_email",
+        "actor_name",
+        "action",
+        "subject_id",
+        "request_uuid",
+        "request_kind",
+        "reason",
+        "target",
+        "details",
+    ]
+    fields = readonly_fields
+    show_full_result_count = False  # the trail grows: no second COUNT(*) per page
+
+    @admin.display(description=gettext_lazy("why"))
+    def why(self, obj: AuditEntry) -> str:
+        if obj.request_uuid:
+            return _("request %(uuid)s") % {"uuid": str(obj.request_uuid)[:8]}
+        return obj.reason[:80]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = (search_term or "").strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(subject_id=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        if "@" in term:
+            subjects = list(
+                get_user_model()
+                .objects.filter(email__iexact=term)
+                .values_list("subject_id", flat=True)
+            ) + list(
+                NewsletterSignup.objects.filter(email__iexact=term).values_list(
+                    "subject_id", flat=True
+                )
+            )
+            return queryset.filter(subject_id__in=subjects) | queryset.filter(
+                actor_email__iexact=term
+            ), False
+        return queryset.filter(actor_email__icontains=term), False
+
+    def _superuser(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_module_permission(self, request) -> bool:
+        return self._superuser(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._superuser(request)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

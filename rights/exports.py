@@ -636,9 +636,8 @@ def expired_exports(now: datetime) -> models.QuerySet:
     return DataExport.objects.filter(status=ExportStatus.READY, expires_at__lte=now)
 
 
-def expire_batch(rows: models.QuerySet) -> int:
+def expire_batch(rows: models.QuerySet, *, now: datetime) -> int:
     """The Housekeeping rule's action on one batch: mark expired, delete the files."""
-    now = timezone.now()
     return _expire(list(rows.select_for_update()), now=now)
 
 

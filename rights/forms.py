@@ -98,3 +98,18 @@ class ReasonForm(forms.Form):
         max_length=REASON_MAX,
         required=False,
     )
+
+
+class AuditReasonForm(forms.Form):
+    """Why a staff member opens one person's data when no open request of
+    theirs explains it (the audit trail keeps it, the person can read it)."""
+
+    reason = forms.CharField(
+        label=_("Why do you need to see this person's data?"),
+        help_text=_(
+            "For example: a complaint received by phone, a delivery problem, fraud. Leave out "
+            "their name and contact details: the trail names the person by an opaque id."
+        ),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=1000,
+    )

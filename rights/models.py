@@ -195,6 +195,7 @@ class RightsRequest(models.Model):
         """An erasure in its grace period: the person can still cancel it."""
         return self.kind == Kind.ERASURE and self.is_open and self.erase_after is not None
 
+
 class ExportStatus(models.TextChoices):
     QUEUED = "queued", _("Waiting to be prepared")
     BUILDING = "building", _("Being prepared")
@@ -292,3 +293,142 @@ class DataExport(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_EXPORT_STATUSES
+
+
+# The staff audit trail -----------------------------------------------------------------
+
+
+class AuditAction(models.TextChoices):
+    """What a staff member did. Reads first (a look at one person's data),
+    then writes (each made by a service, in the same transaction)."""
+
+    # Reads of one person's data.
+    VIEW_REQUEST = "view_request", _("Opened a rights request")
+    VIEW_ACCOUNT = "view_account", _("Opened a person's account")
+    VIEW_ACCOUNT_RECORD = "view_account_record", _("Opened a record of a person's account")
+    VIEW_EMAIL = "view_email", _("Opened an email sent to a person")
+    VIEW_DATA = "view_data", _("Viewed a person's data")
+    DOWNLOAD_DATA = "download_data", _("Downloaded a person's data")
+    # Rights requests.
+    REQUEST_ENTER = "request_enter", _("Entered a request on a person's behalf")
+    REQUEST_START = "request_start", _("Started a request")
+    REQUEST_EXTEND = "request_extend", _("Extended a request's deadline")
+    REQUEST_REFUSE = "request_refuse", _("Refused a request")
+    REQUEST_COMPLETE = "request_complete", _("Completed a request")
+    # Accounts.
+    ACCOUNT_CREATE = "account_create", _("Created an account")
+    ACCOUNT_CHANGE = "account_change", _("Changed an account")
+    ACCOUNT_PASSWORD = "account_password", _("Set an account's password")
+    # The inventory and the notices.
+    CATEGORY_SAVE = "category_save", _("Saved a data category")
+    CATEGORY_DELETE = "category_delete", _("Deleted a data category")
+    PURPOSE_CREATE = "purpose_create", _("Created a purpose")
+    PURPOSE_UPDATE = "purpose_update", _("Edited a purpose and its notice")
+    PURPOSE_RETIRE = "purpose_retire", _("Retired a purpose")
+    PURPOSE_DELETE = "purpose_delete", _("Deleted a purpose")
+    # Policies.
+    POLICY_SAVE = "policy_save", _("Saved a policy")
+    POLICY_DELETE = "policy_delete", _("Deleted a policy")
+    POLICY_DRAFT_SAVE = "policy_draft_save", _("Saved a policy draft")
+    POLICY_DRAFT_DELETE = "policy_draft_delete", _("Deleted a policy draft")
+    POLICY_PUBLISH = "policy_publish", _("Published a policy version")
+    # Outgoing work.
+    OUTBOX_RETRY = "outbox_retry", _("Retried failed deliveries")
+
+
+READ_ACTIONS = [
+    AuditAction.VIEW_REQUEST,
+    AuditAction.VIEW_ACCOUNT,
+    AuditAction.VIEW_ACCOUNT_RECORD,
+    AuditAction.VIEW_EMAIL,
+    AuditAction.VIEW_DATA,
+    AuditAction.DOWNLOAD_DATA,
+]
+
+
+class AuditEntry(models.Model):
+    """One thing a staff member did: looked at one person's data, or changed
+    something. Written by rights.audit only (reads: before the page is shown;
+    writes: by the service, in its transaction). Append-only: the database
+    refuses UPDATE, and DELETE of anything but rows past AUDIT_KEPT_DAYS that
+    the retention task removes (migration 0004_audit says how).
+
+    Rows outlive what they mention, and the database would have to UPDATE
+    them (SET_NULL) or refuse the deletion (PROTECT) otherwise, neither of
+    which an append-only table may do. So the staff member is a reference
+    without a database constraint beside a snapshot of their name and address
+    (what the company discloses), and the request a snapshot of its uuid and
+    kind; a deleted account or a purged request leaves the row meaningful."""
+
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        verbose_name=_("staff member"),
+    )
+    actor_email = models.EmailField(_("staff member's email"))
+    actor_name = models.CharField(_("staff member's name"), max_length=300, blank=True)
+    action = models.CharField(_("action"), max_length=32, choices=AuditAction.choices)
+    subject_id = models.UUIDField(
+        _("person (subject id)"),
+        null=True,
+        blank=True,
+        help_text=_("Opaque id of the person concerned; never an email or name."),
+    )
+    request_uuid = models.UUIDField(_("rights request"), null=True, blank=True)
+    request_kind = models.CharField(
+        _("kind of request"), max_length=16, choices=Kind.choices, blank=True
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    target = models.CharField(
+        _("object"), max_length=200, blank=True, help_text=_("What was changed or opened.")
+    )
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("staff audit trail")
+        constraints = [
+            # A look at one person's data always says why: the request it
+            # served, or a reason the staff member gave. (A write says it too
+            # when it has one: the request decided, the reason of the look.)
+            models.CheckConstraint(
+                condition=~Q(action__in=READ_ACTIONS)
+                | Q(subject_id__isnull=True)
+                | Q(request_uuid__isnull=False)
+                | ~Q(reason=""),
+                name="audit_look_has_why",
+            ),
+        ]
+        indexes = [
+            # accesses_for and the admin's filter by person: one person's rows by time.
+            models.Index(
+                fields=["subject_id", "at"],
+                name="audit_subject_idx",
+                condition=Q(subject_id__isnull=False),
+            ),
+            # The admin's list (newest first) and retention (rows before a cutoff).
+            models.Index(fields=["at"], name="audit_at_idx"),
+            # The admin's filter by staff member.
+            models.Index(fields=["actor_email", "at"], name="audit_actor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} · {self.actor_email}"
+
+
+class AuditPurge(models.Model):
+    """The cutoff the retention task states, inside its own transaction, before
+    it deletes audit rows: the trigger lets a row go only when it is older than
+    this and than the fixed floor (0004_audit). The task removes its row again
+    before committing, so none is ever seen outside that transaction."""
+
+    cutoff = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("audit purge cutoff")
+
+    def __str__(self) -> str:
+        return self.cutoff.isoformat()

@@ -69,6 +69,7 @@ from consents.models import (
 )
 from consents.personal_data import FIELDS
 from portal.models import OutboxItem
+from rights import audit
 
 logger = logging.getLogger(__name__)
 
@@ -211,10 +212,12 @@ class Housekeeping:
     statement: Promise  # "kept %(days)s days, then deleted" (days: the period's)
     period: Callable[[], timedelta]
     expired: Callable[[datetime], models.QuerySet]
-    # What is done with a batch of expired rows (a queryset), returning how
-    # many: by default they are deleted. A record whose row must stay (a copy
-    # of someone's data: its file goes, the row says "expired") does its own.
-    apply: Callable[[models.QuerySet], int] | None = None
+    # What is done with a batch of expired rows (a queryset, in the batch's
+    # transaction, with `now`), returning how many: by default they are
+    # deleted. A record whose row must stay (a copy of someone's data: its
+    # file goes, the row says "expired") or that goes only with the cutoff
+    # stated to its trigger (the audit trail) does its own.
+    apply: Callable[[models.QuerySet, datetime], int] | None = None
 
     def stated(self) -> str:
         days = self.period().days
@@ -320,6 +323,14 @@ for _rule in (
         _user_sessions,
     ),
     Housekeeping(
+        "audit-trail",
+        audit.LABEL,
+        audit.STATEMENT,
+        audit.kept,
+        audit.expired,
+        apply=audit.purge,
+    ),
+    Housekeeping(
         "newsletter-unconfirmed",
         _("Unconfirmed newsletter sign-ups"),
         _("deleted after %(days)s days"),
@@ -343,10 +354,10 @@ def _exports_expired(now: datetime) -> models.QuerySet:
     return expired_exports(now)
 
 
-def _exports_expire(rows: models.QuerySet) -> int:
+def _exports_expire(rows: models.QuerySet, now: datetime) -> int:
     from rights.exports import expire_batch
 
-    return expire_batch(rows)
+    return expire_batch(rows, now=now)
 
 
 # A copy of a person's data (rights/exports.py): the ZIP is deleted when its
@@ -381,7 +392,8 @@ def _batches(
     *,
     batch: int,
     dry_run: bool,
-    apply: Callable[[models.QuerySet], int] | None = None,
+    apply: Callable[[models.QuerySet, datetime], int] | None = None,
+    now: datetime | None = None,
 ) -> Iterator[int]:
     """Delete `expired` (or `apply` to it) in primary-key order, `batch` rows a
     transaction; yield each batch's count. The condition is evaluated again in
@@ -399,7 +411,7 @@ def _batches(
             if dry_run:
                 count = len(keys)
             elif apply is not None:
-                count = apply(expired.filter(pk__gte=keys[0], pk__lte=keys[-1]))
+                count = apply(expired.filter(pk__gte=keys[0], pk__lte=keys[-1]), now)
             else:
                 count, _details = expired.filter(pk__gte=keys[0], pk__lte=keys[-1]).delete()
                 # A deletion can cascade (a session's rows elsewhere): count this table's.
@@ -434,7 +446,7 @@ def retention_enforce(
         )
     for rule in housekeeping_rules():
         report.counts[rule.key] = sum(
-            _batches(rule.expired(now), batch=batch, dry_run=dry_run, apply=rule.apply)
+            _batches(rule.expired(now), batch=batch, dry_run=dry_run, apply=rule.apply, now=now)
         )
     verb = "would erase" if dry_run else "erased"
     logger.info(

@@ -26,10 +26,11 @@ from django.utils.translation import gettext as _
 
 from consents import services as consent_services
 from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
-from rights import deadlines, emails, erasure
+from rights import audit, deadlines, emails, erasure
 from rights.models import (
     KINDS_WITH_PURPOSES,
     OPEN_STATUSES,
+    AuditAction,
     Channel,
     IdentityCheck,
     Jurisdiction,
@@ -168,6 +169,14 @@ def request_create(
             _withdraw_consents(subject_id=subject_id, purposes=purposes, method=method)
         if kind == Kind.ERASURE:
             _erasure_schedule(request, now=now)
+        if acting_user is not None:
+            audit.record(
+                acting_user=acting_user,
+                action=AuditAction.REQUEST_ENTER,
+                request=request,
+                target=audit.target_of(request),
+                details={"channel": channel, "identity_check": identity_check},
+            )
     return request
 
 
@@ -474,6 +483,17 @@ def _close(request: RightsRequest, status: str, *, acting_user, fields: list[str
     request.save(update_fields=["status", "closed_at", "closed_by", *fields])
 
 
+def _audit(request: RightsRequest, action: str, *, acting_user) -> None:
+    """The decision's audit row, in the decision's transaction."""
+    audit.record(
+        acting_user=acting_user,
+        action=action,
+        request=request,
+        target=audit.target_of(request),
+        details={"status": request.status, "due_at": request.due_at.isoformat()},
+    )
+
+
 def request_start(*, request: RightsRequest, acting_user) -> RightsRequest:
     """Staff take the request in hand."""
     _staff(acting_user)
@@ -483,6 +503,7 @@ def request_start(*, request: RightsRequest, acting_user) -> RightsRequest:
             raise RightsError(_("Only a request just received can be started."))
         locked.status = Status.IN_PROGRESS
         locked.save(update_fields=["status"])
+        _audit(locked, AuditAction.REQUEST_START, acting_user=acting_user)
     return locked
 
 
@@ -516,6 +537,7 @@ def request_extend(
         locked.due_at = deadlines.extended_due_at(locked.received_at, locked.jurisdiction)
         locked.save(update_fields=["status", "extended_at", "extension_reason", "due_at"])
         emails.request_extended(request=locked)
+        _audit(locked, AuditAction.REQUEST_EXTEND, acting_user=acting_user)
     return locked
 
 
@@ -534,6 +556,7 @@ def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> Right
             # A refused erasure (a legal reason to keep the data) leaves the account open.
             get_user_model().objects.filter(pk=locked.user_id).update(closed_at=None)
         emails.request_refused(request=locked)
+        _audit(locked, AuditAction.REQUEST_REFUSE, acting_user=acting_user)
     return locked
 
 
@@ -554,6 +577,7 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
         locked.answer = answer
         _close(locked, Status.DONE, acting_user=acting_user, fields=["answer"])
         emails.request_done(request=locked)
+        _audit(locked, AuditAction.REQUEST_COMPLETE, acting_user=acting_user)
     return locked
 
 

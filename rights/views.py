@@ -235,6 +235,8 @@ def erasure_cancel_link(request: HttpRequest, token: str) -> HttpResponse:
         {"erasure": found, "cancelled": cancelled, "token": token},
         status=status,
     )
+
+
 def _copy_asked_message() -> str:
     return _(
         "We are preparing a copy of your data. It appears here when it is ready, and we email you."

@@ -79,6 +79,7 @@ PAGES = [
     ("customer", "/accounts/logout/"),
     ("staff", "/admin/"),
     ("staff", "/admin/portal/user/"),
+    # Ana has no open request: staff are first asked why they open her account.
     ("staff", "/admin/portal/user/{customer_id}/change/"),
     ("staff", "/admin/portal/user/{customer_id}/delete/"),
     ("staff", "/admin/portal/outboxitem/"),
@@ -96,6 +97,7 @@ PAGES = [
     ("staff", "/admin/policies/policyversion/{draft_id}/publish/"),
     ("staff", "/admin/mfa/authenticator/"),
     ("staff", "/admin/account/emailaddress/"),
+    ("staff", "/admin/rights/auditentry/"),
 ]
 LANGUAGES = ["en", "pt-br"]
 WIDTHS = {"1280": DESKTOP, "360": PHONE}

@@ -102,7 +102,7 @@ def draft(
 def publish(version: PolicyVersion, capture, *, by=None) -> services.Published:
     """Publish and run what waits for the commit (the Celery dispatch, eager)."""
     with capture(execute=True):
-        return services.policy_version_publish(version=version, by=by)
+        return services.policy_version_publish(version=version, acting_user=by)
 
 
 def grant(user, *keys: str) -> None:

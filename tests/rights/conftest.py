@@ -51,3 +51,39 @@ def emails(template: str = "") -> list[OutboxItem]:
     if template:
         rows = rows.filter(topic=template)
     return list(rows)
+
+
+def refuse_audit_rows(action: str = "") -> None:
+    """From here to the end of the test the database refuses every new audit
+    row (or only those of `action`): a trigger made inside the test's
+    transaction, gone with it. Whatever must commit with its audit row must
+    then not happen at all."""
+    from django.db import connection
+
+    when = f"NEW.action = '{action}'" if action else "1 = 1"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION test_audit_refuse() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'audit row refused'; END; $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_audit_refuse BEFORE INSERT ON rights_auditentry "
+                f"FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION test_audit_refuse()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER test_audit_refuse BEFORE INSERT ON rights_auditentry WHEN {when} "
+                "BEGIN SELECT RAISE(ABORT, 'audit row refused'); END"
+            )
+
+
+@pytest.fixture
+def audit_refused(db):
+    refuse_audit_rows()
+
+
+def audit_rows(**filters):
+    from rights.models import AuditEntry
+
+    return list(AuditEntry.objects.filter(**filters).order_by("pk"))
