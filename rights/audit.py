@@ -19,6 +19,7 @@ changed something, when, and why (GDPR Art. 5(2) and 32, LGPD Art. 37 and 46).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -187,17 +188,17 @@ def record_read(
 # The person's view ---------------------------------------------------------------------
 
 
-def accesses_for(subject_id: uuid.UUID) -> list[dict]:
+def accesses(subject_id: uuid.UUID) -> Iterator[dict]:
     """Who at the company looked at or acted on this person's data, when and
-    why, oldest first, as plain values (for the JSON and CSV of their copy).
-    Labels are in the active language. Staff are named as the company
-    discloses them: their name when the account has one, and their work
-    address."""
+    why, oldest first, as plain values (`at` a datetime), read in chunks: the
+    "Who looked at your data" section of their copy. Labels are in the active
+    language. Staff are named as the company discloses them: their name when
+    the account has one, and their work address."""
     rows = AuditEntry.objects.filter(subject_id=subject_id).order_by("at", "pk")
     kinds = dict(RightsRequest._meta.get_field("kind").choices)
-    return [
-        {
-            "at": entry.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    for entry in rows.iterator(chunk_size=500):
+        yield {
+            "at": entry.at,
             "staff": entry.actor_name or entry.actor_email,
             "staff_email": entry.actor_email,
             "action": entry.action,
@@ -207,7 +208,13 @@ def accesses_for(subject_id: uuid.UUID) -> list[dict]:
             "request_kind": str(kinds.get(entry.request_kind, "")) if entry.request_kind else "",
             "reason": entry.reason,
         }
-        for entry in rows.iterator(chunk_size=500)
+
+
+def accesses_for(subject_id: uuid.UUID) -> list[dict]:
+    """accesses(), with times as ISO 8601 strings in UTC (ready to serialise)."""
+    return [
+        {**row, "at": row["at"].astimezone(UTC).isoformat().replace("+00:00", "Z")}
+        for row in accesses(subject_id)
     ]
 
 

@@ -314,6 +314,19 @@ def _requests_empty(person: Person, rows: models.QuerySet) -> int:
     )
 
 
+def _copies(person: Person) -> models.QuerySet:
+    from rights.models import DataExport
+
+    return DataExport.objects.filter(subject_id__in=person.subject_ids)
+
+
+def _copies_erase(person: Person, rows: models.QuerySet) -> int:
+    """Files (on commit), rows and their outbox rows (rights.exports)."""
+    from rights import exports
+
+    return sum(exports.erase_for(subject_id) for subject_id in person.subject_ids)
+
+
 def _account(person: Person) -> models.QuerySet:
     if person.user_id is None:
         return get_user_model().objects.none()
@@ -325,6 +338,7 @@ for _holder in (
     Holder("interests", _("Your interests"), _interests),
     Holder("newsletter", _("Your newsletter subscription"), _newsletter),
     Holder("acknowledgements", _("Which policy versions you acknowledged"), _acknowledgements),
+    Holder("data-copies", _("The copies of your data you asked for"), _copies, _copies_erase),
     Holder("outbox", _("The emails we sent you, and those waiting"), _outbox),
     Holder("sessions", _("Your login sessions"), _sessions, _sessions_erase),
     Holder("user-sessions", _("The list of your sessions"), _user_sessions),

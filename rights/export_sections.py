@@ -425,6 +425,18 @@ def _rights_requests(person: Person) -> Iterator[dict]:
         }
 
 
+def _staff_access_rows(person: Person):
+    from rights.models import AuditEntry
+
+    return AuditEntry.objects.filter(subject_id=person.subject_id)
+
+
+def _staff_access(person: Person) -> Iterator[dict]:
+    from rights import audit
+
+    return audit.accesses(person.subject_id)
+
+
 def _copies(person: Person) -> Iterator[dict]:
     from rights.models import DataExport
 
@@ -667,6 +679,27 @@ for _section in (
             Column("answer", STRING, _("Our answer")),
         ),
         _rights_requests,
+    ),
+    Section(
+        "staff_access",
+        _("Who at the company looked at your data, and why"),
+        _(
+            "Each time a member of our staff opened your data or acted on it, with the "
+            "request it served or the reason they gave."
+        ),
+        (
+            _datetime("at", _("When")),
+            Column("staff", STRING, _("Who")),
+            Column("staff_email", STRING, _("Their work address")),
+            Column("action", STRING, _("What (code)")),
+            Column("action_label", STRING, _("What")),
+            Column("looked", BOOLEAN, _("A look at your data (not a change)")),
+            Column("request", STRING, _("The request it served")),
+            Column("request_kind", STRING, _("Kind of request")),
+            Column("reason", STRING, _("The reason given")),
+        ),
+        _staff_access,
+        count=lambda person: _staff_access_rows(person).count(),
     ),
     Section(
         "data_copies",

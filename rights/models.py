@@ -315,6 +315,7 @@ class AuditAction(models.TextChoices):
     REQUEST_EXTEND = "request_extend", _("Extended a request's deadline")
     REQUEST_REFUSE = "request_refuse", _("Refused a request")
     REQUEST_COMPLETE = "request_complete", _("Completed a request")
+    ERASURE_CARRY_OUT = "erasure_carry_out", _("Erased a person's data")
     # Accounts.
     ACCOUNT_CREATE = "account_create", _("Created an account")
     ACCOUNT_CHANGE = "account_change", _("Changed an account")

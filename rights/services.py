@@ -385,6 +385,8 @@ def erasure_carry_out(
                 "closed_by",
             ]
         )  # fmt: skip
+        if acting_user is not None:
+            _audit(locked, AuditAction.ERASURE_CARRY_OUT, acting_user=acting_user)
     logger.info(
         "erasure %s carried out: %d grants withdrawn; %s",
         locked.uuid,

@@ -141,6 +141,7 @@ def _erasure_context(person: erasure.Person, *, pending: RightsRequest | None) -
         "grace_days": settings.RIGHTS_ERASURE_GRACE_DAYS,
         "erase_on": pending.erase_after if pending else timezone.now() + services.erasure_grace(),
         "kept_days": settings.RIGHTS_REQUESTS_KEPT_DAYS,
+        "audit_kept_days": settings.AUDIT_KEPT_DAYS,
         "pending": pending,
     }
 
