@@ -39,7 +39,7 @@ from consents.personal_data import personal_data_update
 from consents.services import current_notices, newsletter_signup_confirm, newsletter_signup_start
 from rights import emails as rights_emails
 from rights import services
-from rights.models import Channel, Kind, RightsRequest, Status
+from rights.models import AuditAction, AuditEntry, Channel, Kind, RightsRequest, Status
 from rights.retention import retention_enforce, stated_periods
 from tests.conftest import PASSWORD, add_second_factor, make_user
 from tests.consents.ledger_support import verify_output
@@ -50,8 +50,9 @@ REQUESTS = reverse("me_requests")
 REAUTH = "/accounts/reauthenticate/"
 TEMPLATE = "emails/rights_erasure_scheduled"
 # What erasure keeps on purpose: the ledger (and the state derived from it,
-# which verify_ledger checks against it), and the requests as proof.
-KEPT = {ConsentEvent, ConsentState, RightsRequest}
+# which verify_ledger checks against it), the requests as proof, and the
+# staff audit trail (by subject id only: checked for the address below).
+KEPT = {ConsentEvent, ConsentState, RightsRequest, AuditEntry}
 
 
 def cancel_url(request: RightsRequest) -> str:
@@ -125,6 +126,9 @@ def leftovers(*, user_id: int, email: str, subject_ids: list[uuid.UUID]) -> list
                 found.append(f"{model._meta.label}: {row}")
             if model is User and row["id"] == user_id:
                 found.append(f"{model._meta.label}: the account")
+    for row in AuditEntry.objects.values():
+        if email.lower() in repr(row).lower():
+            found.append(f"rights.AuditEntry naming the address: {row}")
     for session in Session.objects.all():
         if str(session.get_decoded().get("_auth_user_id")) == str(user_id):
             found.append("a session of the account")
@@ -442,6 +446,9 @@ def test_deleting_a_user_in_the_admin_lists_what_goes_and_erases_through_the_ser
     assert set(withdrawn.values_list("method", flat=True)) == {Method.STAFF}
     assert not Authenticator.objects.filter(user_id=user_id).exists()
     assert_erased(user_id, "joao@example.com", [subject_id])
+    # The staff erasure is in the audit trail, by subject id and staff member only.
+    erased = AuditEntry.objects.get(action=AuditAction.ERASURE_CARRY_OUT)
+    assert (erased.subject_id, erased.actor_email) == (subject_id, staff.email)
     assert Session.objects.count() == 1  # the staff member's own
 
 
