@@ -335,13 +335,20 @@ def reader(purposes):
     return signup
 
 
+def erased_subject(text: str):
+    """The subject that the erasure link in a page or an email names (a
+    token's signature carries the second it was made: compare what it names)."""
+    found = re.search(r"/rights/erase/([^/\s\"]+)/", text)
+    assert found, "no erasure link"
+    return consent_emails.subject_from_token(found.group(1), salt=consent_emails.ERASURE_SALT)
+
+
 def test_the_newsletter_emails_and_pages_carry_the_erasure_link(client, reader):
-    link = erase_link(reader.subject_id)
     [confirmed] = emails("emails/newsletter_confirmed")
     for body in (confirmed.payload["body_text"], confirmed.payload["body_html"]):
-        assert link in body
+        assert erased_subject(body) == reader.subject_id
     receipts = consent_emails.newsletter_links(reader.subject_id)["receipts_path"]
-    assert link in client.get(receipts).content.decode()
+    assert erased_subject(client.get(receipts).content.decode()) == reader.subject_id
 
 
 def test_a_subscriber_erases_their_subscription_from_the_emailed_link(client, reader):
@@ -677,9 +684,4 @@ def test_a_refused_closure_opens_the_account_again(customer, staff):
 def test_the_one_click_stop_page_offers_a_subscriber_the_erasure_too(client, reader):
     stop = consent_emails.newsletter_links(reader.subject_id)["stop_path"]
     html = client.post(stop).content.decode()
-    assert erase_link(reader.subject_id).split("/")[:3] == ["", "rights", "erase"]
-    assert 'href="/rights/erase/' in html
-    token = re.search(r'href="/rights/erase/([^/"]+)/"', html).group(1)
-    assert consent_emails.subject_from_token(token, salt=consent_emails.ERASURE_SALT) == (
-        reader.subject_id
-    )
+    assert erased_subject(html) == reader.subject_id
