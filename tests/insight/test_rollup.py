@@ -88,7 +88,7 @@ def test_a_second_run_reads_only_the_new_events(
     sealed()
     rollup.ledger_rollup()
     before = cells()
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(10):  # the barrier, the cursor, one empty read
         assert rollup.ledger_rollup() == 0
     assert cells() == before
     # Caio grants the newsletter later the same week: one more person there.
