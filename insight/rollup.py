@@ -46,10 +46,23 @@ DATED = (Period.WEEK, Period.MONTH)
 
 
 def period_start(period: str, moment: datetime) -> date:
-    day = timezone.localtime(moment).date()
-    if period == Period.WEEK:
-        return day - timedelta(days=day.weekday())
-    return day.replace(day=1)
+    return _starts(moment)[0 if period == Period.WEEK else 1]
+
+
+def _starts(moment: datetime) -> tuple[date, date]:
+    """The Monday of the moment's week and the first of its month, in the
+    portal's time zone (read once per run: timezone.localtime per event was
+    half of the fold's time)."""
+    day = moment.astimezone(_zone()).date()
+    return day - timedelta(days=day.weekday()), day.replace(day=1)
+
+
+_zone_of_run: list = []
+
+
+def _zone():
+    # Set by each run (ledger_rollup): settings are not read once per event.
+    return _zone_of_run[0] if _zone_of_run else timezone.get_default_timezone()
 
 
 def _measures(decision: str, method: str, gpc: bool) -> list[str]:
@@ -69,9 +82,12 @@ def _cells(event: tuple) -> list[tuple]:
     purpose, version) keys (NEW_PEOPLE and NET_GRANTED are decided apart)."""
     _id, _subject, purpose, decision, method, created, version, gpc = event
     cells = []
-    for measure in _measures(decision, method, gpc):
-        for period in DATED:
-            cells.append((period, period_start(period, created), measure, purpose, 0))
+    measures = _measures(decision, method, gpc)
+    if measures:
+        week, month = _starts(created)
+    for measure in measures:
+        cells.append((Period.WEEK, week, measure, purpose, 0))
+        cells.append((Period.MONTH, month, measure, purpose, 0))
         if measure == LAPSE:
             cells.append((Period.VERSION, NO_DATE, LAPSE, purpose, version or 0))
     if decision == Decision.WITHDRAWN and method == Method.EMAIL_LINK:
@@ -129,15 +145,15 @@ def _fold(events: list[tuple], past: _Past) -> dict[tuple, int]:
                 deltas[cell] += 1
         if subject not in past.known:
             past.known.add(subject)
-            for period in DATED:
-                deltas[period, period_start(period, created), NEW_PEOPLE, 0, 0] += 1
+            week, month = _starts(created)
+            deltas[Period.WEEK, week, NEW_PEOPLE, 0, 0] += 1
+            deltas[Period.MONTH, month, NEW_PEOPLE, 0, 0] += 1
         was = past.decision.get((subject, purpose)) == Decision.GRANTED
         now = decision == Decision.GRANTED
         if was != now:
-            for period in DATED:
-                deltas[period, period_start(period, created), NET_GRANTED, purpose, 0] += (
-                    1 if now else -1
-                )
+            week, month = _starts(created)
+            deltas[Period.WEEK, week, NET_GRANTED, purpose, 0] += 1 if now else -1
+            deltas[Period.MONTH, month, NET_GRANTED, purpose, 0] += 1 if now else -1
         past.decision[subject, purpose] = decision
     return deltas
 
@@ -190,6 +206,7 @@ def ledger_rollup(*, batch: int = BATCH) -> int:
 
     barrier = _committed_barrier()
     folded = 0
+    _zone_of_run[:] = [timezone.get_default_timezone()]
     while True:
         with transaction.atomic():
             cursor = _cursor()

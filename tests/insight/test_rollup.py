@@ -124,3 +124,19 @@ def test_unsubscribes_and_lapses_count_per_policy_version(purposes, at, sealed):
         for t in Tally.objects.filter(period=Period.VERSION, policy_version_id=version)
     }
     assert by_version == {(rollup.UNSUBSCRIBE, 0): 1, (rollup.LAPSE, news.pk): 1}
+
+
+def test_the_beat_task_folds_and_takes_the_figures(purposes, settings):
+    from insight.models import Figure
+    from insight.tasks import insight_refresh
+
+    assert settings.CELERY_BEAT_SCHEDULE["insight-refresh"]["task"] == insight_refresh.name
+    decide(uuid.uuid4(), purposes["newsletter"], Decision.GRANTED, Method.SIGNUP)
+    insight_refresh.delay()
+    assert [t.count for t in Tally.objects.filter(measure=rollup.GRANT_SIGNUP)] == [
+        1,
+        1,
+    ]  # week, month
+    granted = Figure.objects.get(measure=rollup.GRANTED_NOW, key=str(purposes["newsletter"].pk))
+    assert granted.count == 1
+    assert insight_refresh.delay().get() == 0  # nothing new
