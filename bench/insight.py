@@ -12,6 +12,8 @@
    statement that knows nothing of earlier events).
 
 Usage: python bench/insight.py [--events 5000000] [--day 100000] [--renders 15]
+       python bench/insight.py --compare SMALL_DB LARGE_DB  (two databases it built:
+       renders taken in turn, when the machine's load moves between the two sizes)
 Needs PostgreSQL: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/clareza_bench).
 """
 
@@ -166,7 +168,38 @@ PLAIN_GROUP_BY = (
 )
 
 
+def compare(small: str, large: str, renders: int) -> None:
+    """Renders of the page over two databases already built by this script,
+    taken in turn, so that both sizes see the same load on the machine."""
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{small}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    from consents.models import ConsentEvent
+
+    setup_test_environment()
+    times: dict[str, list[float]] = {small: [], large: []}
+    sizes = {}
+    for _round in range(renders):
+        for name in (small, large):
+            connection.close()
+            connection.settings_dict["NAME"] = name
+            sizes[name] = ConsentEvent.objects.count()
+            times[name].append(render_seconds(3))
+    a, b = (statistics.median(times[n]) for n in (small, large))
+    print(f"1. dashboard per week, renders taken in turn ({renders} rounds of 3)")
+    print(f"  {sizes[small]:>10,} events  {a * 1000:8.1f} ms")
+    print(f"  {sizes[large]:>10,} events  {b * 1000:8.1f} ms   ratio {b / a:.2f} (target <= 1.5)")
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        compare(sys.argv[2], sys.argv[3], renders=7)
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--small", type=int, default=50_000)
