@@ -92,6 +92,8 @@ PAGES = [
     ("staff", "/admin/policies/policyversion/{draft_id}/publish/"),
     ("staff", "/admin/mfa/authenticator/"),
     ("staff", "/admin/account/emailaddress/"),
+    ("staff", "/admin/insight/tally/"),
+    ("staff", "/admin/insight/tally/?period=week"),
 ]
 LANGUAGES = ["en", "pt-br"]
 WIDTHS = {"1280": DESKTOP, "360": PHONE}
