@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["ledger.py", "panel.py", "fanout.py", "retention.py", "erasure.py", "export.py"]
+BENCHMARKS = [
+    "ledger.py",
+    "panel.py",
+    "fanout.py",
+    "retention.py",
+    "erasure.py",
+    "export.py",
+    "insight.py",
+]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

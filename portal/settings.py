@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "consents",
     "policies",
     "rights",
+    "insight",
 ]
 
 MIDDLEWARE = [
@@ -380,6 +381,13 @@ if TASK_BROKER == "filesystem":
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
+# Insight (insight/): the staff dashboard's figures. A published count is 0 or
+# at least this many people; smaller cells, and those that would give them back
+# by subtraction, are hidden (insight/suppression.py).
+INSIGHT_MIN_CELL = env_int("INSIGHT_MIN_CELL", 10, minimum=2)
+# How often the beat folds new ledger events into the rollups.
+INSIGHT_REFRESH_MINUTES = env_int("INSIGHT_REFRESH_MINUTES", 15, minimum=1)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {
         "task": "portal.tasks.outbox_sweep",
@@ -408,6 +416,10 @@ CELERY_BEAT_SCHEDULE = {
     "ledger-checkpoint": {
         "task": "consents.tasks.ledger_checkpoint",
         "schedule": timedelta(minutes=LEDGER_CHECKPOINT_MINUTES),
+    },
+    "insight-refresh": {
+        "task": "insight.tasks.insight_refresh",
+        "schedule": timedelta(minutes=INSIGHT_REFRESH_MINUTES),
     },
     "rights-requests-due": {
         "task": "rights.tasks.requests_due_digest",

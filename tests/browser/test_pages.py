@@ -98,6 +98,8 @@ PAGES = [
     ("staff", "/admin/mfa/authenticator/"),
     ("staff", "/admin/account/emailaddress/"),
     ("staff", "/admin/rights/auditentry/"),
+    ("staff", "/admin/insight/tally/"),
+    ("staff", "/admin/insight/tally/?period=week"),
 ]
 LANGUAGES = ["en", "pt-br"]
 WIDTHS = {"1280": DESKTOP, "360": PHONE}

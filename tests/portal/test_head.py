@@ -11,7 +11,7 @@ from consents.demo import seed_inventory
 from consents.models import Decision, Method, Purpose
 from policies.demo import seed_policies
 
-PROJECT_APPS = ("portal.", "consents.", "policies.", "rights.")
+PROJECT_APPS = ("portal.", "consents.", "policies.", "rights.", "insight.")
 BAD_TOKEN = "not-a-signed-token"
 
 # Arguments for each URL with parameters: real objects where the page has one,

@@ -28,7 +28,16 @@ PO = ROOT / CATALOGUE / "django.po"
 MO = ROOT / CATALOGUE / "django.mo"
 # What makemessages reads for the project's own strings: never .venv (Django's
 # and allauth's strings come with their own catalogues).
-SOURCES = ("portal", "consents", "policies", "rights", "templates", "locale", "manage.py")
+SOURCES = (
+    "portal",
+    "consents",
+    "policies",
+    "rights",
+    "insight",
+    "templates",
+    "locale",
+    "manage.py",
+)
 
 FIX = (
     "Run `make messages`, translate them in locale/pt_BR/LC_MESSAGES/django.po "

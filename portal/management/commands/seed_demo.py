@@ -22,6 +22,8 @@ DEMO_USERS = [
     ),
     ("staff@example.com", "Sofia", "en", True, set(), []),
 ]
+# Staff who see the figures and nothing that names a person (insight.services).
+ANALYST = "analyst@example.com"
 
 
 class Command(BaseCommand):
@@ -56,17 +58,36 @@ class Command(BaseCommand):
                 )
             verb = "created" if created else "refreshed"
             self.stdout.write(f"  {verb} {'staff' if staff else 'customer'} {email}")
+        from insight.demo import seed_history
+        from insight.services import analyst_group_ensure
+
+        self.stdout.write(f"  insight: {seed_history():,} decisions of a year of history added")
+        analyst, created = User.objects.get_or_create(
+            email=ANALYST, defaults={"first_name": "Rui", "language": "pt-br"}
+        )
+        analyst.is_staff, analyst.is_superuser, analyst.is_active = True, False, True
+        analyst.set_password(DEMO_PASSWORD)
+        analyst.save()
+        analyst.groups.set([analyst_group_ensure()])
+        EmailAddress.objects.update_or_create(
+            user=analyst, email=ANALYST, defaults={"verified": True, "primary": True}
+        )
+        self.stdout.write(f"  {'created' if created else 'refreshed'} privacy analyst {ANALYST}")
         from consents.ledger import seal
 
         # The worker's beat seals every few seconds; sealing now gives the demo's
         # receipts their inclusion proofs from the first page view.
         self.stdout.write(f"  ledger: {seal().sealed} decisions sealed")
+        from insight.rollup import insight_refresh
+
+        self.stdout.write(f"  insight: {insight_refresh()[0]:,} decisions folded into the figures")
         self.stdout.write(
             self.style.SUCCESS(
                 "Demo logins (password for all: "
                 f"{DEMO_PASSWORD}):\n"
                 "  customer  ana@example.com   (English)\n"
                 "  customer  joao@example.com  (Português)\n"
-                "  staff     staff@example.com (superuser, /admin/)"
+                "  staff     staff@example.com (superuser, /admin/)\n"
+                "  analyst   analyst@example.com (privacy analyst: /admin/insight/tally/)"
             )
         )
