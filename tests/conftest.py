@@ -4,6 +4,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth import get_user_model
+from django.utils import translation
 
 from portal.celery import app as celery_app
 
@@ -56,6 +57,18 @@ def other_customer(db):
 @pytest.fixture
 def staff(db):
     return make_user("staff@example.com", staff=True)
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts and ends in the default language. A request by a
+    Portuguese-speaking account activates pt-BR for the thread (as Django's
+    LocaleMiddleware and ours do, request by request), and the test client's
+    requests run in the test's thread: without this, a later test that reads a
+    message outside any request would read it in Portuguese."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
