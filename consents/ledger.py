@@ -210,15 +210,20 @@ def policy_hashes(ids=None) -> dict[int, str]:
     return _policy_hashes_checked(ids)[0]
 
 
-def event_intact(event: ConsentEvent) -> bool:
-    """The event's notice still holds the text its hash was taken from, and
-    the event's own hash still covers what the row says (before a receipt is
-    signed for it: the portal never signs a forged text)."""
-    notice = event.notice
+def notice_intact(notice) -> bool:
+    """The notice still holds the text its hash was taken from."""
     candidates = [notice_content_hash(notice.content)] + [
         notice_content_hash({"revert_of": v, **notice.content}) for v in range(1, notice.version)
     ]
-    if not any(hmac.compare_digest(notice.content_hash, c) for c in candidates):
+    return any(hmac.compare_digest(notice.content_hash, c) for c in candidates)
+
+
+def event_intact(event: ConsentEvent, *, notice_ok: bool | None = None) -> bool:
+    """The event's notice still holds the text its hash was taken from, and
+    the event's own hash still covers what the row says (before a receipt is
+    signed for it: the portal never signs a forged text). `notice_ok`: the
+    notice's check, when the caller has already made it for this notice."""
+    if not (notice_intact(event.notice) if notice_ok is None else notice_ok):
         return False
     return hmac.compare_digest(event_hash_of(event), event.hash)
 
@@ -567,9 +572,13 @@ def perfect_subtrees(needed: Iterable[tuple[int, int]], size: int) -> dict[tuple
     high = {key for key in needed if key[0] >= NODE_LEVEL}
     found: dict[tuple[int, int], bytes] = {}
     if high:
-        query = Q()
+        # One term per level (a proof for many leaves needs thousands of nodes).
+        by_level: dict[int, set[int]] = {}
         for level, index in high:
-            query |= Q(level=level, index=index)
+            by_level.setdefault(level, set()).add(index)
+        query = Q()
+        for level, indices in by_level.items():
+            query |= Q(level=level, index__in=sorted(indices))
         for level, index, digest in LedgerNode.objects.filter(query).values_list(
             "level", "index", "hash"
         ):
@@ -608,6 +617,20 @@ def inclusion_proof(event: ConsentEvent, *, size: int | None = None) -> Inclusio
     nodes = perfect_subtrees(merkle.perfect_needed(ranges), target.size)
     path = merkle.inclusion_proof(index, target.size, lambda level, i: nodes[(level, i)])
     return InclusionProof(index, target.size, [p.hex() for p in path], target.token)
+
+
+def inclusion_proofs(places: Iterable[int], size: int, token: str) -> dict[int, InclusionProof]:
+    """inclusion_proof for many places (from 1) in the tree of `size` leaves
+    signed by `token`, with one read of the stored nodes and one of each block
+    of leaves they need (a copy of one's data proves thousands of receipts)."""
+    places = [place for place in dict.fromkeys(places) if 0 < place <= size]
+    ranges = {place: merkle.inclusion_ranges(place - 1, size) for place in places}
+    nodes = perfect_subtrees(merkle.perfect_needed(r for rs in ranges.values() for r in rs), size)
+    proofs = {}
+    for place in places:
+        path = merkle.inclusion_proof(place - 1, size, lambda level, i: nodes[(level, i)])
+        proofs[place] = InclusionProof(place - 1, size, [p.hex() for p in path], token)
+    return proofs
 
 
 @dataclass(frozen=True)
