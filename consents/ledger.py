@@ -4,7 +4,9 @@ A decision is one INSERT of an event that carries its own content hash
 (format clareza-event-v2: every field, the hash of the notice text shown and
 the hash of the policy version in force). Decisions of different people never
 wait for each other: each takes a shared advisory lock on the ledger and an
-exclusive one on its person (PostgreSQL; SQLite has one writer anyway).
+exclusive one on its person (PostgreSQL; SQLite has one writer anyway). On
+PostgreSQL the whole decision is one call of consents_decide() (decide(),
+migration 0010); consents.services runs the same rules in Python elsewhere.
 
 The sealer (consents.tasks.ledger_seal, every LEDGER_SEAL_SECONDS) takes the
 ledger lock exclusively for an instant, so that every event below the highest
@@ -31,6 +33,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import threading
+import time
 import uuid as uuid_module
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -210,12 +215,46 @@ def policy_hashes(ids=None) -> dict[int, str]:
     return _policy_hashes_checked(ids)[0]
 
 
-def notice_intact(notice) -> bool:
-    """The notice still holds the text its hash was taken from."""
+def notice_intact(notice: PurposeNotice) -> bool:
+    """The notice holds the text its hash was taken from. Remembered on the
+    instance (its content is what a receipt then states), never across
+    instances: a notice read again from the database is checked again."""
+    if notice.__dict__.get("_intact_hash") == notice.content_hash:
+        return True
     candidates = [notice_content_hash(notice.content)] + [
         notice_content_hash({"revert_of": v, **notice.content}) for v in range(1, notice.version)
     ]
-    return any(hmac.compare_digest(notice.content_hash, c) for c in candidates)
+    if not any(hmac.compare_digest(notice.content_hash, c) for c in candidates):
+        return False
+    notice._intact_hash = notice.content_hash
+    return True
+
+
+# (policy version id, hash) pairs whose published text was recomputed to that
+# hash in this process. A published version's text is frozen (a trigger), and
+# a receipt states only the version's number, never its text, so a pair once
+# checked need not be read again for each receipt; verify() recomputes every
+# text, every time.
+_policies_checked: set[tuple[int, str]] = set()
+
+
+def _event_policy_hash(event: ConsentEvent) -> str:
+    """The hash of the event's policy version, recomputed from its text ("" if
+    it no longer matches). An event just recorded in this process carries the
+    hash it was made with (`_ledger_policy_hash`): once that pair is checked,
+    it is not read again."""
+    version = event.policy_version_id
+    if version is None:
+        return ""
+    used = event.__dict__.get("_ledger_policy_hash")
+    if used is not None and (version, used) in _policies_checked:
+        return used
+    computed = policy_hashes([version]).get(version, "")
+    if used is not None and computed and hmac.compare_digest(computed, used):
+        if len(_policies_checked) >= 1000:
+            _policies_checked.clear()
+        _policies_checked.add((version, used))
+    return computed
 
 
 def event_intact(event: ConsentEvent, *, notice_ok: bool | None = None) -> bool:
@@ -225,7 +264,11 @@ def event_intact(event: ConsentEvent, *, notice_ok: bool | None = None) -> bool:
     notice's check, when the caller has already made it for this notice."""
     if not (notice_intact(event.notice) if notice_ok is None else notice_ok):
         return False
-    return hmac.compare_digest(event_hash_of(event), event.hash)
+    if event.prev_hash:
+        return hmac.compare_digest(event_hash_of(event), event.hash)
+    return hmac.compare_digest(
+        event_hash_of(event, policy_hash=_event_policy_hash(event)), event.hash
+    )
 
 
 class LedgerIntegrityError(Exception):
@@ -288,6 +331,94 @@ def decision_context(*, subject_id: object, purpose_id: int) -> DecisionContext:
     if row is None:
         return DecisionContext(None, True, None)
     return DecisionContext(row[0], bool(row[1]), row[2])
+
+
+def event_uuid() -> uuid_module.UUID:
+    """A new event's uuid, time-ordered (UUIDv7, RFC 9562: 48 bits of Unix
+    milliseconds, then 74 random bits), so that its unique index grows at its
+    right edge, as the primary key does, instead of rewriting a random page of
+    a large index with every decision. It states nothing the event does not
+    (its time is in it anyway)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC 4122 variant
+    return uuid_module.UUID(int=value)
+
+
+def decides_in_database() -> bool:
+    """Whether a decision is one call of consents_decide() (migration 0010),
+    the decision rules run by the database: on PostgreSQL. Elsewhere
+    consents.services runs the same rules in Python, statement by statement."""
+    return connection.vendor == "postgresql"
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What consents_decide() did: `status` is recorded, repeated (nothing to
+    record), retired, no_notice or notice_changed (refused, nothing written)."""
+
+    status: str
+    event_id: int | None
+    decision: str | None
+    notice_id: int | None
+    policy_version_id: int | None
+    policy_hash: str | None
+    created_at: datetime | None
+    hash: str | None
+
+
+_DECIDE = (
+    "SELECT status, event_id, decision, notice_id, policy_version_id, policy_hash, "
+    "created_at, hash FROM consents_decide("
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def decide(
+    *,
+    subject_id: object,
+    purpose_id: int,
+    decision: str,
+    method: str,
+    notice_id: int | None,
+    policy_version_id: int | None,
+    policy_hash: str | None,
+    day,
+    allow_retired: bool,
+    reconfirm: bool,
+    uuid: object,
+    ip_truncated: str,
+    user_agent_family: str,
+    gpc_signal: bool,
+    created_at: datetime | None = None,
+) -> Decided:
+    """One decision in one statement (PostgreSQL): the locks of decision_lock,
+    the read of decision_context, the rules, the event with its hash (as
+    event_hash computes it) and the state. In autocommit it is its own
+    transaction; in a transaction, part of it. `created_at` None: the
+    database's clock once the person's lock is held."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DECIDE,
+            [
+                _prep(ConsentState, "subject_id", subject_id),
+                purpose_id,
+                decision,
+                method,
+                notice_id,
+                policy_version_id,
+                policy_hash,
+                day,
+                allow_retired,
+                reconfirm,
+                _prep(ConsentEvent, "uuid", uuid),
+                created_at,
+                ip_truncated,
+                user_agent_family,
+                gpc_signal,
+            ],
+        )
+        return Decided(*cursor.fetchone())
 
 
 _notices: dict[int, PurposeNotice] = {}
@@ -771,9 +902,14 @@ def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
             policy, problem = _policy_hashes_checked()
         if problem:
             return Verdict(False, 0, problem, **extra)
-        verdict = _verify_tree(notice_hashes, policy, chunk_size, anchors)
+        beside = _Beside.launch(notice_hashes, policy) if outermost else None
+        try:
+            verdict = _verify_tree(notice_hashes, policy, chunk_size, anchors, beside)
+        finally:
+            if beside is not None:
+                beside.finish()
         if verdict.intact:
-            problem = _state_problem()
+            problem = beside.result("state") if beside is not None else _state_problem()
             if problem:
                 verdict = Verdict(False, verdict.count, problem, unsealed=verdict.unsealed)
         return Verdict(
@@ -784,6 +920,58 @@ def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
             seals=verdict.seals,
             **extra,
         )
+
+
+class _Beside(threading.Thread):
+    """verify()'s SQL checks on a second connection that imports the first
+    one's snapshot (pg_export_snapshot), so that they run while the leaves
+    stream over COPY on the first (no other statement may run on a connection
+    while a COPY is open on it). Both see exactly the same rows. Only for a
+    verify() that owns its transaction: rows that an enclosing transaction
+    wrote and has not committed are not visible from another connection."""
+
+    def __init__(self, snapshot: str, notices: dict[int, str], policies: dict[int, str]):
+        super().__init__(name="verify-beside", daemon=True)
+        self.snapshot = snapshot
+        self.notices = notices
+        self.policies = policies
+        self.results: dict[str, object] = {}
+        self.error: BaseException | None = None
+
+    @classmethod
+    def launch(cls, notices: dict[int, str], policies: dict[int, str]) -> _Beside | None:
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+        beside = cls(snapshot, notices, policies)
+        beside.start()
+        return beside
+
+    def run(self) -> None:
+        # This thread's own connection (Django's are per thread), closed at the end.
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot])
+                self.results["events"] = _pg_event_problem(self.notices, self.policies, after=0)
+                self.results["order"] = _pg_leaf_order_problem()
+                self.results["state"] = _state_problem()
+        except BaseException as exc:  # raised again in verify()'s thread
+            self.error = exc
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+    def result(self, name: str):
+        self.finish()
+        return self.results[name]
 
 
 def _verified_notice_hashes() -> tuple[dict[int, str], str]:
@@ -973,7 +1161,11 @@ def _event_problem(row: tuple, notices: dict[int, str], policies: dict[int, str]
 
 
 def _verify_tree(
-    notices: dict[int, str], policies: dict[int, str], chunk_size: int, checkpoints: list
+    notices: dict[int, str],
+    policies: dict[int, str],
+    chunk_size: int,
+    checkpoints: list,
+    beside: _Beside | None = None,
 ) -> Verdict:
     """Every event's hash, then the leaves in order and the tree's root at
     every anchor (matched while the leaves stream past: memory stays flat),
@@ -992,7 +1184,19 @@ def _verify_tree(
         if anchor.kind == "chain":
             anchor.root_found = _chain_hash_at(anchor.size)
     fast = connection.vendor == "postgresql"
-    if fast:
+    if fast and beside is not None:
+        # The database checks every event's hash and the leaves' order on the
+        # second connection while the leaves stream here: the verdict is the
+        # one the sequential checks below give, in the same order.
+        problem = _chain_problem(notices, chunk_size)
+        verdict = _pg_fold(anchors, walk, seal_count) if not problem else None
+        if problem:
+            return Verdict(False, 0, problem, seals=seal_count)
+        found = beside.result("events") or beside.result("order")
+        if found:
+            problem, verified = found
+            return Verdict(False, verified, problem, seals=seal_count)
+    elif fast:
         problem = _chain_problem(notices, chunk_size)
         if problem:
             return Verdict(False, 0, problem, seals=seal_count)
@@ -1047,10 +1251,13 @@ class _Folder:
         nodes = walk.nodes
 
         def keep(level: int, index: int, digest: bytes) -> None:
-            if level >= NODE_LEVEL:
-                nodes[level, index] = digest
+            nodes[level, index] = digest
 
         self.keep = keep
+
+    def _extend(self, leaves: list[bytes]) -> None:
+        # Whole blocks hashed level by level; only nodes of NODE_LEVEL and up kept.
+        self.frontier.extend_blocks(leaves, self.keep, min_level=NODE_LEVEL)
 
     def feed(self, leaves: list[bytes]) -> None:
         """The next leaves, in tree order."""
@@ -1058,7 +1265,7 @@ class _Folder:
         anchor, walk = self.anchor, self.walk
         while anchor is not None and anchor.size - self.size <= len(leaves) - start:
             cut = start + anchor.size - self.size
-            self.frontier.extend(leaves[start:cut], self.keep)
+            self._extend(leaves[start:cut])
             self.size, start = anchor.size, cut
             while anchor is not None and anchor.size == self.size:
                 if walk.mismatch is None:
@@ -1070,7 +1277,7 @@ class _Folder:
                         walk.mismatch = anchor
                 anchor = next(self.pending, None)
         self.anchor = anchor
-        self.frontier.extend(leaves[start:], self.keep)
+        self._extend(leaves[start:])
         self.size += len(leaves) - start
 
 

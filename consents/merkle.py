@@ -168,6 +168,65 @@ class Frontier:
             self._size = size
         return completed
 
+    def extend_blocks(
+        self,
+        leaf_hashes: list[bytes],
+        on_node: Callable[[int, int, bytes], object],
+        *,
+        min_level: int = 1,
+        block_level: int = 8,
+    ) -> None:
+        """extend() for a long list of leaves (verify's fold): the same tree
+        and the same nodes, but only those of `min_level` and up go to on_node.
+
+        Whole aligned blocks of 2**block_level leaves are hashed level by level
+        in list comprehensions (one SHA-256 per node, no per-leaf branching),
+        then their root joins the frontier as one perfect subtree; the leaves
+        before the first aligned block and after the last go through extend()."""
+        width = 1 << block_level
+        total = len(leaf_hashes)
+        start = min(-self._size % width, total)
+
+        def low(level: int, index: int, digest: bytes) -> None:
+            if level >= min_level:
+                on_node(level, index, digest)
+
+        if start:
+            self.extend(leaf_hashes[:start], low)
+        sha256 = hashlib.sha256
+        nodes = self._nodes
+        push = nodes.append
+        pop = nodes.pop
+        emit_low = min_level <= block_level
+        while total - start >= width:
+            level_hashes = leaf_hashes[start : start + width]
+            first = self._size >> 1  # index of the first node of level 1 in this block
+            for level in range(1, block_level + 1):
+                level_hashes = [
+                    sha256(b"\x01" + left + right).digest()
+                    for left, right in zip(level_hashes[0::2], level_hashes[1::2], strict=True)
+                ]
+                if emit_low and level >= min_level:
+                    for offset, digest in enumerate(level_hashes):
+                        on_node(level, first + offset, digest)
+                first >>= 1
+            # The block's root joins the frontier as a perfect subtree of block_level.
+            carry = level_hashes[0]
+            size = self._size + width
+            level = block_level
+            rest = size >> block_level
+            while not rest & 1:
+                carry = sha256(b"\x01" + pop() + carry).digest()
+                level += 1
+                rest >>= 1
+                if level >= min_level:
+                    on_node(level, rest - 1, carry)
+            push(carry)
+            self._size = size
+            start += width
+        if start < total:
+            self.extend(leaf_hashes[start:], low)
+
     def root(self) -> bytes:
         """MTH of the first size leaves."""
         return _fold(self._nodes)

@@ -271,7 +271,9 @@ class ConsentEvent(models.Model):
         default=False, help_text="The request carried Sec-GPC: 1 when this was decided."
     )
     prev_hash = models.CharField(max_length=64, blank=True)  # format 1 only
-    hash = models.CharField(max_length=64, unique=True)
+    # Not indexed (migration 0011): nothing looks an event up by its hash, and
+    # two events never share one, since it covers the event's unique uuid.
+    hash = models.CharField(max_length=64)
 
     class Meta:
         verbose_name = _("consent event")

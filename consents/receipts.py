@@ -6,13 +6,15 @@ verify any receipt."""
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import logging
 
 from django.conf import settings
-from django.urls import reverse
+from django.db import connection
+from django.urls import get_script_prefix, get_urlconf, reverse
 from joserfc import jws
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, KeySet
 
 from consents import ledger
 from consents.checkpoints import checkpoint_time
@@ -44,10 +46,31 @@ class ReceiptUnavailable(Exception):
     """The event's record fails its integrity check: no receipt is signed."""
 
 
+_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
+@functools.lru_cache(maxsize=16)
+def _paths(prefix: str, urlconf: str | None, root: str) -> dict[str, str]:
+    """The paths every receipt names, reversed once per script prefix and URL
+    configuration (reverse() is a fifth of a receipt's cost otherwise); the
+    proof's path is a template for the receipt's id."""
+    return {
+        "privacy": reverse("consents:privacy"),
+        "proof": reverse("consents:ledger_proof", args=[_PLACEHOLDER]).replace(_PLACEHOLDER, "{}"),
+        "consistency": reverse("consents:ledger_consistency"),
+        "checkpoints": reverse("consents:ledger_checkpoints"),
+    }
+
+
+def _receipt_paths() -> dict[str, str]:
+    return _paths(get_script_prefix(), get_urlconf(), settings.ROOT_URLCONF)
+
+
 def receipt_payload(
     event: ConsentEvent,
     *,
     language: str = "en",
+    key: ECKey | None = None,
     position: dict | None = None,
     notice_ok: bool | None = None,
 ) -> dict:
@@ -65,13 +88,15 @@ def receipt_payload(
     sensitive = notice_text.get("sensitive_data_categories", [])
     basis = legal_basis_codes(content["legal_basis"], sensitive=bool(sensitive))
     site = settings.SITE_URL
+    paths = _receipt_paths()
+    key = key or signing_key()
     return {
         "version": "KI-CR-v1.1.0",
         "jurisdiction": "BR; EU",
         "consentTimestamp": int(event.created_at.timestamp()),
         "collectionMethod": COLLECTION_METHODS.get(event.method, event.method),
         "consentReceiptID": str(event.uuid),
-        "publicKey": signing_key().as_dict(private=False),
+        "publicKey": key.as_dict(private=False),
         "language": language,
         "piiPrincipalId": str(event.subject_id),
         "piiControllers": [
@@ -84,7 +109,7 @@ def receipt_payload(
                 "piiControllerUrl": site,
             }
         ],
-        "policyUrl": site + reverse("consents:privacy"),
+        "policyUrl": site + paths["privacy"],
         "services": [
             {
                 "service": settings.CONTROLLER_NAME,
@@ -119,17 +144,20 @@ def receipt_payload(
         "noticeVersion": event.notice.version,
         "noticeHash": event.notice.content_hash,
         "policyVersion": event.policy_version_id,
-        **(position if position is not None else _ledger_position(event, site)),
+        **(position if position is not None else _ledger_position(event, site, paths)),
     }
 
 
-def _ledger_position(event: ConsentEvent, site: str) -> dict:
+def _ledger_position(event: ConsentEvent, site: str, paths: dict[str, str]) -> dict:
     """Where the event is in the ledger and the proof of it: its place once
     sealed (seconds after the decision), an RFC 9162 inclusion proof against
     the first published checkpoint that covers it (or the newest signed seal
     until one does), and where to fetch a proof and the checkpoints later.
     `python3 clareza-verify.py` checks all of it with the published keys alone."""
-    place = LedgerLeaf.objects.filter(event=event).values_list("seq", flat=True).first()
+    with connection.cursor() as cursor:  # plain SQL: it runs for every receipt
+        cursor.execute("SELECT seq FROM consents_ledgerleaf WHERE event_id = %s", [event.pk])
+        row = cursor.fetchone()
+    place = row[0] if row else None
     covering = None
     if place is not None:
         covering = (
@@ -144,20 +172,20 @@ def _ledger_position(event: ConsentEvent, site: str) -> dict:
         if covering and covering[0] and LedgerSeal.objects.filter(size=covering[0]).exists():
             proof_size = covering[0]
         proof = ledger.inclusion_proof(event, size=proof_size)
-    return _position(event, site, place=place, covering=covering, proof=proof)
+    return _position(event, site, paths, place=place, covering=covering, proof=proof)
 
 
-def _position(event, site: str, *, place, covering, proof) -> dict:
+def _position(event, site: str, paths: dict[str, str], *, place, covering, proof) -> dict:
     return {
         "ledgerSeq": place,
         "ledgerHash": event.hash,
         "inclusionProof": proof.as_dict() if proof else None,
-        "proofUrl": site + reverse("consents:ledger_proof", args=[event.uuid]),
+        "proofUrl": site + paths["proof"].format(event.uuid),
         # RFC 9162 consistency proofs between two signed sizes (?first=&second=).
-        "consistencyUrl": site + reverse("consents:ledger_consistency"),
+        "consistencyUrl": site + paths["consistency"],
         # The signed checkpoint that covers this event, once there is one; the
         # list (and so any later one) is at ledgerCheckpoints.
-        "ledgerCheckpoints": site + reverse("consents:ledger_checkpoints"),
+        "ledgerCheckpoints": site + paths["checkpoints"],
         "coveredBy": {
             "size": covering[0],
             "time": checkpoint_time(covering[1]),
@@ -168,13 +196,14 @@ def _position(event, site: str, *, place, covering, proof) -> dict:
     }
 
 
-def _signed(payload: dict, key) -> str:
+def _signed(payload: dict, key: ECKey) -> str:
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT", "cty": "kantara-cr+json"}
     return jws.serialize_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key)
 
 
 def receipt_jws(event: ConsentEvent, *, language: str = "en") -> str:
-    return _signed(receipt_payload(event, language=language), signing_key())
+    key = signing_key()
+    return _signed(receipt_payload(event, language=language, key=key), key)
 
 
 class ReceiptSigner:
@@ -188,6 +217,7 @@ class ReceiptSigner:
     def __init__(self, *, language: str = "en") -> None:
         self.language = language
         self.site = settings.SITE_URL
+        self.paths = _receipt_paths()
         self.key = signing_key()
         self.checkpoint_sizes = list(
             LedgerCheckpoint.objects.order_by("size").values_list("size", flat=True)
@@ -195,9 +225,23 @@ class ReceiptSigner:
         self.newest = LedgerSeal.objects.order_by("-size").values_list("size", "token").first()
         self.notices_ok: dict[int, bool] = {}
 
-    def _covering_size(self, place: int) -> int | None:
+    def _covering_size(self, place: int | None) -> int | None:
+        if place is None:
+            return None
         at = bisect.bisect_left(self.checkpoint_sizes, place)
         return self.checkpoint_sizes[at] if at < len(self.checkpoint_sizes) else None
+
+    def _target(self, place: int | None, sealed: dict[int, str]) -> int | None:
+        """The tree size a place is proved in: its covering checkpoint's seal,
+        else the newest seal (as inclusion_proof does for one event)."""
+        if place is None:
+            return None
+        size = self._covering_size(place)
+        if size and size in sealed:
+            return size
+        if self.newest and self.newest[0] >= place:
+            return self.newest[0]
+        return None
 
     def sign(self, events: list[ConsentEvent]) -> list[str | None]:
         """One receipt per event, in order; None for an event that fails its
@@ -207,9 +251,7 @@ class ReceiptSigner:
                 "event_id", "seq"
             )
         )
-        covering_sizes = {
-            size for size in map(self._covering_size, places.values()) if size is not None
-        }
+        covering_sizes = {self._covering_size(place) for place in places.values()} - {None}
         covering: dict[int, tuple] = {}
         for row in (
             LedgerCheckpoint.objects.filter(size__in=covering_sizes)
@@ -222,13 +264,9 @@ class ReceiptSigner:
                 "size", "token"
             )
         )
-        # Each place is proved against its covering checkpoint's seal, else the newest.
         targets: dict[int, list[int]] = {}
         for place in places.values():
-            size = self._covering_size(place)
-            target = size if size and size in sealed else None
-            if target is None and self.newest and self.newest[0] >= place:
-                target = self.newest[0]
+            target = self._target(place, sealed)
             if target is not None:
                 targets.setdefault(target, []).append(place)
         proofs: dict[tuple[int, int], ledger.InclusionProof] = {}
@@ -239,13 +277,14 @@ class ReceiptSigner:
         signed = []
         for event in events:
             place = places.get(event.pk)
-            size = self._covering_size(place) if place is not None else None
-            target = size if size and size in sealed else None
-            if target is None and place is not None and self.newest and self.newest[0] >= place:
-                target = self.newest[0]
-            proof = proofs.get((target, place)) if target is not None else None
+            target = self._target(place, sealed)
             position = _position(
-                event, self.site, place=place, covering=covering.get(size), proof=proof
+                event,
+                self.site,
+                self.paths,
+                place=place,
+                covering=covering.get(self._covering_size(place)),
+                proof=proofs.get((target, place)),
             )
             if event.notice_id not in self.notices_ok:
                 self.notices_ok[event.notice_id] = ledger.notice_intact(event.notice)
@@ -253,6 +292,7 @@ class ReceiptSigner:
                 payload = receipt_payload(
                     event,
                     language=self.language,
+                    key=self.key,
                     position=position,
                     notice_ok=self.notices_ok[event.notice_id],
                 )

@@ -8,6 +8,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -515,6 +516,10 @@ def _effective_decision(current: str | None, decision: str) -> str | None:
     return decision
 
 
+_DECISIONS = frozenset(Decision.values)
+_METHODS = frozenset(Method.values)
+
+
 def consent_record(
     *,
     subject_id: uuid.UUID,
@@ -528,10 +533,15 @@ def consent_record(
     reconfirm: bool = False,
 ) -> ConsentEvent | None:
     """Record one decision: an event in the ledger and the current state, in one
-    transaction. Returns None when it repeats the current choice (no event)."""
-    if decision not in Decision.values:
+    transaction. Returns None when it repeats the current choice (no event).
+
+    On PostgreSQL the database applies the rules below in one call
+    (consents_decide, migration 0010); elsewhere they run here, statement by
+    statement. tests/consents/test_decide_in_sql.py holds both to the same
+    events and hashes."""
+    if decision not in _DECISIONS:
         raise ConsentError(_("Unknown decision."))
-    if method not in Method.values:
+    if method not in _METHODS:
         raise ConsentError(_("Unknown collection method."))
     if not purpose.is_optional:
         raise ConsentError(
@@ -539,10 +549,52 @@ def consent_record(
             % {"purpose": purpose.display_name}
         )
     if purpose.retired_at is not None and not allow_retired:
-        raise ConsentError(
-            _("“%(purpose)s” is no longer offered.") % {"purpose": purpose.display_name}
-        )
+        _decision_refused("retired", purpose)
     facts = facts or RequestFacts()
+    record = _record_in_database if ledger.decides_in_database() else _record_in_python
+    return record(
+        subject_id=subject_id,
+        purpose=purpose,
+        decision=decision,
+        method=method,
+        notice=notice,
+        facts=facts,
+        policy_version_id=policy_version_id,
+        allow_retired=allow_retired,
+        reconfirm=reconfirm,
+    )
+
+
+def _decision_refused(status: str, purpose: Purpose) -> None:
+    """Why a decision cannot be recorded, for the person (both paths)."""
+    if status == "retired":
+        message = _("“%(purpose)s” is no longer offered.")
+    elif status == "no_notice":
+        message = _("“%(purpose)s” has no published notice yet.")
+    else:
+        message = _(
+            "The description of “%(purpose)s” changed while you were reading it. "
+            "Please read it again and confirm your choice."
+        )
+    raise ConsentError(message % {"purpose": purpose.display_name})
+
+
+def _record_in_python(
+    *,
+    subject_id: uuid.UUID,
+    purpose: Purpose,
+    decision: str,
+    method: str,
+    notice: PurposeNotice | None,
+    facts: RequestFacts,
+    policy_version_id: int | None,
+    allow_retired: bool,
+    reconfirm: bool,
+    created_at=None,
+    event_uuid: uuid.UUID | None = None,
+) -> ConsentEvent | None:
+    """The rules, statement by statement (SQLite). `created_at` and
+    `event_uuid` are for the tests that compare the two paths."""
     with transaction.atomic():
         # This person's decisions one at a time (the state read below is current);
         # other people's go on at once.
@@ -550,23 +602,13 @@ def consent_record(
         # Read again under the lock: the caller's copy may predate a retirement.
         current = ledger.decision_context(subject_id=subject_id, purpose_id=purpose.pk)
         if current.retired and not allow_retired:
-            raise ConsentError(
-                _("“%(purpose)s” is no longer offered.") % {"purpose": purpose.display_name}
-            )
+            _decision_refused("retired", purpose)
         if current.notice_id is None:
-            raise ConsentError(
-                _("“%(purpose)s” has no published notice yet.") % {"purpose": purpose.display_name}
-            )
+            _decision_refused("no_notice", purpose)
         if notice is None:
             notice = ledger.notice_by_id(current.notice_id)
-        elif notice.pk != current.notice_id or notice.purpose_id != purpose.pk:
-            raise ConsentError(
-                _(
-                    "The description of “%(purpose)s” changed while you were reading it. "
-                    "Please read it again and confirm your choice."
-                )
-                % {"purpose": purpose.display_name}
-            )
+        elif notice.pk != current.notice_id:
+            _decision_refused("notice_changed", purpose)
         repeated = decision
         decision = _effective_decision(current.decision, decision)
         if decision is None and reconfirm and repeated == Decision.GRANTED:
@@ -577,7 +619,7 @@ def consent_record(
                 decision = Decision.GRANTED
         if decision is None:
             return None
-        now = timezone.now()
+        now = created_at or timezone.now()
         policy_hash = ""
         if policy_version_id is None:
             policy_version_id, policy_hash = policy_version_in_force() or (None, "")
@@ -585,6 +627,7 @@ def consent_record(
             policy_hash = ledger.policy_hashes([policy_version_id]).get(policy_version_id, "")
         event = ledger.append(
             policy_hash=policy_hash,
+            uuid=event_uuid or ledger.event_uuid(),
             subject_id=subject_id,
             purpose=purpose,
             notice=notice,
@@ -597,9 +640,80 @@ def consent_record(
             gpc_signal=facts.gpc_signal,
         )
         ledger.state_set(event)
+        event._ledger_policy_hash = policy_hash  # what a receipt checks against, once
         if decision == Decision.WITHDRAWN:
             # Processing ends now: data that only this purpose needed goes with it.
             personal_data.erase_unneeded(subject_id=subject_id)
+    return event
+
+
+def _record_in_database(
+    *,
+    subject_id: uuid.UUID,
+    purpose: Purpose,
+    decision: str,
+    method: str,
+    notice: PurposeNotice | None,
+    facts: RequestFacts,
+    policy_version_id: int | None,
+    allow_retired: bool,
+    reconfirm: bool,
+    created_at=None,
+    event_uuid: uuid.UUID | None = None,
+) -> ConsentEvent | None:
+    """The same decision as _record_in_python, made by consents_decide in one
+    call. A grant is complete with it: in autocommit it is its own transaction.
+    A refusal or a withdrawal may end a grant, which erases the data only that
+    purpose needed in the same transaction. `created_at` and `event_uuid` are
+    for the tests that compare the two paths."""
+    policy_hash = None
+    if policy_version_id is not None:
+        policy_hash = ledger.policy_hashes([policy_version_id]).get(policy_version_id, "")
+    event_uuid = event_uuid or ledger.event_uuid()
+    block = nullcontext() if decision == Decision.GRANTED else transaction.atomic()
+    with block:
+        decided = ledger.decide(
+            subject_id=subject_id,
+            purpose_id=purpose.pk,
+            decision=decision,
+            method=method,
+            notice_id=notice.pk if notice is not None else None,
+            policy_version_id=policy_version_id,
+            policy_hash=policy_hash,
+            day=timezone.localdate(),
+            allow_retired=allow_retired,
+            reconfirm=reconfirm,
+            uuid=event_uuid,
+            ip_truncated=facts.ip_truncated,
+            user_agent_family=facts.user_agent_family,
+            gpc_signal=facts.gpc_signal,
+            created_at=created_at,
+        )
+        if decided.status == "repeated":
+            return None
+        if decided.status != "recorded":
+            _decision_refused(decided.status, purpose)
+        if decided.decision == Decision.WITHDRAWN:
+            personal_data.erase_unneeded(subject_id=subject_id)
+    event = ConsentEvent(
+        pk=decided.event_id,
+        uuid=event_uuid,
+        subject_id=subject_id,
+        purpose=purpose,
+        notice=notice if notice is not None else ledger.notice_by_id(decided.notice_id),
+        policy_version_id=decided.policy_version_id,
+        decision=decided.decision,
+        method=method,
+        created_at=decided.created_at,
+        ip_truncated=facts.ip_truncated,
+        user_agent_family=facts.user_agent_family,
+        gpc_signal=facts.gpc_signal,
+        prev_hash="",
+        hash=decided.hash,
+    )
+    event._state.adding = False
+    event._state.db = transaction.get_connection().alias
+    event._ledger_policy_hash = decided.policy_hash or ""
     return event
 
 

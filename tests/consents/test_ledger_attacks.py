@@ -465,6 +465,76 @@ def test_verify_never_raises_a_false_alarm_while_customers_decide():
     assert final.intact and final.count == ConsentEvent.objects.count()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_verify_on_two_connections_names_what_it_names_on_one():
+    """verify() that owns its transaction checks hashes, order and state on a
+    second connection sharing its snapshot, beside the leaf stream; inside an
+    enclosing transaction it checks them one after the other on one. Both
+    give the same verdict, intact or not (the triggers are disabled for one
+    statement each time, and enabled again, since this test commits)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: the second connection is PostgreSQL's")
+    purposes = {p.key: p for p in seed_inventory()}
+    subjects = [uuid.uuid4() for _ in range(3)]
+    events = [record(purposes, s, k) for s in subjects for k in ("newsletter", "ad-partners")]
+    ledger.seal()
+    record(purposes, subjects[0], "newsletter", Decision.WITHDRAWN)  # not sealed yet
+
+    def both_ways():
+        alone = ledger.verify()
+        with transaction.atomic():
+            inside = ledger.verify()
+        assert alone == inside
+        return alone
+
+    def tampered(table: str, trigger: str, sql: str, params: list) -> None:
+        with transaction.atomic():
+            execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+            execute(sql, params)
+            execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+
+    verdict = both_ways()
+    assert verdict.intact and (verdict.count, verdict.unsealed) == (6, 1)
+
+    ConsentState.objects.filter(subject_id=subjects[1], purpose=purposes["newsletter"]).update(
+        decision=Decision.REFUSED
+    )
+    verdict = both_ways()
+    assert not verdict.intact and "current state of “newsletter”" in verdict.problem
+    ConsentState.objects.filter(subject_id=subjects[1], purpose=purposes["newsletter"]).update(
+        decision=Decision.GRANTED
+    )
+    assert both_ways().intact
+
+    tampered(
+        "consents_consentevent",
+        "consents_ledger_no_update",
+        "UPDATE consents_consentevent SET method = 'staff' WHERE id = %s",
+        [events[3].pk],
+    )
+    verdict = both_ways()
+    assert not verdict.intact
+    assert verdict.problem == f"event {events[3].uuid}: its content was changed (leaf #4)"
+
+    tampered(
+        "consents_consentevent",
+        "consents_ledger_no_update",
+        "UPDATE consents_consentevent SET method = 'panel' WHERE id = %s",
+        [events[3].pk],
+    )
+    assert both_ways().intact
+
+    tampered(
+        "consents_ledgerleaf",
+        "consents_leaf_no_delete",
+        "DELETE FROM consents_ledgerleaf WHERE seq = %s",
+        [3],
+    )
+    verdict = both_ways()
+    assert not verdict.intact and verdict.count == 2
+    assert verdict.problem == "leaf #3 is missing: the tree skips to #4"
+
+
 def test_a_leaf_proof_from_a_rewritten_node_does_not_verify(purposes):
     """Stored nodes serve inclusion proofs; one rewritten gives a proof that
     fails against the signed root instead of a false one that passes."""

@@ -144,6 +144,36 @@ def test_extend_agrees_with_append_with_and_without_a_callback():
     assert listed == called == one_by_one
 
 
+@pytest.mark.parametrize("block_level", [1, 2, 4])
+@pytest.mark.parametrize("min_level", [1, 3, 8])
+def test_extend_blocks_builds_the_same_tree_and_nodes_as_extend(block_level, min_level):
+    """verify's batched fold: from any starting size, in cuts of any length
+    (aligned blocks and ragged ends), the same frontier as extend() and the
+    same nodes from min_level up, in no particular order."""
+    many = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(700)]
+    rng = random.Random(9)  # noqa: S311 (cut lengths, not secrets)
+    for start in (0, 1, 3, 16, 17, 100, 255, 256, 257):
+        expected_frontier = Frontier()
+        expected_frontier.extend(many[:start])
+        wanted = [n for n in expected_frontier.extend(many[start:]) if n[0] >= min_level]
+        batched = Frontier()
+        batched.extend(many[:start])
+        received = []
+        position = start
+        while position < len(many):
+            cut = min(len(many), position + rng.choice([1, 2, 5, 64, 130, 300]))
+            batched.extend_blocks(
+                many[position:cut],
+                lambda *node, into=received: into.append(node),
+                min_level=min_level,
+                block_level=block_level,
+            )
+            position = cut
+        assert batched == expected_frontier, (start, block_level)
+        assert sorted(received) == sorted(wanted), (start, block_level, min_level)
+        assert batched.root() == expected_frontier.root()
+
+
 def test_json_round_trip_continues_as_if_never_stopped():
     for size in range(0, 130):
         frontier = Frontier()
