@@ -36,6 +36,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 CHUNK = 500
+HISTORY_CHUNK = 100
 
 STRING, INTEGER, BOOLEAN, DATETIME, LIST, JSON = (
     "string",
@@ -274,11 +275,13 @@ def _consent_history(person: Person) -> Iterator[dict]:
     )
     # Receipts are signed a chunk at a time: a few queries per chunk, not per
     # receipt; one that fails its integrity check is None (nothing is signed).
+    # A smaller chunk than other sections': each event comes with its notice,
+    # its purpose's categories and a receipt of about 4 KiB.
     signer = receipts.ReceiptSigner(language=person.language)
     chunk: list = []
-    for event in rows.iterator(CHUNK):
+    for event in rows.iterator(HISTORY_CHUNK):
         chunk.append(event)
-        if len(chunk) == CHUNK:
+        if len(chunk) == HISTORY_CHUNK:
             yield from _history_rows(chunk, signer.sign(chunk), person, site)
             chunk = []
     if chunk:

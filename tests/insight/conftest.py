@@ -24,8 +24,18 @@ def purposes(db):
 def at(monkeypatch):
     """at(moment): decisions recorded from now on carry that time."""
 
+    from consents import services
+
+    in_database = services._record_in_database
+
     def move(moment: datetime) -> None:
         monkeypatch.setattr(timezone, "now", lambda: moment)
+        # On PostgreSQL a decision takes the database's clock unless given a time.
+        monkeypatch.setattr(
+            services,
+            "_record_in_database",
+            lambda **kwargs: in_database(**{**kwargs, "created_at": moment}),
+        )
 
     return move
 
