@@ -513,7 +513,7 @@ class SealOutcome:
     sealed: int  # events sealed by this run
 
 
-def _committed_barrier() -> int:
+def committed_barrier() -> int:
     """The highest event id such that every event with a lower id is committed
     or rolled back: taking the ledger lock exclusively waits for the decisions
     under way, and every later one gets a higher id."""
@@ -574,7 +574,7 @@ def seal(*, batch: int = SEAL_BATCH) -> SealOutcome:
     """Fold every committed, unsealed event into the tree and sign the new head,
     `batch` events per transaction. Returns the newest seal and how many events
     were sealed. One sealer at a time: a second one returns at once."""
-    barrier = _committed_barrier()
+    barrier = committed_barrier()
     sealed = 0
     newest = None
     while True:

@@ -202,9 +202,9 @@ def ledger_rollup(*, batch: int = BATCH) -> int:
     """Fold the events recorded since the last run; returns how many. Only
     events below the ledger's committed barrier are read: a decision still
     under way gets a higher id than any folded, so none is skipped."""
-    from consents.ledger import _committed_barrier
+    from consents.ledger import committed_barrier
 
-    barrier = _committed_barrier()
+    barrier = committed_barrier()
     folded = 0
     _zone_of_run[:] = [timezone.get_default_timezone()]
     while True:

@@ -11,7 +11,7 @@ changed something, when, and why (GDPR Art. 5(2) and 32, LGPD Art. 37 and 46).
   the row, and only then is the page built.
 - The rows name the person by their opaque subject id, never an email; staff
   by a snapshot of their address and name (the account may go later).
-- `accesses_for(subject_id)` is the person's view of it, for their copy.
+- `accesses(subject_id)` is the person's view of it, for their copy.
 - Rows are kept AUDIT_KEPT_DAYS, then deleted by the retention task (the
   "audit-trail" rule below, the only DELETE the database lets through).
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -208,14 +208,6 @@ def accesses(subject_id: uuid.UUID) -> Iterator[dict]:
             "request_kind": str(kinds.get(entry.request_kind, "")) if entry.request_kind else "",
             "reason": entry.reason,
         }
-
-
-def accesses_for(subject_id: uuid.UUID) -> list[dict]:
-    """accesses(), with times as ISO 8601 strings in UTC (ready to serialise)."""
-    return [
-        {**row, "at": row["at"].astimezone(UTC).isoformat().replace("+00:00", "Z")}
-        for row in accesses(subject_id)
-    ]
 
 
 # Retention -----------------------------------------------------------------------------

@@ -8,13 +8,12 @@ JSON Schema (schema.json) and the README in the ZIP are generated from the
 same columns, so that what is documented is what is written.
 
 Adding a section is one `register(Section(...))` call, from this module or
-from the app that owns the data (its AppConfig.ready()), for example the staff
-audit trail:
+from the app that owns the data (its AppConfig.ready()), for example:
 
     register(Section(
-        "staff_access", _("Who at the company looked at your data, and why"), _("..."),
-        columns=(Column("at", DATETIME, _("When")), Column("staff", STRING, _("Who")), ...),
-        rows=lambda person: audit.accesses_for(person.subject_id),
+        "orders", _("Your orders"), _("..."),
+        columns=(Column("at", DATETIME, _("When")), Column("total", STRING, _("Total")), ...),
+        rows=lambda person: orders_of(person.subject_id),
     ), after="rights_requests")
 
 Rows are dicts of plain values (str, int, bool, None, datetime, a list of

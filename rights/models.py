@@ -404,7 +404,7 @@ class AuditEntry(models.Model):
             ),
         ]
         indexes = [
-            # accesses_for and the admin's filter by person: one person's rows by time.
+            # accesses() and the admin's filter by person: one person's rows by time.
             models.Index(
                 fields=["subject_id", "at"],
                 name="audit_subject_idx",

@@ -139,13 +139,11 @@ def test_the_trail_stays_readable_once_the_staff_member_is_gone(admin_client, cu
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
     response = admin_client.get(reverse("admin:rights_auditentry_change", args=[entry.pk]))
     assert response.status_code == 200 and b"leaver@example.com" in response.content
-    [access] = audit.accesses_for(customer.subject_id)
+    [access] = audit.accesses(customer.subject_id)
     assert (access["staff"], access["staff_email"]) == ("Lia", "leaver@example.com")
 
 
-def test_accesses_for_lists_who_looked_when_and_why_as_plain_values(
-    staff, customer, other_customer
-):
+def test_accesses_lists_who_looked_when_and_why_as_plain_values(staff, customer, other_customer):
     request = ask(customer)
     audit.record_read(
         acting_user=staff,
@@ -156,14 +154,13 @@ def test_accesses_for_lists_who_looked_when_and_why_as_plain_values(
     look(staff, customer, reason="Parcel lost")
     look(staff, other_customer, reason="Not about this customer")
     with translation.override("pt-br"):
-        accesses = audit.accesses_for(customer.subject_id)
-    json.dumps(accesses)  # ready to serialise as it is
+        accesses = list(audit.accesses(customer.subject_id))
     assert [a["reason"] for a in accesses] == ["", "Parcel lost"]
     first = accesses[0]
     assert first["request"] == str(request.uuid) and first["looked"] is True
-    assert first["staff_email"] == staff.email and first["at"].endswith("Z")
+    assert first["staff_email"] == staff.email and first["at"].tzinfo is not None
     assert (
         first["action"] == "view_account" and first["action_label"] != "Opened a person's account"
     )
     assert first["request_kind"] and first["request_kind"] != "A copy of my data (access)"
-    assert audit.accesses_for(customer.subject_id.__class__(int=0)) == []
+    assert list(audit.accesses(customer.subject_id.__class__(int=0))) == []
