@@ -10,6 +10,11 @@ from portal.celery import app as celery_app
 
 PASSWORD = "a-long-Test-passphrase-42"
 
+# Argon2 spends about 100 ms of one core on each password by design; tests that
+# make people and log them in spend it thousands of times. The portal's own
+# setting (Argon2 first) is checked by tests/portal/test_passwords.py.
+QUICK_HASHER = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 def add_second_factor(user) -> str:
     """Give a person an authenticator app (TOTP) through allauth's own model
@@ -57,6 +62,11 @@ def other_customer(db):
 @pytest.fixture
 def staff(db):
     return make_user("staff@example.com", staff=True)
+
+
+@pytest.fixture(autouse=True)
+def _quick_passwords(settings):
+    settings.PASSWORD_HASHERS = QUICK_HASHER
 
 
 @pytest.fixture(autouse=True)

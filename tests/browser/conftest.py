@@ -224,15 +224,6 @@ def focus_is_visible(page) -> bool:
     )
 
 
-QUICK_HASHER = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings):
-    """Every login checks a password: a fast hasher keeps the suite in its budget."""
-    settings.PASSWORD_HASHERS = QUICK_HASHER
-
-
 # Data, built through the project's services --------------------------------------------
 
 

@@ -21,7 +21,6 @@ from pytest_django.live_server_helper import LiveServer
 from tests.browser.conftest import (
     DESKTOP,
     PHONE,
-    QUICK_HASHER,
     Watched,
     flush_database,
     log_in,
@@ -31,6 +30,7 @@ from tests.browser.conftest import (
     seed_shop,
     watch,
 )
+from tests.conftest import QUICK_HASHER
 
 # (who, path[, expected status]). {names} come from Site.names, built below.
 PAGES = [

@@ -168,13 +168,6 @@ def messages_on(page: Element) -> list[str]:
 # Data, always built through the services --------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """No test here logs in with a password: make_user need not spend Argon2's
-    time and memory on each account (autouse runs before the user fixtures)."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def decide(user, purpose, decision=Decision.GRANTED) -> ConsentEvent | None:
     return consent_record(
         subject_id=user.subject_id, purpose=purpose, decision=decision, method=Method.PANEL

@@ -30,11 +30,6 @@ from tests.consents.test_panel import (
 STALE = "changed while you were reading it. Please read it again and confirm your choice."
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def the_row(response, key: str):
     (row,) = top_level_elements(response)
     assert (row.tag, row.attrs["id"]) == ("li", f"purpose-{key}")

@@ -38,11 +38,6 @@ def _english():
         yield
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def recommendations(purposes) -> Purpose:
     return purposes["recommendations"]

@@ -27,11 +27,6 @@ from tests.consents.test_panel import HTMX, Element, parse, top_level_elements
 NOT_ALLOWED = "We only keep this while you allow a purpose that uses it. Turn one on first."
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def shop(db):
     purposes = {p.key: p for p in seed_inventory()}

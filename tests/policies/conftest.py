@@ -51,12 +51,6 @@ def _english():
         yield
 
 
-@pytest.fixture(autouse=True)
-def _quick_passwords(settings):
-    """Dozens of customers: a fast hasher keeps the files under their time budget."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def purposes(db) -> dict[str, Purpose]:
     return {p.key: p for p in seed_inventory()}

@@ -83,7 +83,6 @@ def test_the_list_covers_every_project_url_with_parameters():
 def test_head_answers_as_get_does_and_never_405_on_a_page(
     client, customer, settings, name, as_customer
 ):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     seed_inventory()
     seed_policies()
     event = consent_services.consent_record(
