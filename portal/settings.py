@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "policies",
     "rights",
     "insight",
+    "integrations",
 ]
 
 MIDDLEWARE = [

@@ -16,7 +16,7 @@ from django.utils.safestring import SafeData
 from portal.mail import render_email
 
 ROOT = Path(settings.BASE_DIR)
-SCANNED = ["templates", "portal", "consents", "policies", "rights", "insight"]
+SCANNED = ["templates", "portal", "consents", "policies", "rights", "insight", "integrations"]
 UNESCAPING = re.compile(
     r"\|\s*safe\b|\|\s*safeseq\b|\bmark_safe\b|autoescape\s+off|\bformat_html\b|\bSafeString\b"
 )

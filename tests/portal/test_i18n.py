@@ -34,6 +34,7 @@ SOURCES = (
     "policies",
     "rights",
     "insight",
+    "integrations",
     "templates",
     "locale",
     "manage.py",

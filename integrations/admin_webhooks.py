@@ -1,0 +1,1 @@
+"""The admin of webhook endpoints and deliveries."""

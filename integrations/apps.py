@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class IntegrationsConfig(AppConfig):
+    """The company's other systems: API keys and the versioned API
+    (integrations.api), webhook endpoints and their deliveries through the one
+    outbox (integrations.webhooks), and the connected systems that rights
+    requests reach."""
+
+    name = "integrations"
+    verbose_name = _("Integrations")
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,3 @@
+"""Webhook endpoints and deliveries (integrations.webhooks)."""
+
+__all__: list[str] = []
