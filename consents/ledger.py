@@ -41,8 +41,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -956,9 +957,13 @@ class _Beside(threading.Thread):
                 with connection.cursor() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot])
-                self.results["events"] = _pg_event_problem(self.notices, self.policies, after=0)
-                self.results["order"] = _pg_leaf_order_problem()
-                self.results["state"] = _state_problem()
+                    # The events' join with the states in memory, not in batches on disk.
+                    cursor.execute("SET LOCAL work_mem = '64MB'")
+                events, state = _pg_events_and_state_problems(self.notices, self.policies)
+                self.results["events"] = events
+                self.results["state"] = state
+                barrier = _last_barrier()
+                self.results["hidden"] = (barrier, _hidden_below(barrier))
         except BaseException as exc:  # raised again in verify()'s thread
             self.error = exc
         finally:
@@ -1184,27 +1189,27 @@ def _verify_tree(
         if anchor.kind == "chain":
             anchor.root_found = _chain_hash_at(anchor.size)
     fast = connection.vendor == "postgresql"
-    if fast and beside is not None:
-        # The database checks every event's hash and the leaves' order on the
-        # second connection while the leaves stream here: the verdict is the
-        # one the sequential checks below give, in the same order.
-        problem = _chain_problem(notices, chunk_size)
-        verdict = _pg_fold(anchors, walk, seal_count) if not problem else None
-        if problem:
-            return Verdict(False, 0, problem, seals=seal_count)
-        found = beside.result("events") or beside.result("order")
-        if found:
-            problem, verified = found
-            return Verdict(False, verified, problem, seals=seal_count)
-    elif fast:
+    if fast:
+        # The database checks every event's hash (on the second connection,
+        # while the leaves stream here, when there is one), and the stream says
+        # whether every leaf is in its place: the verdict is the first of the
+        # events' check, the leaves' places, and the roots at the anchors.
         problem = _chain_problem(notices, chunk_size)
         if problem:
             return Verdict(False, 0, problem, seals=seal_count)
-        found = _pg_event_problem(notices, policies, after=0) or _pg_leaf_order_problem()
+        verdict, placed = _pg_fold(anchors, walk, seal_count)
+        if beside is not None:
+            found = beside.result("events")
+        else:
+            found = _pg_event_problem(notices, policies, after=0)
+        if not found and not placed:
+            found = _pg_leaf_order_problem() or (
+                "a leaf of the tree is not where its event puts it",
+                0,
+            )
         if found:
             problem, verified = found
             return Verdict(False, verified, problem, seals=seal_count)
-        verdict = _pg_fold(anchors, walk, seal_count)
     else:
         leaves = _checked_leaf_hashes(notices, policies, chunk_size, walk)
         try:
@@ -1216,7 +1221,9 @@ def _verify_tree(
     problem = _nodes_problem(walk.nodes)
     if problem:
         return Verdict(False, walk.count, problem, seals=seal_count)
-    return _beyond_the_tree(notices, policies, chunk_size, walk, seal_count, check=not fast)
+    return _beyond_the_tree(
+        notices, policies, chunk_size, walk, seal_count, check=not fast, beside=beside
+    )
 
 
 def _checked_leaf_hashes(
@@ -1359,6 +1366,20 @@ def _nodes_problem(computed: dict[tuple[int, int], bytes]) -> str:
     return ""
 
 
+def _last_barrier() -> int:
+    return LedgerSeal.objects.order_by("-size").values_list("last_event_id", flat=True).first() or 0
+
+
+def _hidden_below(barrier: int):
+    """The uuid of the first event up to the last seal's barrier that is not
+    in the tree, or None."""
+    return (
+        ConsentEvent.objects.filter(id__lte=barrier, leaf__isnull=True)
+        .values_list("uuid", flat=True)
+        .first()
+    )
+
+
 def _chain_hash_at(place: int) -> str:
     """The stored hash of the event at `place` (a checkpoint of the chain)."""
     return LedgerLeaf.objects.filter(seq=place).values_list("event__hash", flat=True).first() or ""
@@ -1372,6 +1393,7 @@ def _beyond_the_tree(
     seal_count: int,
     *,
     check: bool,
+    beside: _Beside | None = None,
 ) -> Verdict:
     """The last seal covers exactly the tree, no event hides below its
     barrier, and the events not sealed yet are counted (and checked, when the
@@ -1389,11 +1411,10 @@ def _beyond_the_tree(
         )
     barrier = last_seal[1] if last_seal else 0
     # Every event up to the last seal's barrier is in the tree: none was slipped in below it.
-    hidden = (
-        ConsentEvent.objects.filter(id__lte=barrier, leaf__isnull=True)
-        .values_list("uuid", flat=True)
-        .first()
-    )
+    if beside is not None and beside.result("hidden")[0] == barrier:
+        hidden = beside.result("hidden")[1]
+    else:
+        hidden = _hidden_below(barrier)
     if hidden is not None:
         return Verdict(
             False,
@@ -1527,22 +1548,36 @@ def _pg_leaf_order_problem() -> tuple[str, int] | None:
 
 _SQL_LEAF_STREAM = """
 COPY (
-    SELECT sha256('\\x00'::bytea || decode(e.hash, 'hex'))
-    FROM consents_ledgerleaf l JOIN consents_consentevent e ON e.id = l.event_id
-    ORDER BY l.seq
+    SELECT
+        decode(CASE WHEN length(e.hash) = 64 THEN e.hash ELSE repeat('0', 64) END, 'hex'),
+        e.id IS NOT NULL AND length(e.hash) = 64
+            AND l.seq = row_number() OVER (ORDER BY l.event_id)
+    FROM consents_ledgerleaf l LEFT JOIN consents_consentevent e ON e.id = l.event_id
+    ORDER BY l.event_id
 ) TO STDOUT (FORMAT BINARY)
 """
-# PostgreSQL's binary COPY: a 19-byte header, then per row a 2-byte field count,
-# a 4-byte length and the 32 bytes of the hash, then a 2-byte trailer.
+# The leaves come in the order of their events' ids, which both indexes give
+# without a sort (a merge join), with whether each is where it belongs: its
+# event exists, and its place is exactly its rank among the leaves by event id.
+# Places 1..n in the events' order is what the tree requires, so when every
+# row says true the stream was in tree order; one false row sends verify to
+# _pg_leaf_order_problem() for the name of what is wrong. The events' stored
+# hashes come decoded, and Python hashes them into leaves (SHA-256 in
+# PostgreSQL costs about 2 µs a call, hashlib's a fraction of that).
+# PostgreSQL's binary COPY: a 19-byte header, then per row a 2-byte field
+# count, a 4-byte length and the 32 bytes of the hash, a 4-byte length and the
+# byte of the boolean; then a 2-byte trailer.
 _COPY_HEADER = 19
-_ROW = 2 + 4 + 32
+_ROW = 2 + 4 + 32 + 4 + 1
+_FLAG = _ROW - 1
 
 
-def _pg_leaf_blocks(block: int = 1 << 20) -> Iterator[list[bytes]]:
-    """The leaf hashes in tree order, about `block` bytes at a time, over one
-    COPY stream of fixed-size rows: the database hashes while Python folds.
-    PostgreSQL sends a message per row, so the loop over them only gathers
-    bytes; the rows are cut out of a whole block at once. Memory stays flat."""
+def _pg_leaf_blocks(block: int = 1 << 20) -> Iterator[tuple[list[bytes], bool]]:
+    """(leaf hashes, whether every one is in its place), about `block` bytes
+    at a time, over one COPY stream of fixed-size rows: the database joins
+    while Python hashes and folds. PostgreSQL sends a message per row, so the
+    loop over them only gathers bytes; the rows are cut out of a whole block
+    at once. Memory stays flat."""
     with connection.cursor() as cursor, cursor.cursor.copy(_SQL_LEAF_STREAM) as copy:
         pending = bytearray()
         header = True
@@ -1554,27 +1589,44 @@ def _pg_leaf_blocks(block: int = 1 << 20) -> Iterator[list[bytes]]:
                 del pending[:_COPY_HEADER]
                 header = False
             usable = len(pending) - len(pending) % _ROW
-            yield [bytes(pending[i + 6 : i + _ROW]) for i in range(0, usable, _ROW)]
+            yield _leaves_of(pending, usable)
             del pending[:usable]
         if header and pending:
             del pending[:_COPY_HEADER]
         usable = len(pending) - len(pending) % _ROW  # the trailer's 2 bytes are left
         if usable:
-            yield [bytes(pending[i + 6 : i + _ROW]) for i in range(0, usable, _ROW)]
+            yield _leaves_of(pending, usable)
 
 
-def _pg_fold(anchors: list[_Anchor], walk: _Walk, seal_count: int) -> Verdict | None:
-    """Fold the streamed leaves, checking the root at every anchor (the
-    leaves' places and order were checked by the database already)."""
+def _leaves_of(rows: bytearray, usable: int) -> tuple[list[bytes], bool]:
+    sha256 = hashlib.sha256
+    zero = b"\x00"
+    view = memoryview(rows)
+    leaves = [sha256(zero + view[i + 6 : i + 38]).digest() for i in range(0, usable, _ROW)]
+    view.release()
+    return leaves, 0 not in rows[_FLAG:usable:_ROW]
+
+
+def _pg_fold(anchors: list[_Anchor], walk: _Walk, seal_count: int) -> tuple[Verdict | None, bool]:
+    """Fold the streamed leaves, checking the root at every anchor; also
+    whether every leaf was in its place (when not, the fold's verdict means
+    nothing: _pg_leaf_order_problem() names what is wrong). A stored hash that
+    is not hex stops the stream: the events' check names that event."""
     folder = _Folder(anchors, walk)
-    blocks = _pg_leaf_blocks()
+    placed = True
     try:
-        for leaves in blocks:
-            folder.feed(leaves)
-    finally:
-        blocks.close()
+        with transaction.atomic():  # a savepoint: the snapshot's transaction survives an error
+            blocks = _pg_leaf_blocks()
+            try:
+                for leaves, in_place in blocks:
+                    placed = placed and in_place
+                    folder.feed(leaves)
+            finally:
+                blocks.close()
+    except (DataError, psycopg.DataError):
+        return None, False
     walk.count = folder.size
-    return _walk_verdict(walk, folder.anchor, seal_count)
+    return _walk_verdict(walk, folder.anchor, seal_count), placed
 
 
 def _chain_problem(notices: dict[int, str], chunk_size: int) -> str:
@@ -1656,6 +1708,37 @@ def _stateless_message(event: object, subject: object, key: str) -> str:
         f"subject {subject} has decisions about “{key}” in the ledger ({event}) "
         "but no current state: the state was deleted"
     )
+
+
+_SQL_EVENTS_AND_STATES = f"""
+SELECT min(e.id) FILTER (WHERE e.prev_hash = '' AND e.hash <> {_SQL_EVENT_HASH}),
+       min(e.id) FILTER (WHERE s.id IS NULL),
+       min(s.id) FILTER (WHERE e.id > s.event_id),
+       count(*) FILTER (WHERE e.id = s.event_id AND e.decision = s.decision),
+       (SELECT count(*) FROM consents_consentstate)
+FROM consents_consentevent e
+LEFT JOIN unnest(%s::bigint[], %s::text[]) AS n(id, hash) ON n.id = e.notice_id
+LEFT JOIN unnest(%s::bigint[], %s::text[]) AS p(id, hash) ON p.id = e.policy_version_id
+LEFT JOIN consents_consentstate s ON s.subject_id = e.subject_id AND s.purpose_id = e.purpose_id
+"""  # noqa: S608 (constant SQL)
+
+
+def _pg_events_and_state_problems(
+    notices: dict[int, str], policies: dict[int, str]
+) -> tuple[tuple[str, int] | None, str]:
+    """_pg_event_problem(after=0) and _state_problem() in one pass over the
+    events (parallel, hashed against the states): every event's hash; a state
+    for every pair that has events, none older than the pair's last event; and
+    each state pointing at an event of its own pair with its decision, which
+    holds exactly when as many event rows match their state as there are
+    states. Only when something is wrong do the named checks run."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_EVENTS_AND_STATES, [*_arrays(notices), *_arrays(policies)])
+        changed, unstated, stale, matched, states = cursor.fetchone()
+    events = _pg_event_problem(notices, policies, after=0) if changed is not None else None
+    if unstated is None and stale is None and matched == states:
+        return events, ""
+    return events, _pg_state_problem()
 
 
 def _pg_state_problem() -> str:

@@ -524,6 +524,50 @@ def test_verify_on_two_connections_names_what_it_names_on_one():
     )
     assert both_ways().intact
 
+    # A stored hash that is not one (the leaves stream its bytes): named as a change.
+    stored = events[3].hash
+    for forged in ("z" * 64, "ab"):
+        tampered(
+            "consents_consentevent",
+            "consents_ledger_no_update",
+            "UPDATE consents_consentevent SET hash = %s WHERE id = %s",
+            [forged, events[3].pk],
+        )
+        verdict = both_ways()
+        assert not verdict.intact
+        assert verdict.problem == f"event {events[3].uuid}: its content was changed (leaf #4)"
+    tampered(
+        "consents_consentevent",
+        "consents_ledger_no_update",
+        "UPDATE consents_consentevent SET hash = %s WHERE id = %s",
+        [stored, events[3].pk],
+    )
+    assert both_ways().intact
+
+    # Two leaves swapped: the stream comes in the events' order, and says so.
+    second, third = (LedgerLeaf.objects.get(seq=n).event_id for n in (2, 3))
+    swap = "UPDATE consents_ledgerleaf SET event_id = %s WHERE seq = %s"
+    for first_event, second_event in ((third, second), (second, third)):
+        with transaction.atomic():
+            execute("ALTER TABLE consents_ledgerleaf DISABLE TRIGGER USER")
+            execute(swap, [-1, 2])
+            execute(swap, [second_event, 3])
+            execute(swap, [first_event, 2])
+            execute("SET CONSTRAINTS ALL IMMEDIATE")
+            execute("ALTER TABLE consents_ledgerleaf ENABLE TRIGGER USER")
+        verdict = both_ways()
+        if first_event == third:
+            assert not verdict.intact and verdict.problem == "leaf #3: out of order"
+    assert both_ways().intact
+
+    # A state pointed at an event of another pair with the same decision.
+    state = ConsentState.objects.get(subject_id=subjects[2], purpose=purposes["newsletter"])
+    ConsentState.objects.filter(pk=state.pk).update(event=events[0])
+    verdict = both_ways()
+    assert not verdict.intact and "current state of “newsletter”" in verdict.problem
+    ConsentState.objects.filter(pk=state.pk).update(event=state.event_id)
+    assert both_ways().intact
+
     tampered(
         "consents_ledgerleaf",
         "consents_leaf_no_delete",
