@@ -253,8 +253,9 @@ class ConsentEvent(models.Model):
 
     # Events of ledger format 1 (a hash chain, before the Merkle tree) keep the
     # place and the previous hash their chain hash covers; later events have neither.
+    # Unique where set (migration 0012): a decision writes no entry for it.
     seq = models.BigIntegerField(
-        unique=True, null=True, blank=True, help_text="Place in the hash chain of format 1."
+        null=True, blank=True, help_text="Place in the hash chain of format 1."
     )
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     subject_id = models.UUIDField(help_text="Opaque id of the person; never an email or name.")
@@ -282,6 +283,11 @@ class ConsentEvent(models.Model):
             # A person's history, newest first (control panel, receipts, data export).
             models.Index(fields=["subject_id", "-id"], name="event_subject_order_idx"),
         ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["seq"], condition=models.Q(seq__isnull=False), name="event_chain_seq_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.uuid} {self.decision} {self.purpose_id}"
@@ -292,9 +298,16 @@ class ConsentState(models.Model):
     the same transaction, for fast reads."""
 
     subject_id = models.UUIDField()
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="states")
+    # Neither key has an index of its own (migration 0012): state_purpose_decision_idx
+    # starts with the purpose, and nothing looks a state up by its event (events
+    # are never deleted). Each index is a write on every decision.
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="states", db_index=False
+    )
     decision = models.CharField(max_length=10, choices=Decision.choices)
-    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="+")
+    event = models.ForeignKey(
+        ConsentEvent, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     updated_at = models.DateTimeField()
 
     class Meta:

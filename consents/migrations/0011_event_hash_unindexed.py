@@ -12,20 +12,7 @@ from __future__ import annotations
 
 from django.db import migrations, models
 
-EVENTS_MESSAGE = "consents_consentevent is append-only: ledger events are never updated or deleted"
-
-
-def events_triggers_again_on_sqlite(apps, schema_editor):
-    if schema_editor.connection.vendor != "sqlite":
-        return
-    for operation in ("UPDATE", "DELETE"):
-        name = f"consents_ledger_no_{operation.lower()}"
-        schema_editor.execute(f"DROP TRIGGER IF EXISTS {name};")
-        schema_editor.execute(
-            f"CREATE TRIGGER {name} BEFORE {operation} ON consents_consentevent "
-            f"BEGIN SELECT RAISE(ABORT, '{EVENTS_MESSAGE}'); END;"
-        )
-
+from consents.migrations._append_only import events_triggers_again_on_sqlite
 
 class Migration(migrations.Migration):
     dependencies = [("consents", "0010_decision_function")]

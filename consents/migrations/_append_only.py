@@ -52,3 +52,20 @@ DROP FUNCTION IF EXISTS {name}_append_only();
         run({"postgresql": postgres_up, "sqlite": sqlite_up}),
         run({"postgresql": postgres_down, "sqlite": sqlite_down}),
     )
+
+
+EVENTS_MESSAGE = "consents_consentevent is append-only: ledger events are never updated or deleted"
+
+
+def events_triggers_again_on_sqlite(apps, schema_editor):
+    """The events' triggers (0002) made again on SQLite, after a migration
+    that rebuilt consents_consentevent (0011, 0012); PostgreSQL keeps them."""
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    for operation in ("UPDATE", "DELETE"):
+        name = f"consents_ledger_no_{operation.lower()}"
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {name};")
+        schema_editor.execute(
+            f"CREATE TRIGGER {name} BEFORE {operation} ON consents_consentevent "
+            f"BEGIN SELECT RAISE(ABORT, '{EVENTS_MESSAGE}'); END;"
+        )
