@@ -988,12 +988,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse has printed the usage or the help
         return 0 if stop.code == 0 else 2
     if not args.evidence and (args.receipt is None or not args.jwks):
-        print("error: give a receipt and --jwks, or --evidence", file=sys.stderr)
+        parser.print_usage(sys.stderr)
+        print("error: give a receipt and --jwks, or --evidence FOLDER_OR_ZIP", file=sys.stderr)
         return 2
     report = Report(sys.stdout)
     try:

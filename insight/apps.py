@@ -19,7 +19,7 @@ class InsightConfig(AppConfig):
         from django.conf import settings
 
         from insight import evidence
-        from portal import outbox
+        from portal import artifacts, outbox
         from rights import retention
 
         # Long work, one per claim, with a time limit of its own (as the copies).
@@ -39,3 +39,5 @@ class InsightConfig(AppConfig):
                 apply=lambda rows, now: evidence.expire_batch(rows, now=now),
             )
         )
+        if evidence.stray_files_remove not in artifacts.stray_sweeps:
+            artifacts.stray_sweeps.append(evidence.stray_files_remove)

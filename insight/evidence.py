@@ -459,3 +459,15 @@ def expire_batch(rows: models.QuerySet, *, now: datetime) -> int:
     )
     _remove_files_on_commit(exports)
     return len(exports)
+
+
+def stray_files_remove(*, older_than: timedelta = timedelta(hours=1)) -> int:
+    """Files under RIGHTS_EXPORT_ROOT/evidence that no export being built or
+    ready names (run by the daily retention task)."""
+    keep = {
+        str(u)
+        for u in EvidenceExport.objects.filter(
+            status__in=[*OPEN_EVIDENCE_STATUSES, EvidenceStatus.READY]
+        ).values_list("uuid", flat=True)
+    }
+    return artifacts.strays_remove(evidence_root(), keep, older_than=older_than.total_seconds())

@@ -48,6 +48,27 @@ def remove_on_commit(paths: Iterable[Path]) -> None:
     transaction.on_commit(lambda: remove(*paths))
 
 
+def strays_remove(root: Path, keep: set[str], *, older_than: float) -> int:
+    """Files directly under `root` whose name (before its first dot) is not in
+    `keep` and older than `older_than` seconds: what a worker killed mid-build,
+    or a crash between a commit and its deletion, left behind."""
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - older_than
+    removed = 0
+    for path in root.iterdir():
+        name = path.name.split(".", 1)[0]
+        if path.is_file() and name not in keep and path.stat().st_mtime < cutoff:
+            remove(path)
+            removed += 1
+    return removed
+
+
+# Sweeps of stray files, one per kind, run by the daily retention task
+# (rights.tasks.retention_enforce); each app registers its own in ready().
+stray_sweeps: list[Callable[[], int]] = []
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

@@ -28,7 +28,6 @@ import io
 import json
 import logging
 import tempfile
-import time
 import uuid
 import zipfile
 from datetime import datetime, timedelta
@@ -578,23 +577,15 @@ def expire_batch(rows: models.QuerySet, *, now: datetime) -> int:
 def stray_files_remove(*, older_than: timedelta = timedelta(hours=1)) -> int:
     """Files under RIGHTS_EXPORT_ROOT that no copy being built or ready names
     (a worker killed mid-build, a crash between a commit and its deletion)."""
-    root = Path(settings.RIGHTS_EXPORT_ROOT)
-    if not root.is_dir():
-        return 0
     keep = {
         str(u)
         for u in DataExport.objects.filter(
             Q(status__in=OPEN_EXPORT_STATUSES) | Q(status=ExportStatus.READY)
         ).values_list("uuid", flat=True)
     }
-    cutoff = time.time() - older_than.total_seconds()
-    removed = 0
-    for path in root.iterdir():
-        name = path.name.split(".", 1)[0]
-        if path.is_file() and name not in keep and path.stat().st_mtime < cutoff:
-            _remove(path)
-            removed += 1
-    return removed
+    return artifacts.strays_remove(
+        Path(settings.RIGHTS_EXPORT_ROOT), keep, older_than=older_than.total_seconds()
+    )
 
 
 def erase_for(subject_id: uuid.UUID) -> int:

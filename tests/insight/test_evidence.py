@@ -391,3 +391,18 @@ def test_the_file_goes_after_its_days_and_the_link_with_it(
     export.refresh_from_db()
     assert export.status == EvidenceStatus.EXPIRED and not path.exists()
     assert not evidence.downloadable(export=export, token=token)
+
+
+def test_the_daily_task_removes_what_a_killed_worker_left(staff, purposes):
+    import os
+
+    from rights.tasks import retention_enforce as daily
+
+    export = services.evidence_request(acting_user=staff, date_from=FIRST, date_to=LAST)
+    kept = evidence.evidence_root() / f"{export.uuid}.zip.part"  # still being built
+    stray = evidence.evidence_root() / "0f4e2b8a-1111-4222-8333-944455556666.zip.part"
+    for path in (kept, stray):
+        path.write_bytes(b"half a ZIP")
+        os.utime(path, (0, 0))
+    daily()
+    assert kept.exists() and not stray.exists()
