@@ -406,3 +406,45 @@ def test_the_daily_task_removes_what_a_killed_worker_left(staff, purposes):
         os.utime(path, (0, 0))
     daily()
     assert kept.exists() and not stray.exists()
+
+
+@pytest.mark.parametrize("gpc", [False, True])
+@pytest.mark.parametrize("policy", [None, 7])
+def test_the_script_hashes_events_as_the_ledger_does(gpc, policy):
+    """Both formats: the tree's (2) and the hash chain's before it (1)."""
+    from datetime import UTC, datetime
+
+    from consents import ledger
+
+    moment = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
+    fields = {
+        "uuid": "0196f0a0-0000-7000-8000-000000000001",
+        "subject_id": "5d0c4d1e-7a7b-4c43-9d43-2f6a5c0e8d11",
+        "purpose_id": 3,
+        "notice_hash": "ab" * 32,
+        "policy_version_id": policy,
+        "decision": "granted",
+        "method": "panel",
+        "created_at": moment,
+        "ip_truncated": "203.0.113.0",
+        "user_agent_family": "Firefox",
+        "gpc_signal": gpc,
+    }
+    line = {
+        "uuid": fields["uuid"],
+        "subjectId": fields["subject_id"],
+        "purposeId": 3,
+        "policyVersionId": policy,
+        "decision": "granted",
+        "method": "panel",
+        "createdAt": ledger.event_timestamp(moment),
+        "ipTruncated": "203.0.113.0",
+        "userAgentFamily": "Firefox",
+        "gpc": gpc,
+    }
+    assert vo.event_hash(
+        {**line, "format": ledger.EVENT_FORMAT}, "ab" * 32, "cd" * 32
+    ) == ledger.event_hash(**fields, policy_hash="cd" * 32)
+    assert vo.event_hash(
+        {**line, "format": "clareza-event-v1", "seq": 42, "prevHash": "ef" * 32}, "ab" * 32, ""
+    ) == ledger.chain_hash_v1(**fields, seq=42, prev_hash="ef" * 32)
