@@ -122,6 +122,7 @@ def test_staff_ask_watch_reauthenticate_download_and_the_export_verifies(
     waiting = client.get(status_url(export)).content.decode()
     assert "waiting for a worker" in waiting and "Check again" in waiting
     assert 'hx-trigger="every 2s"' in waiting
+    assert '<progress id="evidence-progress" max="100" value="0">' in waiting
     # The part htmx polls, alone.
     part = client.get(status_url(export), HTTP_HX_REQUEST="true").content.decode()
     assert part.lstrip().startswith('<div id="evidence-status"')
@@ -447,3 +448,35 @@ def test_the_script_hashes_events_as_the_ledger_does(gpc, policy):
     assert vo.event_hash(
         {**line, "format": "clareza-event-v1", "seq": 42, "prevHash": "ef" * 32}, "ab" * 32, ""
     ) == ledger.chain_hash_v1(**fields, seq=42, prev_hash="ef" * 32)
+
+
+def test_progress_is_written_as_the_build_goes(staff, history, monkeypatch):
+    from portal import artifacts
+
+    seen = []
+    real = artifacts.Progress.step
+
+    def spy(self, step, rows=1, *, force=False):
+        real(self, step, rows, force=force)
+        if force:
+            seen.append((step, EvidenceExport.objects.get(pk=self.export.pk).progress))
+
+    monkeypatch.setattr(artifacts.Progress, "step", spy)
+    export = built(services.evidence_request(acting_user=staff, date_from=FIRST, date_to=LAST))
+    assert seen == [("proof", 95), ("records", 95)] and export.progress == 100
+
+
+def test_anonymous_visitors_go_to_the_login_and_wrong_methods_are_refused(client, staff, history):
+    export = built(services.evidence_request(acting_user=staff, date_from=FIRST, date_to=LAST))
+    link = reverse(
+        "admin:insight_evidenceexport_download",
+        args=[export.uuid, evidence.download_token(export)],
+    )
+    for url in (LIST, status_url(export), link):
+        response = client.get(url)
+        assert response.status_code == 302 and "/login/" in response["Location"]
+    client.force_login(staff)
+    assert client.post(status_url(export)).status_code == 405
+    assert client.post(link).status_code == 405
+    assert client.get(status_url(export)).status_code == 200
+    assert "<progress" not in client.get(status_url(export)).content.decode()
