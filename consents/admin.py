@@ -1,25 +1,21 @@
 from __future__ import annotations
 
-import csv
-
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from consents import changes, selectors, services
+from consents import changes, ropa, selectors, services
 from consents.models import (
     DataCategory,
     LegalBasis,
     Purpose,
     PurposeNotice,
     ReconsentRequest,
-    legal_basis_codes,
 )
 
 
@@ -354,98 +350,14 @@ class PurposeAdmin(admin.ModelAdmin):
         """GDPR Art. 30(1): the record of processing activities, from the inventory,
         with the erasure rules that the retention task enforces (one row per
         purpose, then one per record the portal keeps to run itself)."""
-        from rights import retention
-
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         stamp = timezone.localdate().isoformat()
         response["Content-Disposition"] = f'attachment; filename="record-of-processing-{stamp}.csv"'
         response.write("\ufeff")  # so that spreadsheet programs read UTF-8
-        writer = csv.writer(response)
-        writer.writerow(
-            [
-                "controller",
-                "controller contact",
-                "data protection officer",
-                "purpose",
-                "purpose key",
-                "description",
-                "legal basis",
-                "GDPR article",
-                "LGPD article",
-                "categories of data subjects",
-                "categories of personal data",
-                "special categories",
-                "recipients",
-                "transfers abroad",
-                "erasure time limit (days)",
-                "sale or sharing",
-                "security measures",
-                "DPV purpose",
-                "erasure rule (enforced)",
-            ]
-        )
-        controller = [
-            settings.CONTROLLER_NAME,
-            settings.CONTROLLER_EMAIL,
-            f"{settings.DPO_NAME} <{settings.DPO_EMAIL}>",
-        ]
-        for purpose in selectors.active_purposes():
-            categories = list(purpose.data_categories.all())
-            codes = legal_basis_codes(
-                purpose.legal_basis, sensitive=any(c.sensitive for c in categories)
-            )
-            with translation.override("en"):
-                rule = retention.purpose_rule(purpose)
-            writer.writerow(
-                [
-                    *controller,
-                    purpose.name,
-                    purpose.key,
-                    purpose.description,
-                    str(codes["label"]),
-                    codes["gdpr"],
-                    codes["lgpd"],
-                    "customers; newsletter subscribers",
-                    "; ".join(c.name for c in categories),
-                    "; ".join(c.name for c in categories if c.sensitive),
-                    purpose.recipients or "none",
-                    purpose.transfers_abroad or "none",
-                    purpose.retention_days,
-                    "yes" if purpose.is_sale_or_sharing else "no",
-                    SECURITY_MEASURES,
-                    purpose.dpv_code,
-                    rule,
-                ]
-            )
-        for record in retention.housekeeping_rules():
-            with translation.override("en"):
-                label, stated = str(record.label), record.stated()
-            writer.writerow(
-                [
-                    *controller,
-                    label,
-                    f"record:{record.key}",
-                    stated,
-                    *[""] * 3,  # a record the portal keeps to run itself, under no purpose's basis
-                    "customers; newsletter subscribers",
-                    *[""] * 4,
-                    record.period().days,
-                    "no",
-                    SECURITY_MEASURES,
-                    "",
-                    stated,
-                ]
-            )
+        ropa.record_of_processing_write(response)
         return response
-
-
-SECURITY_MEASURES = (
-    "TLS in transit; Argon2 password hashing; optional TOTP/passkey MFA; pseudonymous "
-    "subject ids in the consent ledger; append-only, hash-chained ledger; truncated IPs; "
-    "strict CSP"
-)
 
 
 @admin.register(ReconsentRequest)

@@ -1082,6 +1082,46 @@ def _unsealed_rows(after: int, chunk_size: int) -> Iterator[tuple]:
     )
 
 
+def tree_rows(first: int, last: int, *, chunk_size: int = 2000) -> Iterator[tuple]:
+    """The leaves at places first..last (from 1) with their events, in tree
+    order, a chunk at a time (columns as _LEAF_COLUMNS): the auditor's evidence
+    export streams a range of the tree with it."""
+    return _keyset(
+        f"SELECT {_LEAF_COLUMNS} FROM consents_ledgerleaf l "  # noqa: S608 (constant columns)
+        "JOIN consents_consentevent e ON e.id = l.event_id "
+        f"WHERE l.seq > %s AND l.seq <= {int(last)} ORDER BY l.seq LIMIT %s",
+        first - 1,
+        0,
+        chunk_size,
+    )
+
+
+def unsealed_rows_between(
+    after: int, start: datetime, end: datetime, *, chunk_size: int = 2000
+) -> Iterator[tuple]:
+    """The events beyond the id `after` (the last sealed one) made in [start,
+    end), in id order, as tree_rows gives them (no place)."""
+    low = connection.ops.adapt_datetimefield_value(start)
+    high = connection.ops.adapt_datetimefield_value(end)
+    last = after
+    while True:
+        chunk = _fetch(
+            f"SELECT NULL, {_EVENT_COLUMNS} FROM consents_consentevent e "  # noqa: S608
+            "WHERE e.id > %s AND e.created_at >= %s AND e.created_at < %s "
+            "ORDER BY e.id LIMIT %s",
+            [last, low, high, chunk_size],
+        )
+        if not chunk:
+            return
+        yield from chunk
+        last = chunk[-1][1]
+
+
+def event_timestamp(moment: datetime) -> str:
+    """The time of an event as its hash covers it."""
+    return _timestamp(moment)
+
+
 def _fetch(sql: str, params: list) -> list[tuple]:
     """Rows with Django's conversions (UUIDs, aware datetimes, booleans)."""
     with connection.cursor() as cursor:

@@ -25,6 +25,15 @@ Usage:
   --checkpoints  the published checkpoints:
                  <site>/.well-known/clareza-ledger-checkpoints.json
 
+  python3 -I verify_offline.py --evidence FOLDER_OR_ZIP [--jwks FILE_OR_URL]
+
+  --evidence     an auditor's evidence export (the ZIP, or the folder it was
+                 unzipped to): recomputes every notice's and policy version's
+                 hash from its text, every event's hash from its fields, the
+                 signed checkpoints' roots from the events and the range proof,
+                 and checks the checkpoints' signatures (with the export's
+                 jwks.json, or the keys given with --jwks)
+
 Exit status: 0 when every check passed; 1 when one failed (the last line says
 which and why); 2 when an input could not be read or the command was wrong.
 """
@@ -46,6 +55,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+import zipfile
 from datetime import datetime, timezone
 
 MERKLE_FORMAT = "clareza-merkle-v1"
@@ -664,6 +674,288 @@ def _check_published(
     )
 
 
+# --- An auditor's evidence export ---------------------------------------------
+
+EVENT_FORMAT = "clareza-event-v2"
+EVENT_FORMAT_V1 = "clareza-event-v1"
+SEPARATOR = "\x1f"
+
+
+def canonical_hash(value: object) -> str:
+    """SHA-256 of canonical JSON (sorted keys, no spaces, UTF-8): how the
+    portal hashes a notice text and a policy version."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def event_hash(event: dict, notice_hash: str, policy_hash: str) -> str:
+    """An event's content hash from its fields (format 2; format 1 for the
+    events of the hash chain that came before the tree)."""
+    policy = event["policyVersionId"]
+    common = [
+        str(event["uuid"]),
+        str(event["subjectId"]),
+        str(event["purposeId"]),
+        notice_hash,
+        "" if policy is None else str(policy),
+    ]
+    tail = [
+        str(event["decision"]),
+        str(event["method"]),
+        str(event["createdAt"]),
+        str(event["ipTruncated"]),
+        str(event["userAgentFamily"]),
+        "gpc" if event["gpc"] is True else "",
+    ]
+    if event.get("format") == EVENT_FORMAT_V1:
+        fields = ["v1", str(event["seq"]), *common, *tail, str(event["prevHash"])]
+    else:
+        fields = [EVENT_FORMAT, *common, policy_hash, *tail]
+    return hashlib.sha256(SEPARATOR.join(fields).encode("utf-8")).hexdigest()
+
+
+def range_pieces(lo: int, hi: int, size: int) -> list[tuple[int, int, bool]]:
+    """The leaf ranges [start, end) that RFC 9162's recursion for MTH(D[0:size])
+    meets first that lie wholly inside [lo, hi) (True) or wholly outside it
+    (False), left to right: the outside ones' hashes (O(log size) of them) and
+    the inside leaves give the root. The same lines are in insight/evidence.py
+    and consents/verify_offline.py (a test keeps them equal)."""
+    pieces: list[tuple[int, int, bool]] = []
+
+    def walk(start: int, end: int) -> None:
+        if end <= lo or start >= hi:
+            pieces.append((start, end, False))
+        elif lo <= start and end <= hi:
+            pieces.append((start, end, True))
+        else:
+            middle = start + (1 << ((end - start - 1).bit_length() - 1))
+            walk(start, middle)
+            walk(middle, end)
+
+    if 0 <= lo < hi <= size:
+        walk(0, size)
+    return pieces
+
+
+class _RangeRoot:
+    """Recomputes one checkpoint's root from the range's leaf hashes, fed in
+    order (memory: O(log n) whatever the range holds), and the hashes of the
+    subtrees outside the range that its proof gives."""
+
+    def __init__(self, lo: int, hi: int, size: int, outside: dict, name: str) -> None:
+        self.name = name
+        self.size = size
+        self.known: dict[tuple[int, int], bytes] = {}
+        self.inside: list[tuple[int, int]] = []
+        for start, end, inside in range_pieces(lo, hi, size):
+            if inside:
+                self.inside.append((start, end))
+            elif (start, end) in outside:
+                self.known[(start, end)] = outside[(start, end)]
+            else:
+                raise Failure(
+                    f"the range proof of {name} lacks the hash of leaves [{start}, {end})"
+                )
+        self.piece = 0
+        self.nodes: list[bytes] = []
+        self.count = 0
+
+    def feed(self, leaf: bytes) -> None:
+        self.count += 1
+        carry, rest = leaf, self.count
+        while not rest & 1:
+            carry = node_hash(self.nodes.pop(), carry)
+            rest >>= 1
+        self.nodes.append(carry)
+        start, end = self.inside[self.piece]
+        if self.count == end - start:
+            root = self.nodes[-1]
+            for left in reversed(self.nodes[:-1]):
+                root = node_hash(left, root)
+            self.known[(start, end)] = root
+            self.piece += 1
+            self.nodes, self.count = [], 0
+
+    def root(self) -> bytes:
+        def mth(start: int, end: int) -> bytes:
+            if (start, end) in self.known:
+                return self.known[(start, end)]
+            middle = start + (1 << ((end - start - 1).bit_length() - 1))
+            return node_hash(mth(start, middle), mth(middle, end))
+
+        return mth(0, self.size)
+
+
+class _Evidence:
+    """The export's files, from its ZIP or from the folder it was unzipped to."""
+
+    def __init__(self, path: str) -> None:
+        self.zip = None
+        if os.path.isfile(path):
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (OSError, zipfile.BadZipFile):
+                raise BadInput(f"{path} is neither a folder nor a ZIP file") from None
+        elif not os.path.isdir(path):
+            raise BadInput(f"{path} is neither a folder nor a ZIP file")
+        self.path = path
+
+    def open(self, name: str):
+        try:
+            if self.zip is not None:
+                return self.zip.open(name)
+            return open(os.path.join(self.path, name), "rb")
+        except (OSError, KeyError):
+            raise BadInput(f"the evidence has no {name}") from None
+
+    def json(self, name: str) -> object:
+        with self.open(name) as handle:
+            try:
+                return json.loads(handle.read().decode("utf-8"))
+            except ValueError:
+                raise Failure(f"{name} is not JSON") from None
+
+
+def _evidence_texts(evidence: _Evidence, report: Report) -> tuple[dict, dict]:
+    """{notice id: hash}, {policy version id: hash}, each recomputed from its text."""
+    notices = {}
+    document = evidence.json("notices.json")
+    for notice in document.get("notices", []) if isinstance(document, dict) else []:
+        try:
+            content, claimed = notice["content"], str(notice["contentHash"])
+            label = (
+                f"notice {notice['id']} ({notice.get('purpose')!r}, version {notice['version']})"
+            )
+            # A notice restored from an older version records which one in its hash.
+            candidates = [canonical_hash(content)] + [
+                canonical_hash({"revert_of": v, **content}) for v in range(1, notice["version"])
+            ]
+        except (KeyError, TypeError):
+            raise Failure("notices.json holds a notice that is not readable") from None
+        if claimed not in candidates:
+            raise Failure(f"{label}: its text does not give its hash {claimed}: it was altered")
+        notices[notice["id"]] = claimed
+    report.ok(f"The {len(notices)} notice texts give their hashes.")
+    policies = {}
+    document = evidence.json("policies.json")
+    for version in document.get("policyVersions", []) if isinstance(document, dict) else []:
+        try:
+            label = f"policy version {version['id']} ({version['policy']!r} #{version['number']})"
+            computed, claimed = canonical_hash(version["document"]), str(version["contentHash"])
+        except (KeyError, TypeError):
+            raise Failure("policies.json holds a version that is not readable") from None
+        if computed != claimed:
+            raise Failure(f"{label}: its text does not give its hash {claimed}: it was altered")
+        policies[version["id"]] = claimed
+    report.ok(f"The {len(policies)} policy versions give their hashes.")
+    return notices, policies
+
+
+def _evidence_checkpoints(evidence: _Evidence, jwks: dict, report: Report) -> tuple:
+    document = evidence.json("checkpoints.json")
+    if not isinstance(document, dict) or not isinstance(document.get("checkpoints"), list):
+        raise Failure('checkpoints.json is not {"checkpoints": [...]}')
+    first, last = document.get("firstLeaf"), document.get("lastLeaf")
+    roots = []
+    for entry in document["checkpoints"]:
+        header, checkpoint = jws_verify(
+            entry.get("token") if isinstance(entry, dict) else None,
+            jwks,
+            "checkpoint",
+            {"typ": CHECKPOINT_TYPE},
+        )
+        size, root = checkpoint.get("size"), _hash_from_hex(checkpoint.get("root"))
+        if checkpoint.get("format") != MERKLE_FORMAT or not _is_count(size) or root is None:
+            raise Failure("a checkpoint does not sign a Merkle tree's size and root")
+        name = f"checkpoint #{size} (signed {checkpoint.get('time')})"
+        report.ok(f"The signature of {name} is valid (key {header['kid']}).")
+        if not (_is_count(first) and _is_count(last) and 1 <= first <= last <= size):
+            raise Failure(f"{name} does not cover leaves {first} to {last}")
+        outside = {}
+        for item in entry.get("outside") or []:
+            digest = _hash_from_hex(item.get("hash")) if isinstance(item, dict) else None
+            if digest is None or not _is_count(item.get("start")) or not _is_count(item.get("end")):
+                raise Failure(f"the range proof of {name} holds an unreadable hash")
+            outside[(item["start"], item["end"])] = digest
+        roots.append((_RangeRoot(first - 1, last, size, outside, name), root, name))
+    return first, last, roots
+
+
+def check_evidence(args: argparse.Namespace, report: Report) -> None:
+    evidence = _Evidence(args.evidence)
+    manifest = evidence.json("manifest.json")
+    if not isinstance(manifest, dict):
+        raise Failure("manifest.json is not a JSON object")
+    period = manifest.get("range") or {}
+    report.info(
+        f"Evidence of {manifest.get('ledger')}, days {period.get('from')} to {period.get('to')} "
+        f"({period.get('timeZone')})."
+    )
+    jwks = read_jwks(args.jwks) if args.jwks else evidence.json("jwks.json")
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise Failure('jwks.json is not a JWKS document ({"keys": [...]})')
+    notices, policies = _evidence_texts(evidence, report)
+    first, last, roots = _evidence_checkpoints(evidence, jwks, report)
+    expected = first if roots else None
+    sealed = unsealed = 0
+    with evidence.open("events.jsonl") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                event = json.loads(raw.decode("utf-8"))
+                name = f"event {event['uuid']} (line {number} of events.jsonl)"
+                notice_hash = notices.get(event["noticeId"])
+                policy_hash = policies.get(event["policyVersionId"], "")
+                leaf = event["leaf"]
+            except (ValueError, KeyError, TypeError):
+                raise Failure(f"line {number} of events.jsonl is not an event") from None
+            if notice_hash is None:
+                raise Failure(f"{name} cites notice {event['noticeId']}, not in notices.json")
+            if event["policyVersionId"] is not None and event["policyVersionId"] not in policies:
+                raise Failure(
+                    f"{name} cites policy version {event['policyVersionId']}, not in policies.json"
+                )
+            try:
+                computed = event_hash(event, notice_hash, policy_hash)
+            except (KeyError, TypeError):
+                raise Failure(f"{name} lacks a field its hash covers") from None
+            if computed != event.get("hash"):
+                raise Failure(f"{name}: its fields do not give its hash: the event was altered")
+            if leaf is None:
+                unsealed += 1
+                expected = None
+                continue
+            if leaf != expected:
+                raise Failure(
+                    f"{name} is at leaf {leaf} where leaf {expected} was expected: "
+                    "events were removed, added or reordered"
+                )
+            digest = leaf_hash(bytes.fromhex(computed))
+            for folder, _, _ in roots:
+                folder.feed(digest)
+            sealed += 1
+            expected = leaf + 1 if leaf < last else None
+    report.ok(f"The {sealed + unsealed} events give their hashes.")
+    if roots and sealed != last - first + 1:
+        raise Failure(
+            f"events.jsonl holds {sealed} sealed events but the range has "
+            f"{last - first + 1} leaves ({first} to {last}): events were removed"
+        )
+    for folder, root, name in roots:
+        if folder.root() != root:
+            raise Failure(
+                f"the range proof does not recompute the root of {name}: events of the range, "
+                "or the proof's hashes, were altered"
+            )
+        report.ok(f"The events and the range proof recompute the root of {name}.")
+    if sealed:
+        report.ok(f"Events at leaves {first} to {last} are in the signed ledger.")
+    if unsealed:
+        report.info(
+            f"{unsealed} events were not sealed yet when this was prepared: their hashes "
+            "are checked, but no signed checkpoint covers them here."
+        )
+
+
 # --- Command line -------------------------------------------------------------
 
 
@@ -674,9 +966,14 @@ def _parser() -> argparse.ArgumentParser:
         "and ledger checkpoints.",
     )
     parser.add_argument(
-        "receipt", metavar="RECEIPT_FILE", help='the receipt (a JWS); "-" for stdin'
+        "receipt", metavar="RECEIPT_FILE", nargs="?", help='the receipt (a JWS); "-" for stdin'
     )
-    parser.add_argument("--jwks", required=True, metavar="FILE_OR_URL", help="the published keys")
+    parser.add_argument("--jwks", metavar="FILE_OR_URL", help="the published keys")
+    parser.add_argument(
+        "--evidence",
+        metavar="FOLDER_OR_ZIP",
+        help="check an auditor's evidence export instead of a receipt",
+    )
     parser.add_argument("--proof", metavar="FILE_OR_URL", help="a fresh proof (the proofUrl)")
     parser.add_argument(
         "--checkpoints", metavar="FILE_OR_URL", help="the published ledger checkpoints"
@@ -691,13 +988,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse has printed the usage or the help
         return 0 if stop.code == 0 else 2
+    if not args.evidence and (args.receipt is None or not args.jwks):
+        parser.print_usage(sys.stderr)
+        print("error: give a receipt and --jwks, or --evidence FOLDER_OR_ZIP", file=sys.stderr)
+        return 2
     report = Report(sys.stdout)
     try:
-        check(args, report)
+        if args.evidence:
+            check_evidence(args, report)
+        else:
+            check(args, report)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

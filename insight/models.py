@@ -8,9 +8,12 @@ requests), taken again by each run."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
+from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -80,3 +83,83 @@ class RollupCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.last_id}"
+
+
+class EvidenceStatus(models.TextChoices):
+    QUEUED = "queued", _("Waiting to be prepared")
+    BUILDING = "building", _("Being prepared")
+    READY = "ready", _("Ready to download")
+    FAILED = "failed", _("Could not be prepared")
+    EXPIRED = "expired", _("Expired and deleted")
+
+
+OPEN_EVIDENCE_STATUSES = [EvidenceStatus.QUEUED, EvidenceStatus.BUILDING]
+
+
+class EvidenceExport(models.Model):
+    """The auditor's evidence for a date range (insight/evidence.py): a ZIP of
+    the pseudonymous ledger events, the notice texts and policy versions they
+    cite, the signed checkpoints with the proof that the events are in the
+    signed tree, the record of processing, the retention rules and a script
+    that checks it all offline. Built by a worker through the outbox, kept
+    INSIGHT_EVIDENCE_DAYS, then deleted by the retention task (the row stays,
+    `expired`). Changed only through insight.services and insight.evidence."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    date_from = models.DateField(_("from"))
+    date_to = models.DateField(_("to (inclusive)"))
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("asked by"),
+    )
+    # A snapshot: the staff account may go later.
+    requested_by_email = models.EmailField(_("asked by (email)"), blank=True)
+    # The README's language (the asking staff member's).
+    language = models.CharField(_("language"), max_length=10, default="en")
+    status = models.CharField(
+        _("status"), max_length=10, choices=EvidenceStatus.choices, default=EvidenceStatus.QUEUED
+    )
+    progress = models.PositiveSmallIntegerField(_("progress (%)"), default=0)
+    step = models.CharField(_("step"), max_length=40, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    events = models.BigIntegerField(_("events"), null=True, blank=True)
+    file_name = models.CharField(_("file"), max_length=100, blank=True)
+    size = models.BigIntegerField(_("size (bytes)"), null=True, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("asked at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    ready_at = models.DateTimeField(_("ready at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    downloaded_at = models.DateTimeField(_("last downloaded at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("failed or expired at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("auditor's evidence export")
+        verbose_name_plural = _("auditor's evidence exports")
+        ordering = ["-created_at"]
+        permissions = [
+            (
+                "export_evidence",
+                _("Can ask for and download the auditor's evidence (event-level, pseudonymous)"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(date_from__lte=F("date_to")), name="insight_evidence_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__lte=100), name="insight_evidence_progress_range"
+            ),
+        ]
+        indexes = [
+            # The retention rule: ready exports past their date.
+            models.Index(fields=["status", "expires_at"], name="insight_evidence_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date_from} to {self.date_to}"

@@ -127,7 +127,14 @@ def version_in_force_for_ledger() -> tuple[int, str] | None:
 def version_content_hash(version: PolicyVersion) -> str:
     """SHA-256 of a published version's canonical text: what it says, in both
     languages, and what it is (number, effective date, material or not)."""
-    document = {
+    document = version_document(version)
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def version_document(version: PolicyVersion) -> dict:
+    """What a version's hash covers (the auditor's evidence export carries it)."""
+    return {
         "policy": version.policy.slug,
         "number": version.number,
         "body": version.body,
@@ -137,8 +144,6 @@ def version_content_hash(version: PolicyVersion) -> str:
         "material": version.material,
         "effective_date": version.effective_date.isoformat(),
     }
-    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def version_hashes_checked(ids=None) -> tuple[dict[int, str], str]:

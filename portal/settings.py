@@ -388,6 +388,13 @@ CELERY_TIMEZONE = TIME_ZONE
 INSIGHT_MIN_CELL = env_int("INSIGHT_MIN_CELL", 10, minimum=2)
 # How often the beat folds new ledger events into the rollups.
 INSIGHT_REFRESH_MINUTES = env_int("INSIGHT_REFRESH_MINUTES", 15, minimum=1)
+# The auditor's evidence export (insight/evidence.py): ZIPs under
+# RIGHTS_EXPORT_ROOT/evidence, deleted this many days after they are ready; one
+# build may run this long (a million events take minutes).
+INSIGHT_EVIDENCE_DAYS = env_int("INSIGHT_EVIDENCE_DAYS", 7, minimum=1)
+INSIGHT_EVIDENCE_TIME_LIMIT_SECONDS = env_int(
+    "INSIGHT_EVIDENCE_TIME_LIMIT_SECONDS", 3600, minimum=120
+)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {

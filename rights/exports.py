@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import html
 import io
 import json
 import logging
-import os
 import tempfile
-import time
 import uuid
 import zipfile
 from datetime import datetime, timedelta
@@ -45,7 +42,7 @@ from django.template.loader import get_template, render_to_string
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
-from portal import outbox
+from portal import artifacts, outbox
 from portal.mail import outbound_email_queue, render_email
 from portal.models import OutboxItem
 from rights import export_sections, services
@@ -64,16 +61,14 @@ logger = logging.getLogger(__name__)
 EXPORT_KIND = "data_export"
 SCHEMA = "clareza-export-v1"
 TOKEN_SALT = "rights.export.download"  # noqa: S105 (a signing salt, not a secret)
-# How often a build writes its progress (and renews its lease) at most.
-PROGRESS_EVERY = 0.5  # seconds
 
 
 class ExportError(services.RightsError):
     """Asking for a copy is not possible now; the message is for the person."""
 
 
-class LeaseLost(Exception):
-    """Another worker took this copy over (our lease ran out): stop, leave it."""
+LeaseLost = artifacts.LeaseLost
+_remove = artifacts.remove
 
 
 def export_root() -> Path:
@@ -90,17 +85,8 @@ def _part_path(export: DataExport) -> Path:
     return export_root() / f"{export.uuid}.zip.part"
 
 
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
 def _remove_files_on_commit(exports: list[DataExport]) -> None:
-    """Delete the files of these copies once the transaction that let go of
-    them commits (a rollback keeps a file its row still names)."""
-    paths = [p for e in exports for p in (_final_path(e), _part_path(e))]
-    transaction.on_commit(lambda: _remove(*paths))
+    artifacts.remove_on_commit(p for e in exports for p in (_final_path(e), _part_path(e)))
 
 
 # Asking ------------------------------------------------------------------------------
@@ -211,32 +197,8 @@ def _cell_html(value: object, column: export_sections.Column, language: str) -> 
     return html.escape(text)
 
 
-class _Progress:
-    """Writes how far a build is, at most every PROGRESS_EVERY seconds, and keeps
-    the outbox lease of its row (raising LeaseLost when another worker has it)."""
-
-    def __init__(self, export: DataExport, total: int, keep_alive) -> None:
-        self.export = export
-        self.total = max(total, 1)
-        self.done = 0
-        self.keep_alive = keep_alive
-        self._last = 0.0
-
-    def step(self, step: str, rows: int = 1, *, force: bool = False) -> None:
-        self.done += rows
-        now = time.monotonic()
-        if not force and now - self._last < PROGRESS_EVERY:
-            return
-        self._last = now
-        if self.keep_alive is not None:
-            self.keep_alive()
-        # The last tenth is for copying the CSV files and the summary into the ZIP.
-        percent = min(90, int(90 * self.done / self.total))
-        updated = DataExport.objects.filter(pk=self.export.pk, status=ExportStatus.BUILDING).update(
-            progress=percent, step=step[:40]
-        )
-        if not updated:
-            raise LeaseLost(str(self.export.uuid))
+class _Progress(artifacts.Progress):
+    """The last tenth is for copying the CSV files and the summary into the ZIP."""
 
 
 def _json_dump(value: object) -> str:
@@ -409,14 +371,6 @@ def _write_section(section, person, out, csv_file, html_file, progress) -> int:
     return count
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _start(export_uuid: str, attempt: int) -> DataExport | None:
     """Mark the copy building (again, after a worker died mid-way); None when
     there is nothing to build any more (erased, expired, already done)."""
@@ -444,15 +398,11 @@ def export_build(*, export_uuid: str, attempt: int = 1, keep_alive=None) -> Data
     export = _start(export_uuid, attempt)
     if export is None:
         return None
-    part, final = _part_path(export), _final_path(export)
-    try:
-        write_zip(export, part, keep_alive=keep_alive)
-        os.chmod(part, 0o600)
-        size, digest = part.stat().st_size, _sha256(part)
-        os.replace(part, final)
-    except BaseException:
-        _remove(part)
-        raise
+    size, digest = artifacts.finish(
+        _part_path(export),
+        _final_path(export),
+        lambda part: write_zip(export, part, keep_alive=keep_alive),
+    )
     return _ready(export, size=size, digest=digest)
 
 
@@ -556,30 +506,13 @@ def export_attempt_failed(*, export_uuid: str, error: str, final: bool) -> None:
 
 def build_batch(batch: outbox.Batch) -> None:
     """The outbox handler of kind "data_export" (one row per claim)."""
-    for item in batch:
-        export_uuid = str(item.payload.get("export", ""))
-
-        def keep_alive(item=item, export_uuid=export_uuid) -> None:
-            batch.keep_alive()
-            if not batch.holds(item):
-                raise LeaseLost(export_uuid)
-
-        try:
-            export_build(export_uuid=export_uuid, attempt=item.attempts, keep_alive=keep_alive)
-        except LeaseLost:
-            logger.warning("copy %s was taken over by another worker", export_uuid)
-            continue
-        except Exception as exc:
-            logger.exception("copy %s could not be built (attempt %s)", export_uuid, item.attempts)
-            error = f"{type(exc).__name__}: {exc}"
-            export_attempt_failed(
-                export_uuid=export_uuid,
-                error=error,
-                final=item.attempts >= settings.OUTBOX_MAX_ATTEMPTS,
-            )
-            batch.failed(item, error)
-            continue
-        batch.sent(item)
+    artifacts.run_batch(
+        batch,
+        payload_key="export",
+        build=lambda uuid, **kw: export_build(export_uuid=uuid, **kw),
+        attempt_failed=lambda uuid, **kw: export_attempt_failed(export_uuid=uuid, **kw),
+        what="copy",
+    )
 
 
 # Downloading -------------------------------------------------------------------------
@@ -644,23 +577,15 @@ def expire_batch(rows: models.QuerySet, *, now: datetime) -> int:
 def stray_files_remove(*, older_than: timedelta = timedelta(hours=1)) -> int:
     """Files under RIGHTS_EXPORT_ROOT that no copy being built or ready names
     (a worker killed mid-build, a crash between a commit and its deletion)."""
-    root = Path(settings.RIGHTS_EXPORT_ROOT)
-    if not root.is_dir():
-        return 0
     keep = {
         str(u)
         for u in DataExport.objects.filter(
             Q(status__in=OPEN_EXPORT_STATUSES) | Q(status=ExportStatus.READY)
         ).values_list("uuid", flat=True)
     }
-    cutoff = time.time() - older_than.total_seconds()
-    removed = 0
-    for path in root.iterdir():
-        name = path.name.split(".", 1)[0]
-        if path.is_file() and name not in keep and path.stat().st_mtime < cutoff:
-            _remove(path)
-            removed += 1
-    return removed
+    return artifacts.strays_remove(
+        Path(settings.RIGHTS_EXPORT_ROOT), keep, older_than=older_than.total_seconds()
+    )
 
 
 def erase_for(subject_id: uuid.UUID) -> int:

@@ -335,6 +335,9 @@ class AuditAction(models.TextChoices):
     POLICY_PUBLISH = "policy_publish", _("Published a policy version")
     # Outgoing work.
     OUTBOX_RETRY = "outbox_retry", _("Retried failed deliveries")
+    # The auditor's evidence (insight/evidence.py).
+    EVIDENCE_REQUEST = "evidence_request", _("Asked for an auditor's evidence export")
+    EVIDENCE_DOWNLOAD = "evidence_download", _("Downloaded an auditor's evidence export")
 
 
 READ_ACTIONS = [

@@ -22,12 +22,16 @@ def requests_due_digest() -> int:
 def retention_enforce() -> int:
     """Beat, daily: erase what no purpose or stated period keeps any more
     (rights/retention.py). Idempotent: a second run finds nothing."""
+    from portal import artifacts
     from rights.exports import stray_files_remove
     from rights.retention import retention_enforce as enforce
 
     total = enforce().total
-    # Files of copies that no row names any more (a worker killed mid-build).
+    # Files of copies that no row names any more (a worker killed mid-build),
+    # and those of the other kinds of built file (the auditor's evidence).
     stray_files_remove()
+    for sweep in artifacts.stray_sweeps:
+        sweep()
     return total
 
 
