@@ -535,6 +535,8 @@ def check(args: argparse.Namespace, report: Report) -> None:
         )
     report.ok(f"The checkpoint is for the ledger of {controller}, the controller on the receipt.")
 
+    if args.follow and not args.consistency:
+        args.consistency = _follow_url(receipt.get("consistencyUrl"), checkpoint["size"])
     published = _published_merkle_checkpoints(args.checkpoints) if args.checkpoints else None
     if published is not None:
         # With a consistency proof, the later checkpoint is the one that must be
@@ -557,6 +559,14 @@ def check(args: argparse.Namespace, report: Report) -> None:
             "Not compared with the published checkpoints; to do so, add --checkpoints "
             f"{controller}/.well-known/clareza-ledger-checkpoints.json"
         )
+
+
+def _follow_url(url: object, size: int) -> str:
+    """The receipt's consistencyUrl asked for a proof from `size` to the newest
+    checkpoint."""
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise BadInput("--follow needs the receipt's consistencyUrl, and it has none")
+    return f"{url}{'&' if '?' in url else '?'}first={size}"
 
 
 def _check_consistency(
@@ -665,8 +675,8 @@ def _check_published(
         raise Failure(
             f"this checkpoint ({size} events, root {root}) is not among the "
             f"{len(published)} published Merkle checkpoints; a fresh proof from the "
-            "receipt's proofUrl proves against a newer one, or run again with "
-            f"--consistency {where}?first={size}"
+            "receipt's proofUrl proves against a newer one, or run again with --follow "
+            f"(which fetches {where}?first={size})"
         )
     report.ok(
         f"The checkpoint is among the {len(published)} published Merkle checkpoints, and "
@@ -983,6 +993,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE_OR_URL",
         help="a consistency proof from the receipt's checkpoint to a later one "
         "(the receipt's consistencyUrl with ?first=<the checkpoint's size>)",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="fetch that consistency proof, to the newest checkpoint, from the receipt's "
+        "consistencyUrl (this contacts the controller's portal)",
     )
     return parser
 

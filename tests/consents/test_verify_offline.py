@@ -521,6 +521,49 @@ def test_a_receipt_whose_checkpoint_left_the_list_passes_with_a_consistency_proo
     assert last_line(out) == "PASS  Every check passed."
 
 
+def test_follow_fetches_the_consistency_proof_from_the_receipts_url(ledger, tmp_path, capsys):
+    """--follow asks the receipt's consistencyUrl for a proof from the receipt's
+    checkpoint (?first=13) to the newest one, and checks it as --consistency does."""
+    asked = []
+
+    class Recording(QuietHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Recording, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    receipt = signed_receipt(
+        ledger.receipt(4, ledger.proof(4), consistencyUrl=f"{base}/consistency")
+    )
+    ledger.grow(30)
+    write(tmp_path, "consistency", consistency(ledger, 13))
+    listed = write(tmp_path, "checkpoints.json", published_list(ledger.checkpoint()))
+    argv = [write(tmp_path, "receipt.jws", receipt), "--jwks", write(tmp_path, "jwks.json", jwks())]
+    try:
+        status = vo.main([*argv, "--checkpoints", listed, "--follow"])
+        out, _ = capsys.readouterr()
+        assert status == 0, out
+        assert asked == ["/consistency?first=13"]
+        assert "OK    The ledger signed later (key k1: 30 events" in out
+        assert last_line(out) == "PASS  Every check passed."
+
+        # Without --follow, the receipt's checkpoint is missing from the list: how to go on.
+        status = vo.main([*argv, "--checkpoints", listed])
+        out, _ = capsys.readouterr()
+        assert status == 1
+        assert f"run again with --follow (which fetches {base}/consistency?first=13)" in out
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    plain = write(tmp_path, "plain.jws", signed_receipt(ledger.receipt(4, ledger.proof(4))))
+    status = vo.main([plain, "--jwks", write(tmp_path, "jwks.json", jwks()), "--follow"])
+    _, err = capsys.readouterr()
+    assert status == 2 and "--follow needs the receipt's consistencyUrl" in err
+
+
 def test_a_consistency_proof_to_a_rewritten_ledger_fails(ledger, run, tmp_path):
     receipt = signed_receipt(ledger.receipt(4, ledger.proof(4)))
     rewritten = Ledger(30)  # another history of 30 events, signed by the same key
