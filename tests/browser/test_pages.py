@@ -100,6 +100,7 @@ PAGES = [
     ("staff", "/admin/rights/auditentry/"),
     ("staff", "/admin/insight/tally/"),
     ("staff", "/admin/insight/tally/?period=week"),
+    ("staff", "/admin/insight/evidenceexport/"),
 ]
 LANGUAGES = ["en", "pt-br"]
 WIDTHS = {"1280": DESKTOP, "360": PHONE}
