@@ -335,6 +335,9 @@ class AuditAction(models.TextChoices):
     POLICY_PUBLISH = "policy_publish", _("Published a policy version")
     # Outgoing work.
     OUTBOX_RETRY = "outbox_retry", _("Retried failed deliveries")
+    # Aggregate figures released with differential privacy.
+    PRIVACY_BUDGET_SET = "privacy_budget_set", _("Set a month's privacy budget")
+    FIGURES_RELEASE = "figures_release", _("Released figures with differential privacy")
 
 
 READ_ACTIONS = [
