@@ -9,6 +9,7 @@ import io
 import json
 import math
 import statistics
+import threading
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -17,6 +18,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
+from consents.demo import seed_inventory
 from consents.models import Decision, Method
 from consents.services import consent_record
 from insight import privacy, selectors
@@ -356,3 +358,50 @@ def test_the_demo_gives_a_budget_that_a_newcomer_can_spend(staff, analyst, purpo
     assert AuditEntry.objects.filter(action=AuditAction.PRIVACY_BUDGET_SET).count() == 1
     release = release_make(period="month", epsilon="1", acting_user=analyst)
     assert release.budget_month == timezone.localdate().replace(day=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_analysts_cannot_both_spend_the_last_of_the_budget(monkeypatch):
+    """Both pass the first check and count; the lock on the month's row lets
+    one spend, and the other finds the budget spent when its turn comes."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite runs one writer at a time, so there is no race")
+    seed_inventory()
+    ana, bia = _staff("ana@example.com", ANALYSTS), _staff("bia@example.com", ANALYSTS)
+    counted = threading.Barrier(2)
+    count = privacy.bounded_counts
+
+    def count_then_meet(*args, **kwargs):
+        grid = count(*args, **kwargs)
+        counted.wait(timeout=30)
+        return grid
+
+    monkeypatch.setattr(privacy, "bounded_counts", count_then_meet)
+    outcomes: list = []
+
+    def release(user) -> None:
+        try:
+            outcomes.append(release_make(period="month", epsilon="3", acting_user=user))
+        except PrivacyError as refused:
+            outcomes.append(refused)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=release, args=(user,)) for user in (ana, bia)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(type(o).__name__ for o in outcomes) == ["PrivacyError", "Release"]
+    assert Release.objects.count() == 1 and PrivacyBudget.objects.count() == 1
+    assert selectors.budget().spent == Decimal("3.00")
+    assert AuditEntry.objects.filter(action=AuditAction.FIGURES_RELEASE).count() == 1
+
+
+def test_the_files_of_a_release_are_not_served_to_visitors(client, analyst, purposes):
+    release = release_make(period="week", epsilon="1", acting_user=analyst)
+    for suffix in ("export.csv", "export.json"):
+        response = client.get(f"{RELEASES}{release.uuid}/{suffix}")
+        assert response.status_code == 302 and "/login/" in response["Location"]
