@@ -28,6 +28,7 @@ from insight.rollup import insight_refresh
 from insight.services import (
     ANALYSTS,
     PrivacyError,
+    analyst_group_ensure,
     privacy_budget_set,
     release_make,
 )
@@ -369,6 +370,7 @@ def test_two_analysts_cannot_both_spend_the_last_of_the_budget(monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: SQLite runs one writer at a time, so there is no race")
     seed_inventory()
+    analyst_group_ensure()  # an earlier transactional test's flush took the migration's group
     ana, bia = _staff("ana@example.com", ANALYSTS), _staff("bia@example.com", ANALYSTS)
     counted = threading.Barrier(2)
     count = privacy.bounded_counts
