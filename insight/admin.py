@@ -177,6 +177,8 @@ class ReleaseAdmin(_FiguresOnly):
         "last_start",
         "epsilon",
         "budget_month",
+        "budget_epsilon",
+        "budget_spent",
         "mechanism",
         "noise_scale",
         "cells_per_person",

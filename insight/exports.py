@@ -93,7 +93,11 @@ def _privacy(release) -> dict:
         "cells_per_person": release.cells_per_person,
         "l1_sensitivity": release.cells_per_person,
         "noise_within": {"plus_or_minus": margin(release.noise_scale), "chance": CONFIDENCE},
-        "budget_month": f"{release.budget_month:%Y-%m}",
+        "budget": {
+            "month": f"{release.budget_month:%Y-%m}",
+            "epsilon": str(release.budget_epsilon),
+            "spent_with_this_release": str(release.budget_spent),
+        },
         "note": (
             "Every count has random noise added (differential privacy, epsilon-DP for each "
             "person across the whole release); each person counts in at most cells_per_person "
@@ -120,7 +124,17 @@ def release_as_csv(release, board: Dashboard) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
-        [*rows[0], "figures", "epsilon", "mechanism", "noise_scale", "cells_per_person", "release"]
+        [
+            *rows[0],
+            "figures",
+            "epsilon",
+            "mechanism",
+            "noise_scale",
+            "cells_per_person",
+            "budget_month",
+            "budget_epsilon",
+            "release",
+        ]
     )
     extra = [
         NOISY,
@@ -128,6 +142,8 @@ def release_as_csv(release, board: Dashboard) -> str:
         release.mechanism,
         f"{release.noise_scale:g}",
         release.cells_per_person,
+        f"{release.budget_month:%Y-%m}",
+        str(release.budget_epsilon),
         str(release.uuid),
     ]
     for row in rows[1:]:

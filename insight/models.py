@@ -129,6 +129,12 @@ class Release(models.Model):
     last_start = models.DateField(_("to"))
     epsilon = models.DecimalField(_("epsilon"), max_digits=6, decimal_places=2)
     budget_month = models.DateField(_("budget month"))
+    # The month's budget when the release was made, and what its releases had
+    # spent with this one: stated in the release's files.
+    budget_epsilon = models.DecimalField(_("the month's budget"), max_digits=6, decimal_places=2)
+    budget_spent = models.DecimalField(
+        _("spent that month, this release included"), max_digits=6, decimal_places=2
+    )
     mechanism = models.CharField(_("mechanism"), max_length=120)
     noise_scale = models.FloatField(_("noise scale"))
     cells_per_person = models.PositiveIntegerField(_("cells per person (L1 sensitivity)"))

@@ -143,7 +143,8 @@ def release_make(*, period: str, epsilon, acting_user, today: date | None = None
     grid = privacy.bounded_counts(period, starts, purposes, cells_per_person=cells)
     with transaction.atomic():
         budget = _budget_locked(month)
-        _refuse_overspend(month, epsilon, budget.epsilon, _spent(month))  # again, under the lock
+        spent = _spent(month)
+        _refuse_overspend(month, epsilon, budget.epsilon, spent)  # again, under the lock
         released, scale = privacy.draw(grid, epsilon=epsilon, cells_per_person=cells)
         release = Release.objects.create(
             period=period,
@@ -151,6 +152,8 @@ def release_make(*, period: str, epsilon, acting_user, today: date | None = None
             last_start=starts[-1],
             epsilon=epsilon,
             budget_month=month,
+            budget_epsilon=budget.epsilon,
+            budget_spent=spent + epsilon,
             mechanism=privacy.MECHANISM,
             noise_scale=scale,
             cells_per_person=cells,

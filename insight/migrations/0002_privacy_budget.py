@@ -60,6 +60,8 @@ class Migration(migrations.Migration):
                 ('last_start', models.DateField(verbose_name='to')),
                 ('epsilon', models.DecimalField(decimal_places=2, max_digits=6, verbose_name='epsilon')),
                 ('budget_month', models.DateField(verbose_name='budget month')),
+                ('budget_epsilon', models.DecimalField(decimal_places=2, max_digits=6, verbose_name="the month's budget")),
+                ('budget_spent', models.DecimalField(decimal_places=2, max_digits=6, verbose_name='spent that month, this release included')),
                 ('mechanism', models.CharField(max_length=120, verbose_name='mechanism')),
                 ('noise_scale', models.FloatField(verbose_name='noise scale')),
                 ('cells_per_person', models.PositiveIntegerField(verbose_name='cells per person (L1 sensitivity)')),

@@ -197,6 +197,8 @@ def test_an_analyst_releases_from_the_dashboard_and_downloads_the_same_figures_a
     assert dp["mechanism"].startswith("Laplace (discrete), OpenDP")
     assert dp["noise_scale"] == pytest.approx(5.0) and dp["l1_sensitivity"] == 5
     assert "not exact" in dp["note"]
+    month = f"{timezone.localdate():%Y-%m}"
+    assert dp["budget"] == {"month": month, "epsilon": "4.00", "spent_with_this_release": "1.00"}
     assert data["release"] == str(release.uuid) and data["period"] == "month"
     assert [t["id"] for t in data["tables"]] == list(privacy.MEASURES)
     rows = list(csv.DictReader(io.StringIO(csv_text)))
@@ -204,6 +206,7 @@ def test_an_analyst_releases_from_the_dashboard_and_downloads_the_same_figures_a
     for row in rows:
         assert row["figures"].startswith("noisy") and row["epsilon"] == "1.00"
         assert row["mechanism"] == release.mechanism and row["noise_scale"] == "5"
+        assert row["budget_month"] == month and row["budget_epsilon"] == "4.00"
     # Noise was added, and no more than 20 scales (odds below 1e-8 per cell).
     truth = privacy.bounded_counts(
         Period.MONTH,
