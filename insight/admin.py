@@ -214,6 +214,15 @@ class ReleaseAdmin(_FiguresOnly):
         context = {"budget": selectors.budget(), **(extra_context or {})}
         return super().changelist_view(request, context)
 
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
+        """The release's page: what it is, its files, and its noisy figures."""
+        release = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if release is not None and self.has_view_permission(request, release):
+            context["board"] = selectors.release_board(release)
+            context["margin"] = privacy.margin(release.noise_scale)
+        return super().change_view(request, object_id, form_url, context)
+
     def _release(self, request: HttpRequest, uuid) -> Release:
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -186,6 +186,13 @@ def test_an_analyst_releases_from_the_dashboard_and_downloads_the_same_figures_a
 
     detail = client.get(response["Location"]).content.decode()
     assert f"{release.uuid}/export.csv" in detail and f"{release.uuid}/export.json" in detail
+    assert "These figures are noisy: 95% of them are within 15 of the true count" in detail
+    shown = parse(client.get(response["Location"])).find("table", {"class": "insight-table"})
+    first_row = shown.find("tbody").find("tr")
+    cells = selectors.release_board(release).tables[0].rows[0].cells
+    texts = [td.text.strip() for td in first_row.find_all("td")][: len(cells)]
+    for text, cell in zip(texts, cells, strict=True):  # the stored noisy figures, suppressed
+        assert text.startswith("hidden") if cell.value is None else text == str(cell.value)
     first = files(client, release)
     assert files(client, release) == first  # the same numbers, not drawn again
     assert selectors.budget().spent == Decimal("1.00")
