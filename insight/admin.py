@@ -6,9 +6,12 @@ members see these figures and nothing that names a person (insight.services)."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery, Sum
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -145,9 +148,28 @@ class FiguresAdmin(admin.ModelAdmin):
         return response
 
 
-def _budget_column(month) -> str:
-    state = selectors.budget(month)
-    return _("%(left)s of %(epsilon)s") % {"left": state.left, "epsilon": state.epsilon}
+CENTS = Decimal("0.01")
+
+
+def _with_budget(queryset, month_field: str):
+    """Each row with its month's budget and what that month's releases spent,
+    in the list's one query (not two per row)."""
+    spent = (
+        Release.objects.filter(budget_month=OuterRef(month_field))
+        .order_by()
+        .values("budget_month")
+        .annotate(total=Sum("epsilon"))
+        .values("total")
+    )
+    budget = PrivacyBudget.objects.filter(month=OuterRef(month_field)).values("epsilon")[:1]
+    return queryset.annotate(month_spent=Subquery(spent), month_budget=Subquery(budget))
+
+
+def _left(row) -> Decimal:
+    budget = row.month_budget
+    if budget is None:
+        budget = settings.INSIGHT_DP_EPSILON_PER_MONTH
+    return max(Decimal(budget) - Decimal(row.month_spent or 0), Decimal(0)).quantize(CENTS)
 
 
 class _FiguresOnly(admin.ModelAdmin):
@@ -198,9 +220,18 @@ class ReleaseAdmin(_FiguresOnly):
     def window(self, release: Release) -> str:
         return f"{release.first_start} - {release.last_start}"
 
+    def get_queryset(self, request: HttpRequest):
+        return _with_budget(super().get_queryset(request), "budget_month")
+
     @admin.display(description=gettext_lazy("budget left that month"))
     def budget_left(self, release: Release) -> str:
-        return _budget_column(release.budget_month)
+        budget = release.month_budget
+        if budget is None:
+            budget = settings.INSIGHT_DP_EPSILON_PER_MONTH
+        return _("%(left)s of %(epsilon)s") % {
+            "left": _left(release),
+            "epsilon": Decimal(budget).quantize(CENTS),
+        }
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -280,13 +311,16 @@ class PrivacyBudgetAdmin(_FiguresOnly):
     def month_label(self, budget: PrivacyBudget) -> str:
         return f"{budget.month:%Y-%m}"
 
+    def get_queryset(self, request: HttpRequest):
+        return _with_budget(super().get_queryset(request), "month")
+
     @admin.display(description=gettext_lazy("spent"))
     def spent(self, budget: PrivacyBudget) -> str:
-        return str(selectors.budget(budget.month).spent)
+        return str(Decimal(budget.month_spent or 0).quantize(CENTS))
 
     @admin.display(description=gettext_lazy("left"))
     def left(self, budget: PrivacyBudget) -> str:
-        return str(selectors.budget(budget.month).left)
+        return str(_left(budget))
 
     def save_model(self, request: HttpRequest, obj: PrivacyBudget, form, change: bool) -> None:
         saved = services.privacy_budget_set(

@@ -417,3 +417,26 @@ def test_the_files_of_a_release_are_not_served_to_visitors(client, analyst, purp
     for suffix in ("export.csv", "export.json"):
         response = client.get(f"{RELEASES}{release.uuid}/{suffix}")
         assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_the_lists_queries_do_not_grow_with_the_releases(
+    client, analyst, staff, purposes, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    privacy_budget_set(month=timezone.localdate(), epsilon="10", acting_user=staff)
+    privacy_budget_set(month=date(2026, 1, 1), epsilon="2", acting_user=staff)
+    release_make(period="week", epsilon="1", acting_user=analyst)
+    client.force_login(analyst)
+    with CaptureQueriesContext(connection) as one:
+        client.get(RELEASES)
+        client.get(BUDGETS)
+    for _n in range(4):
+        release_make(period="month", epsilon="1", acting_user=analyst)
+    privacy_budget_set(month=date(2026, 2, 1), epsilon="2", acting_user=staff)
+    with django_assert_max_num_queries(len(one)):
+        releases = client.get(RELEASES).content.decode()
+        budgets = client.get(BUDGETS).content.decode()
+    assert releases.count("5.00 of 10.00") == 5
+    assert "2026-02" in budgets and "5.00" in budgets
