@@ -258,3 +258,21 @@ def _rights_history(rng: random.Random, now: datetime) -> None:
             )
         )
     RightsRequest.objects.bulk_create(requests)
+
+
+def seed_privacy_budget(*, acting_user) -> str:
+    """This month's privacy budget, written (and audited) once by the demo's
+    staff member, so that the demo's analyst can make a release at once."""
+    from django.conf import settings
+
+    from insight.models import PrivacyBudget
+    from insight.selectors import budget, budget_month
+    from insight.services import privacy_budget_set
+
+    month = budget_month()
+    if not PrivacyBudget.objects.filter(month=month).exists():
+        privacy_budget_set(
+            month=month, epsilon=settings.INSIGHT_DP_EPSILON_PER_MONTH, acting_user=acting_user
+        )
+    state = budget(month)
+    return f"epsilon {state.left} left of {state.epsilon} for {month:%Y-%m}"

@@ -75,3 +75,77 @@ def as_csv(board: Dashboard) -> str:
                     ]
                 )
     return out.getvalue()
+
+
+# Differential-privacy releases ---------------------------------------------------
+
+NOISY = "noisy: differential privacy"
+
+
+def _privacy(release) -> dict:
+    from insight.privacy import CONFIDENCE, margin
+
+    return {
+        "noisy": True,
+        "epsilon": str(release.epsilon),
+        "mechanism": release.mechanism,
+        "noise_scale": release.noise_scale,
+        "cells_per_person": release.cells_per_person,
+        "l1_sensitivity": release.cells_per_person,
+        "noise_within": {"plus_or_minus": margin(release.noise_scale), "chance": CONFIDENCE},
+        "budget": {
+            "month": f"{release.budget_month:%Y-%m}",
+            "epsilon": str(release.budget_epsilon),
+            "spent_with_this_release": str(release.budget_spent),
+        },
+        "note": (
+            "Every count has random noise added (differential privacy, epsilon-DP for each "
+            "person across the whole release); each person counts in at most cells_per_person "
+            "cells. Noisy counts below 0 are shown as 0, then small and complementary cells "
+            "are hidden. Totals are sums of noisy cells. Figures are not exact."
+        ),
+    }
+
+
+def release_as_json(release, board: Dashboard) -> dict:
+    data = as_json(board)
+    data["format"] = "clareza-insight-dp-v1"
+    data["release"] = str(release.uuid)
+    data["made_at"] = release.made_at.isoformat()
+    data["differential_privacy"] = _privacy(release)
+    del data["taken_at"]
+    return data
+
+
+def release_as_csv(release, board: Dashboard) -> str:
+    """One row per cell, each stating that it is noisy, the epsilon, the
+    mechanism and the noise scale of the release it belongs to."""
+    rows = list(csv.reader(io.StringIO(as_csv(board))))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            *rows[0],
+            "figures",
+            "epsilon",
+            "mechanism",
+            "noise_scale",
+            "cells_per_person",
+            "budget_month",
+            "budget_epsilon",
+            "release",
+        ]
+    )
+    extra = [
+        NOISY,
+        str(release.epsilon),
+        release.mechanism,
+        f"{release.noise_scale:g}",
+        release.cells_per_person,
+        f"{release.budget_month:%Y-%m}",
+        str(release.budget_epsilon),
+        str(release.uuid),
+    ]
+    for row in rows[1:]:
+        writer.writerow([*row, *extra])
+    return out.getvalue()

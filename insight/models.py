@@ -163,3 +163,94 @@ class EvidenceExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date_from} to {self.date_to}"
+
+
+class PrivacyBudget(models.Model):
+    """The epsilon that differential-privacy releases may spend in one calendar
+    month. A month with no row has INSIGHT_DP_EPSILON_PER_MONTH; the first
+    release of a month writes that row, and staff may set another
+    (insight.services.privacy_budget_set). Its row is the lock that keeps two
+    releases from spending the same epsilon."""
+
+    month = models.DateField(_("month"), unique=True)  # the 1st, in the portal's time zone
+    epsilon = models.DecimalField(
+        _("epsilon for the month"),
+        max_digits=6,
+        decimal_places=2,
+        help_text=_(
+            "How much privacy loss the month's releases may add up to. Smaller is more private "
+            "and noisier."
+        ),
+    )
+    set_by_email = models.EmailField(_("set by"), blank=True)
+    set_at = models.DateTimeField(_("set at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("privacy budget")
+        verbose_name_plural = _("privacy budgets")
+        ordering = ["-month"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(epsilon__gte=0), name="privacy_budget_epsilon_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m}: {self.epsilon}"
+
+
+class Release(models.Model):
+    """Figures released with differential privacy: the noisy counts as drawn,
+    kept so that every download of the release gives the same numbers and
+    spends nothing (drawing again would let the noise be averaged away)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    period = models.CharField(_("figures per"), max_length=8, choices=Period.choices)
+    first_start = models.DateField(_("from"))
+    last_start = models.DateField(_("to"))
+    epsilon = models.DecimalField(_("epsilon"), max_digits=6, decimal_places=2)
+    budget_month = models.DateField(_("budget month"))
+    # The month's budget when the release was made, and what its releases had
+    # spent with this one: stated in the release's files.
+    budget_epsilon = models.DecimalField(_("the month's budget"), max_digits=6, decimal_places=2)
+    budget_spent = models.DecimalField(
+        _("spent that month, this release included"), max_digits=6, decimal_places=2
+    )
+    mechanism = models.CharField(_("mechanism"), max_length=120)
+    noise_scale = models.FloatField(_("noise scale"))
+    cells_per_person = models.PositiveIntegerField(_("cells per person (L1 sensitivity)"))
+    min_cell = models.PositiveIntegerField(_("smallest published count"))
+    # {"starts": [...], "purposes": [[id, key, name]...], "measures": [...],
+    #  "counts": {measure: [[noisy count per purpose] per period]}}
+    figures = models.JSONField(default=dict)
+    made_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("made by"),
+    )
+    made_by_email = models.EmailField(_("made by"))
+    made_at = models.DateTimeField(_("made at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("differential-privacy release")
+        verbose_name_plural = _("differential-privacy releases")
+        ordering = ["-made_at"]
+        permissions = [
+            ("release_figures", _("Can release figures with differential privacy")),
+        ]
+        indexes = [
+            # The budget's spent sum: releases of one month.
+            models.Index(fields=["budget_month"], name="release_budget_month"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(epsilon__gt=0), name="release_epsilon_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.get_period_display()} {self.first_start} - {self.last_start} (ε {self.epsilon})"
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Sum
@@ -64,6 +65,42 @@ class Dashboard:
     hidden_complement: int = 0
     taken_at: object = None
     folded_up_to: int = 0
+
+
+# The counting tables, per period and purpose: the dashboard's, and what a
+# differential-privacy release covers (insight.privacy).
+COUNT_TABLES = [
+    (
+        rollup.GRANT_SIGNUP,
+        gettext_lazy("Grants at sign-up"),
+        gettext_lazy("People who granted the purpose on the sign-up or newsletter form."),
+    ),
+    (
+        rollup.GRANT_LATER,
+        gettext_lazy("Grants later"),
+        gettext_lazy(
+            "People who granted the purpose after signing up: in the control panel, "
+            "from an email link, or through staff at their request."
+        ),
+    ),
+    (
+        rollup.WITHDRAW,
+        gettext_lazy("Withdrawals"),
+        gettext_lazy("People who withdrew their consent."),
+    ),
+    (
+        rollup.LAPSE,
+        gettext_lazy("Lapses"),
+        gettext_lazy(
+            "Grants that lapsed because the person did not give them again after a change."
+        ),
+    ),
+    (
+        rollup.GPC_OPT_OUT,
+        gettext_lazy("Global Privacy Control opt-outs"),
+        gettext_lazy("People whose browser's Global Privacy Control signal opted them out."),
+    ),
+]
 
 
 def min_cell() -> int:
@@ -134,38 +171,7 @@ def dashboard(period: str = Period.MONTH, *, today: date | None = None) -> Dashb
             counts[t.measure][index[t.start]][place[t.purpose_id]] += t.count
 
     tables = [_levels(k, period, starts, labels, purposes, names, counts, people)]
-    for measure, title, description in [
-        (
-            rollup.GRANT_SIGNUP,
-            gettext_lazy("Grants at sign-up"),
-            gettext_lazy("People who granted the purpose on the sign-up or newsletter form."),
-        ),
-        (
-            rollup.GRANT_LATER,
-            gettext_lazy("Grants later"),
-            gettext_lazy(
-                "People who granted the purpose after signing up: in the control panel, "
-                "from an email link, or through staff at their request."
-            ),
-        ),
-        (
-            rollup.WITHDRAW,
-            gettext_lazy("Withdrawals"),
-            gettext_lazy("People who withdrew their consent."),
-        ),
-        (
-            rollup.LAPSE,
-            gettext_lazy("Lapses"),
-            gettext_lazy(
-                "Grants that lapsed because the person did not give them again after a change."
-            ),
-        ),
-        (
-            rollup.GPC_OPT_OUT,
-            gettext_lazy("Global Privacy Control opt-outs"),
-            gettext_lazy("People whose browser's Global Privacy Control signal opted them out."),
-        ),
-    ]:
+    for measure, title, description in COUNT_TABLES:
         tables.append(
             _count_table(
                 k,
@@ -435,3 +441,73 @@ def _charts(table: Table) -> list[dict]:
             }
         )
     return charts
+
+
+# Differential privacy: the month's budget, and a stored release as tables ---------
+
+
+@dataclass
+class Budget:
+    month: date
+    epsilon: Decimal
+    spent: Decimal
+    set_by: str = ""  # empty: the default of INSIGHT_DP_EPSILON_PER_MONTH
+
+    @property
+    def left(self) -> Decimal:
+        return max(self.epsilon - self.spent, Decimal(0))
+
+
+def budget_month(today: date | None = None) -> date:
+    """The calendar month whose budget a release made today spends."""
+    return (today or timezone.localdate()).replace(day=1)
+
+
+def budget(month: date | None = None) -> Budget:
+    from insight.models import PrivacyBudget, Release
+
+    month = month or budget_month()
+    row = PrivacyBudget.objects.filter(month=month).first()
+    spent = Release.objects.filter(budget_month=month).aggregate(n=Sum("epsilon"))["n"]
+    epsilon = row.epsilon if row else settings.INSIGHT_DP_EPSILON_PER_MONTH
+    cents = Decimal("0.01")
+    return Budget(
+        month,
+        Decimal(epsilon).quantize(cents),
+        Decimal(spent or 0).quantize(cents),
+        row.set_by_email if row else "",
+    )
+
+
+def release_board(release) -> Dashboard:
+    """A stored release's noisy counts as the dashboard's count tables,
+    suppressed with the smallest count of its time (post-processing: the same
+    numbers at every download)."""
+    from consents.models import Purpose
+
+    figures = release.figures
+    starts = [date.fromisoformat(s) for s in figures["starts"]]
+    labels = [period_label(release.period, s) for s in starts]
+    ids = [pk for pk, _key, _name in figures["purposes"]]
+    current = {p.pk: p.display_name for p in Purpose.objects.filter(pk__in=ids)}
+    names = [current.get(pk, name) for pk, _key, name in figures["purposes"]]
+    tables = []
+    for measure, title, description in COUNT_TABLES:
+        tables.append(
+            _count_table(
+                release.min_cell,
+                slug=measure,
+                title=str(title),
+                description=str(description),
+                row_heading=_("Period"),
+                labels=labels,
+                columns=names,
+                values=figures["counts"][measure],
+            )
+        )
+    board = Dashboard(release.period, release.min_cell, starts, tables, taken_at=release.made_at)
+    for table in tables:
+        for cell in table.cells():
+            board.hidden_small += cell.hidden == SMALL
+            board.hidden_complement += cell.hidden == COMPLEMENT
+    return board

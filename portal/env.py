@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -59,6 +60,26 @@ def env_int(
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number.") from None
     if number < minimum:
         raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}.")
+    return number
+
+
+def env_decimal(
+    name: str,
+    default: str,
+    *,
+    minimum: str,
+    maximum: str,
+    environ: Mapping[str, str] | None = None,
+) -> Decimal:
+    """A decimal number such as 0.5, within [minimum, maximum]."""
+    value = _raw(name, environ)
+    text = default if value is None or not value.strip() else value.strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number such as 0.5.") from None
+    if not number.is_finite() or not Decimal(minimum) <= number <= Decimal(maximum):
+        raise ImproperlyConfigured(f"{name}={value!r} must be between {minimum} and {maximum}.")
     return number
 
 

@@ -23,6 +23,7 @@ from portal.env import (
     email_from_url,
     env_bool,
     env_conn_max_age,
+    env_decimal,
     env_int,
     env_list,
     env_str,
@@ -386,6 +387,20 @@ CELERY_TIMEZONE = TIME_ZONE
 # at least this many people; smaller cells, and those that would give them back
 # by subtraction, are hidden (insight/suppression.py).
 INSIGHT_MIN_CELL = env_int("INSIGHT_MIN_CELL", 10, minimum=2)
+# Differential privacy for released figures (insight/privacy.py): the epsilon
+# that releases may spend in each calendar month, unless staff set another for
+# that month in the admin; the epsilon a release offers by default; and how many
+# cells of one release a person may count in (their other cells are left out),
+# which is the L1 sensitivity the noise is calibrated to. With these defaults a
+# release adds Laplace noise of scale 5 (95% of figures within +-15): a monthly
+# count of a few hundred people keeps its trend.
+INSIGHT_DP_EPSILON_PER_MONTH = env_decimal(
+    "INSIGHT_DP_EPSILON_PER_MONTH", "4", minimum="0", maximum="100"
+)
+INSIGHT_DP_EPSILON_PER_RELEASE = env_decimal(
+    "INSIGHT_DP_EPSILON_PER_RELEASE", "1", minimum="0.01", maximum="100"
+)
+INSIGHT_DP_CELLS_PER_PERSON = env_int("INSIGHT_DP_CELLS_PER_PERSON", 5, minimum=1)
 # How often the beat folds new ledger events into the rollups.
 INSIGHT_REFRESH_MINUTES = env_int("INSIGHT_REFRESH_MINUTES", 15, minimum=1)
 # The auditor's evidence export (insight/evidence.py): ZIPs under

@@ -338,6 +338,9 @@ class AuditAction(models.TextChoices):
     # The auditor's evidence (insight/evidence.py).
     EVIDENCE_REQUEST = "evidence_request", _("Asked for an auditor's evidence export")
     EVIDENCE_DOWNLOAD = "evidence_download", _("Downloaded an auditor's evidence export")
+    # Aggregate figures released with differential privacy.
+    PRIVACY_BUDGET_SET = "privacy_budget_set", _("Set a month's privacy budget")
+    FIGURES_RELEASE = "figures_release", _("Released figures with differential privacy")
 
 
 READ_ACTIONS = [

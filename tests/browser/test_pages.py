@@ -101,6 +101,10 @@ PAGES = [
     ("staff", "/admin/insight/tally/"),
     ("staff", "/admin/insight/tally/?period=week"),
     ("staff", "/admin/insight/evidenceexport/"),
+    ("staff", "/admin/insight/release/"),
+    ("staff", "/admin/insight/release/{release_id}/change/"),
+    ("staff", "/admin/insight/privacybudget/"),
+    ("staff", "/admin/insight/privacybudget/add/"),
 ]
 LANGUAGES = ["en", "pt-br"]
 WIDTHS = {"1280": DESKTOP, "360": PHONE}
@@ -200,7 +204,14 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
         notices=consent_services.current_notices(offered),
         language="en",
     )
+    from django.contrib.auth import get_user_model
+
+    from insight.services import release_make
+
+    sofia = get_user_model().objects.get(email=PEOPLE["staff"]["en"])
+    release = release_make(period="month", epsilon="1", acting_user=sofia)
     names = {
+        "release_id": release.pk,
         "newsletter_token": newsletter_token(signup),
         "subscriber_receipts_path": newsletter_links(signup.subject_id)["receipts_path"],
         "subscriber_erase_path": newsletter_links(signup.subject_id)["erase_path"],

@@ -13,6 +13,7 @@ from portal.env import (
     email_from_url,
     env_bool,
     env_conn_max_age,
+    env_decimal,
     env_int,
     env_list,
     env_url,
@@ -46,6 +47,17 @@ def test_it_reads_relative_and_absolute_sqlite_paths():
     assert absolute["NAME"] == "/srv/clareza/x.sqlite3"
 
 
+def _epsilon(environ):
+    return env_decimal(
+        "INSIGHT_DP_EPSILON_PER_MONTH", "4", minimum="0", maximum="100", environ=environ
+    )
+
+
+def test_a_decimal_setting_reads_its_default_and_a_value():
+    assert str(_epsilon({})) == "4"
+    assert str(_epsilon({"INSIGHT_DP_EPSILON_PER_MONTH": " 2.5 "})) == "2.5"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "parse"),
     [
@@ -73,6 +85,9 @@ def test_it_reads_relative_and_absolute_sqlite_paths():
         ("SITE_URL", "example.com", lambda e: env_url("SITE_URL", "", environ=e)),
         ("SECURE_HSTS_SECONDS", "a year", lambda e: env_int("SECURE_HSTS_SECONDS", 0, environ=e)),
         ("SECURE_HSTS_SECONDS", "-5", lambda e: env_int("SECURE_HSTS_SECONDS", 0, environ=e)),
+        ("INSIGHT_DP_EPSILON_PER_MONTH", "lots", lambda e: _epsilon(e)),
+        ("INSIGHT_DP_EPSILON_PER_MONTH", "-1", lambda e: _epsilon(e)),
+        ("INSIGHT_DP_EPSILON_PER_MONTH", "NaN", lambda e: _epsilon(e)),
         (
             "DATABASE_CONN_MAX_AGE",
             "forever",

@@ -73,6 +73,10 @@ class Command(BaseCommand):
             user=analyst, email=ANALYST, defaults={"verified": True, "primary": True}
         )
         self.stdout.write(f"  {'created' if created else 'refreshed'} privacy analyst {ANALYST}")
+        from insight.demo import seed_privacy_budget
+
+        staff = User.objects.get(email="staff@example.com")
+        self.stdout.write(f"  privacy budget: {seed_privacy_budget(acting_user=staff)}")
         from consents.ledger import seal
 
         # The worker's beat seals every few seconds; sealing now gives the demo's
@@ -88,6 +92,7 @@ class Command(BaseCommand):
                 "  customer  ana@example.com   (English)\n"
                 "  customer  joao@example.com  (Português)\n"
                 "  staff     staff@example.com (superuser, /admin/)\n"
-                "  analyst   analyst@example.com (privacy analyst: /admin/insight/tally/)"
+                "  analyst   analyst@example.com (privacy analyst: /admin/insight/tally/,\n"
+                "            'Release with differential privacy')"
             )
         )
