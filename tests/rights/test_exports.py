@@ -428,8 +428,12 @@ def test_the_htmx_ask_answers_the_part_with_the_copy(client, customer):
 def test_the_download_needs_a_fresh_reauthentication(client, customer):
     export = built(customer)
     client.force_login(customer)
-    url = download_url(export)
-    assert url in client.get(PAGE).content.decode()
+    # The link on the page (its token is signed in the second the page is made).
+    prefix = download_url(export).rsplit("/", 2)[0] + "/"
+    page = client.get(PAGE).content.decode()
+    assert prefix in page
+    url = prefix + page.split(prefix, 1)[1].split('"', 1)[0]
+    assert signing.loads(url.rstrip("/").rsplit("/", 1)[1], salt=exports.TOKEN_SALT)
     response = client.get(url)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("account_reauthenticate"))
