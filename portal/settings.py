@@ -104,6 +104,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
+    # One row per API call, after the answer is final (integrations.api).
+    "integrations.api.middleware.ApiCallLogMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -252,6 +254,8 @@ ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # The newsletter form emails the address it is given: per client, and per
 # address (kept as a hash), in allauth's syntax and cache (consents.ratelimit).
 NEWSLETTER_RATE_LIMITS = "20/h/ip,3/h/key"
+# Calls per API key (integrations.api), same syntax; "key" is the API key.
+API_RATE_LIMITS = env_str("API_RATE_LIMITS", "600/m/key")
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 # The admin opens only to staff with an authenticator app or a security key

@@ -335,6 +335,9 @@ class AuditAction(models.TextChoices):
     POLICY_PUBLISH = "policy_publish", _("Published a policy version")
     # Outgoing work.
     OUTBOX_RETRY = "outbox_retry", _("Retried failed deliveries")
+    # Integrations.
+    API_KEY_CREATE = "api_key_create", _("Created an API key")
+    API_KEY_REVOKE = "api_key_revoke", _("Revoked an API key")
 
 
 READ_ACTIONS = [
