@@ -144,9 +144,7 @@ def privacy_document() -> dict:
 
 @require_safe
 def privacy_json(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        privacy_document(), json_dumps_params={"ensure_ascii": False, "indent": 2}
-    )
+    return JsonResponse(privacy_document(), json_dumps_params={"ensure_ascii": False, "indent": 2})
 
 
 @require_safe

@@ -69,7 +69,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = ApiKeyCreateForm
-            kwargs["fields"] = ApiKeyCreateForm.Meta.fields + []
+            kwargs["fields"] = [*ApiKeyCreateForm.Meta.fields]
         return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request, obj=None):

@@ -11,9 +11,9 @@ from django.utils import timezone
 from ninja.security import HttpBearer
 
 from consents import ratelimit
-from integrations.models import ApiKey
 from integrations.api.problems import ApiProblem
 from integrations.api.services import secret_hash
+from integrations.models import ApiKey
 
 # last_used_at is written at most this often per key, not on every call.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -67,7 +67,5 @@ class KeyAuth(HttpBearer):
             )
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_GRANULARITY:
             # Compare-and-set: concurrent calls write it once.
-            ApiKey.objects.filter(pk=key.pk, last_used_at=key.last_used_at).update(
-                last_used_at=now
-            )
+            ApiKey.objects.filter(pk=key.pk, last_used_at=key.last_used_at).update(last_used_at=now)
         return key

@@ -199,9 +199,7 @@ class ChangesPage:
     more: bool
 
 
-def audience_changes(
-    purpose: Purpose, *, cursor: str, limit: int, with_email: bool
-) -> ChangesPage:
+def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: bool) -> ChangesPage:
     """The people whose decision on the purpose changed since the cursor, each
     once, with whether they are in the audience now. Events are read only up
     to the committed barrier (consents.ledger): an event with a lower id that

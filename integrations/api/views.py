@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from consents.views import privacy_document
@@ -97,6 +97,13 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return problem_response(ApiProblem("not-found"))
 
 
+# Examples in the document: a reader's starting point, and the values the
+# schemathesis test gives its data (tests/integrations/test_schemathesis.py).
+EXAMPLE_SUBJECT = "3f0c6b1e-8f6a-4d2b-9a51-0c1e7d2b5a90"
+EXAMPLE_PURPOSE = "newsletter"
+SubjectId = Annotated[uuid.UUID, Path(example=EXAMPLE_SUBJECT)]
+PurposeKey = Annotated[str, Path(example=EXAMPLE_PURPOSE, max_length=50)]
+
 ERRORS = {400: Problem, 401: Problem, 403: Problem, 422: Problem, 429: Problem}
 
 
@@ -129,7 +136,12 @@ class PersonConsents(Schema):
 
 
 class EmailLookup(Schema):
-    email: str = Field(min_length=3, max_length=254, description="The person's address.")
+    email: str = Field(
+        min_length=3,
+        max_length=254,
+        description="The person's address.",
+        examples=["customer@example.com"],
+    )
 
 
 def _consents_of(request: HttpRequest, subject_id: uuid.UUID | None) -> dict:
@@ -149,7 +161,7 @@ def _consents_of(request: HttpRequest, subject_id: uuid.UUID | None) -> dict:
     tags=["consents"],
     openapi_extra={"x-scope": ApiScope.CONSENTS_READ.value},
 )
-def consents_by_subject(request: HttpRequest, subject_id: uuid.UUID):
+def consents_by_subject(request: HttpRequest, subject_id: SubjectId):
     return _consents_of(request, subject_id)
 
 
@@ -170,11 +182,16 @@ def consents_by_email(request: HttpRequest, body: EmailLookup):
 
 
 class DecisionIn(Schema):
-    subject_id: uuid.UUID
-    purpose: str = Field(max_length=50, description="The purpose's key.")
+    subject_id: uuid.UUID = Field(examples=[EXAMPLE_SUBJECT])
+    purpose: str = Field(
+        max_length=50, description="The purpose's key.", examples=[EXAMPLE_PURPOSE]
+    )
     decision: Literal["granted", "withdrawn", "refused"]
     notice_version: int = Field(
-        ge=1, le=2_000_000_000, description="The version of the notice shown in the channel."
+        ge=1,
+        le=2_000_000_000,
+        description="The version of the notice shown in the channel.",
+        examples=[1],
     )
     method: Literal["checkout", "call_centre", "in_store"] = Field(
         description="The channel where the person decided."
@@ -299,7 +316,7 @@ def _email_allowed(request: HttpRequest, uses_email: bool) -> bool:
     tags=["audience"],
     openapi_extra={"x-scope": ApiScope.AUDIENCE_READ.value},
 )
-def audience_list(request: HttpRequest, key: str, params: Query[AudienceParams]):
+def audience_list(request: HttpRequest, key: PurposeKey, params: Query[AudienceParams]):
     request.api_purpose = key
     purpose, uses_email = selectors.audience_purpose(key)
     with_email = _email_allowed(request, uses_email)
@@ -329,7 +346,7 @@ def audience_list(request: HttpRequest, key: str, params: Query[AudienceParams])
     tags=["audience"],
     openapi_extra={"x-scope": ApiScope.AUDIENCE_READ.value},
 )
-def audience_changes(request: HttpRequest, key: str, params: Query[ChangesParams]):
+def audience_changes(request: HttpRequest, key: PurposeKey, params: Query[ChangesParams]):
     request.api_purpose = key
     purpose, uses_email = selectors.audience_purpose(key)
     with_email = _email_allowed(request, uses_email)

@@ -23,8 +23,9 @@ class ApiScope(models.TextChoices):
     CONSENTS_READ = "consents:read", _("Read a person's consents")
     DECISIONS_WRITE = "decisions:write", _("Record decisions made in another channel")
     AUDIENCE_READ = "audience:read", _("Read the audience of a purpose (subject ids)")
-    AUDIENCE_EMAIL = "audience:email", _(
-        "Read email addresses in an audience (where the purpose uses them)"
+    AUDIENCE_EMAIL = (
+        "audience:email",
+        _("Read email addresses in an audience (where the purpose uses them)"),
     )
     RIGHTS_HANDLE = "rights:handle", _("Handle rights requests assigned to a system")
 

@@ -46,8 +46,12 @@ def test_a_key_needs_a_scope_and_a_future_expiry(staff_client):
     assert response.status_code == 200 and b"errorlist" in response.content
     response = staff_client.post(
         ADD,
-        {"name": "Store", "scopes": ["consents:read"], "expires_at_0": "2001-01-01",
-         "expires_at_1": "10:00:00"},
+        {
+            "name": "Store",
+            "scopes": ["consents:read"],
+            "expires_at_0": "2001-01-01",
+            "expires_at_1": "10:00:00",
+        },
     )
     assert b"errorlist" in response.content
     assert not ApiKey.objects.exists()

@@ -58,9 +58,7 @@ def test_every_operation_refuses_bad_keys(client, staff, purposes, method, path,
     refused(call(client, method, path, {}), 401)
     refused(call(client, method, path, {"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}), 401)
     refused(call(client, method, path, bearer("clz_00000000_wrong")), 401)
-    revoked = services.api_key_create(
-        name="Old", scopes=list(ApiScope.values), acting_user=staff
-    )
+    revoked = services.api_key_create(name="Old", scopes=list(ApiScope.values), acting_user=staff)
     services.api_key_revoke(key=revoked.key, acting_user=staff)
     assert refused(call(client, method, path, bearer(revoked.secret)), 401)["type"].endswith(
         "key-revoked"
@@ -69,9 +67,7 @@ def test_every_operation_refuses_bad_keys(client, staff, purposes, method, path,
     ApiKey.objects.filter(secret_hash=services.secret_hash(expired)).update(
         expires_at=timezone.now()
     )
-    assert refused(call(client, method, path, bearer(expired)), 401)["type"].endswith(
-        "key-expired"
-    )
+    assert refused(call(client, method, path, bearer(expired)), 401)["type"].endswith("key-expired")
     if scope:
         others = [s for s in ApiScope.values if s != scope]
         body = refused(call(client, method, path, bearer(make_key(staff, others))), 403)

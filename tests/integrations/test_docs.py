@@ -17,8 +17,12 @@ def test_the_page_lists_every_operation_with_no_script(client, db):
     response = client.get("/api/docs/")
     assert response.status_code == 200
     html = response.content.decode()
-    for path in ("/api/v1/subjects/{subject_id}/consents", "/api/v1/decisions",
-                 "/api/v1/purposes/{key}/audience/changes", "/api/v1/inventory"):
+    for path in (
+        "/api/v1/subjects/{subject_id}/consents",
+        "/api/v1/decisions",
+        "/api/v1/purposes/{key}/audience/changes",
+        "/api/v1/inventory",
+    ):
         assert path in html
     assert 'id="problem-notice-stale"' in html
     assert "decisions:write" in html
