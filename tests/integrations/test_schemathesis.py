@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -19,7 +21,18 @@ from tests.integrations.conftest import grant, make_key
 
 
 @pytest.fixture
-def full_key(staff, customer, purposes, settings):
+def _wsgi_keeps_the_test_connection():
+    """The test's transaction must survive each call, as Django's test client
+    arranges: the WSGI handler would close the connection at each request."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def full_key(_wsgi_keeps_the_test_connection, staff, customer, purposes, settings):
     settings.API_RATE_LIMITS = "100000/m/key"
     # The person and purpose the document's examples name exist, so that the
     # examples reach real answers (200s), not only 404s.
