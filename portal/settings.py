@@ -9,6 +9,7 @@ variable.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -256,6 +257,11 @@ ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 NEWSLETTER_RATE_LIMITS = "20/h/ip,3/h/key"
 # Calls per API key (integrations.api), same syntax; "key" is the API key.
 API_RATE_LIMITS = env_str("API_RATE_LIMITS", "600/m/key")
+if not re.fullmatch(r"\d+/\d*[smhd]/key(,\d+/\d*[smhd]/key)*", API_RATE_LIMITS.replace(" ", "")):
+    raise ImproperlyConfigured(
+        f"API_RATE_LIMITS={API_RATE_LIMITS!r} is not like 600/m/key (amount/period/key, "
+        "comma-separated; period: s, m, h or d, optionally after a number)."
+    )
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 # The admin opens only to staff with an authenticator app or a security key

@@ -128,3 +128,21 @@ def test_only_staff_make_keys(customer, db):
     with pytest.raises(AuditError):
         services.api_key_create(name="X", scopes=["consents:read"], acting_user=customer)
     assert not ApiKey.objects.exists()
+
+
+def test_start_up_stops_on_a_malformed_api_rate_limit():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "API_RATE_LIMITS": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "API_RATE_LIMITS='lots'" in result.stderr
