@@ -4,19 +4,45 @@ limit (consents.ratelimit, the cache every other limit uses)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 from ninja.security import HttpBearer
 
 from consents import ratelimit
+from integrations.api.compiled import Compiled
 from integrations.api.problems import ApiProblem
 from integrations.api.services import secret_hash
 from integrations.models import ApiKey
 
 # last_used_at is written at most this often per key, not on every call.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class CallingKey:
+    """What a call needs of its key (request.auth)."""
+
+    pk: int
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scopes, str):  # a raw read of the JSON column
+            object.__setattr__(self, "scopes", json.loads(self.scopes))
+
+
+_keys = Compiled(
+    lambda digest: ApiKey.objects.filter(secret_hash=digest).values_list(
+        "pk", "scopes", "expires_at", "revoked_at", "last_used_at"
+    ),
+    "0" * 64,
+)
 
 
 class KeyAuth(HttpBearer):
@@ -28,21 +54,18 @@ class KeyAuth(HttpBearer):
         super().__init__()
         self.scope = scope
 
-    def __call__(self, request) -> ApiKey | None:
+    def __call__(self, request) -> CallingKey | None:
         # ninja's own logs the whole header under DEBUG: a secret has no place in a log.
         scheme, _space, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
         return self.authenticate(request, token.strip())
 
-    def authenticate(self, request, token: str) -> ApiKey:
-        key = (
-            ApiKey.objects.filter(secret_hash=secret_hash(token))
-            .only("pk", "scopes", "expires_at", "revoked_at", "last_used_at")
-            .first()
-        )
-        if key is None:
+    def authenticate(self, request, token: str) -> CallingKey:
+        found = _keys.rows(secret_hash(token))
+        if not found:
             raise ApiProblem("unauthenticated", headers={"WWW-Authenticate": "Bearer"})
+        key = CallingKey(*found[0])
         # From here on the call is the key's, and the call log records it.
         request.api_key_id = key.pk
         now = timezone.now()

@@ -9,13 +9,14 @@ import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, Exists, OuterRef, Q, Subquery, Value
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Lower
 
 from consents import ledger
 from consents.models import ConsentEvent, ConsentState, Decision, NewsletterSignup, Purpose
+from integrations.api.compiled import Compiled
 from integrations.api.problems import ApiProblem
-from rights.selectors import limited_pairs, limited_purpose_ids
+from rights.selectors import limited_pairs, limiting_requests
 
 # The DPV term (and the demo's key) of the data category that is an email address.
 EMAIL_CATEGORY = Q(dpv_code="pd:EmailAddress") | Q(key="email")
@@ -54,15 +55,15 @@ def subject_by_email(email: str) -> uuid.UUID | None:
     return subject
 
 
-def person_consents(subject_id: uuid.UUID) -> list[dict] | None:
-    """The current decision for each purpose the person decided on, with the
-    notice version behind it; None for someone the portal does not know.
-    Two queries: the states, and the objections or restrictions in effect."""
-    rows = list(
+def _consents_query(subject_id) -> QuerySet:
+    # The rule is rights' (limiting_requests); as one EXISTS on the request and
+    # its purposes, which PostgreSQL plans in a fraction of the IN form's time.
+    limited = limiting_requests().filter(subject_id=subject_id, purposes=OuterRef("purpose_id"))
+    return (
         ConsentState.objects.filter(subject_id=subject_id)
+        .annotate(limited=Exists(limited))
         .order_by("purpose__order", "purpose__key")
         .values_list(
-            "purpose_id",
             "purpose__key",
             "purpose__retired_at",
             "decision",
@@ -71,22 +72,33 @@ def person_consents(subject_id: uuid.UUID) -> list[dict] | None:
             "event__created_at",
             "event__notice__version",
             "event__notice__content_hash",
+            "limited",
         )
     )
+
+
+_consents = Compiled(_consents_query, uuid.UUID(int=0))
+
+
+def person_consents(subject_id: uuid.UUID) -> list[dict] | None:
+    """The current decision for each purpose the person decided on, with the
+    notice version behind it; None for someone the portal does not know.
+    One query: the states, each with whether an objection or a restriction
+    in effect stops it (rights.selectors)."""
+    rows = _consents.rows(subject_id)
     if not rows and not subject_known(subject_id):
         return None
-    limited = limited_purpose_ids(subject_id=subject_id) if rows else set()
     consents = []
-    for pid, key, retired_at, decision, event, method, at, version, sha in rows:
+    for key, retired_at, decision, event, method, at, version, sha, stopped in rows:
         granted = decision == Decision.GRANTED
         consents.append(
             {
                 "purpose": key,
                 "decision": decision,
                 "granted": granted,
-                "processing_allowed": granted and retired_at is None and pid not in limited,
+                "processing_allowed": granted and retired_at is None and not stopped,
                 "purpose_retired": retired_at is not None,
-                "objection_or_restriction": pid in limited,
+                "objection_or_restriction": bool(stopped),
                 "notice_version": version,
                 "notice_sha256": sha,
                 "method": method,

@@ -372,3 +372,21 @@ def test_every_call_is_one_row_of_the_call_log(api, customer, purposes, staff):
         ApiCall.objects.filter(pk=row.pk).update(status=500)
     with pytest.raises(DatabaseError), transaction.atomic():
         ApiCall.objects.filter(pk=row.pk).delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_call_log_row_is_written_outside_any_transaction(
+    flushed_after, api, customer, purposes
+):
+    """Requests run in autocommit: on PostgreSQL the row takes its one-message
+    path (api_call_record), which must write exactly what the ORM would."""
+    grant(customer, purposes["newsletter"])
+    assert api.get(f"/api/v1/subjects/{customer.subject_id}/consents").status_code == 200
+    call = ApiCall.objects.get()
+    assert (call.operation, call.method, call.status, call.subject_id, call.purpose) == (
+        "consents_by_subject",
+        "GET",
+        200,
+        customer.subject_id,
+        "",
+    )
