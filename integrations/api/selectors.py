@@ -9,8 +9,9 @@ import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, Lower
+from django.db import connection
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Subquery, TextField, Value
+from django.db.models.functions import Cast, Coalesce, Lower
 
 from consents import ledger
 from consents.models import ConsentEvent, ConsentState, Decision, NewsletterSignup, Purpose
@@ -152,7 +153,7 @@ def _decode(cursor: str, kind: str, size: int) -> list[int]:
 
 @dataclass(frozen=True)
 class AudiencePage:
-    rows: list[tuple]  # (subject_id, email or None)
+    rows: list[tuple]  # (subject id as text, email or None)
     next_cursor: str | None
     changes_cursor: str | None
 
@@ -192,12 +193,18 @@ def audience_page(
             raise ApiProblem("invalid-cursor", "The cursor belongs to another purpose.")
     else:
         after, since = 0, ledger.committed_barrier()
-    fetched = list(
-        _in_audience(purpose, with_email)
-        .filter(pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", "subject_id", "email")[:limit]
-    )
+    page = _in_audience(purpose, with_email).filter(pk__gt=after).order_by("pk")
+    if connection.vendor == "postgresql":
+        # Thousands of rows a page: the subject id comes as text from the
+        # database and the rows in one fetch, without the ORM's per-row work.
+        page = page.annotate(subject=Cast("subject_id", output_field=TextField()))
+        sql, params = page.values_list("pk", "subject", "email")[:limit].query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            fetched = cursor.fetchall()
+    else:
+        rows = page.values_list("pk", "subject_id", "email")[:limit]
+        fetched = [(pk, str(subject), email) for pk, subject, email in rows]
     rows = [(subject, address) for _pk, subject, address in fetched]
     if len(fetched) == limit:
         return AudiencePage(rows, _encode("a", purpose.pk, fetched[-1][0], since), None)

@@ -323,18 +323,18 @@ def audience_list(request: HttpRequest, key: PurposeKey, params: Query[AudienceP
     page = selectors.audience_page(
         purpose, cursor=params.cursor, limit=params.limit, with_email=with_email
     )
+    # Written out rather than through json.dumps of 10,000 dicts: a subject id
+    # is hex and hyphens, and only an address needs escaping.
     if with_email:
-        items = [{"subject_id": str(s), "email": e} for s, e in page.rows]
+        items = ",".join(
+            f'{{"subject_id":"{s}","email":{json.dumps(e, ensure_ascii=False)}}}'
+            for s, e in page.rows
+        )
     else:
-        items = [{"subject_id": str(s)} for s, _e in page.rows]
-    return _json(
-        {
-            "purpose": purpose.key,
-            "items": items,
-            "next_cursor": page.next_cursor,
-            "changes_cursor": page.changes_cursor,
-        }
-    )
+        items = ",".join(f'{{"subject_id":"{s}"}}' for s, _e in page.rows)
+    head = json.dumps({"purpose": purpose.key}, ensure_ascii=False)[:-1]
+    tail = json.dumps({"next_cursor": page.next_cursor, "changes_cursor": page.changes_cursor})[1:]
+    return HttpResponse(f'{head},"items":[{items}],{tail}', content_type="application/json")
 
 
 @api.get(
