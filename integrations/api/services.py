@@ -15,6 +15,8 @@ from django.utils.translation import gettext as _
 
 from consents.models import ConsentEvent, Decision, Method, Purpose, PurposeNotice
 from consents.services import ConsentError, RequestFacts, consent_record
+from integrations.api import selectors
+from integrations.api.problems import ApiProblem
 from integrations.models import ApiCall, ApiKey, ApiScope
 from rights import audit
 from rights.models import AuditAction
@@ -152,9 +154,6 @@ def decision_record(
     version shown there, through the panel's own service (consent_record):
     it checks the notice, the purpose and the legal basis under the person's
     lock, and a refusal records nothing."""
-    from integrations.api import selectors
-    from integrations.api.problems import ApiProblem
-
     if method not in CHANNELS:
         raise ApiProblem("validation", f"Unknown channel “{method}”.")
     purpose = Purpose.objects.filter(key=purpose_key).first()
