@@ -112,7 +112,8 @@ def api_call_record(
         "method": method[:8],
         "status": status,
         "subject_id": subject_id,
-        "purpose": purpose[:50],
+        # Only a validated key gets here; still, a NUL would fail the INSERT.
+        "purpose": purpose.replace("\x00", "")[:50],
     }
     connection = transaction.get_connection()
     if connection.vendor != "postgresql" or connection.in_atomic_block:

@@ -102,7 +102,11 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 EXAMPLE_SUBJECT = "3f0c6b1e-8f6a-4d2b-9a51-0c1e7d2b5a90"
 EXAMPLE_PURPOSE = "newsletter"
 SubjectId = Annotated[uuid.UUID, Path(example=EXAMPLE_SUBJECT)]
-PurposeKey = Annotated[str, Path(example=EXAMPLE_PURPOSE, max_length=50)]
+# A purpose's key is a slug; a cursor is base64url. Checked before any query:
+# PostgreSQL refuses a NUL byte in a text parameter with an error, not an answer.
+SLUG = r"^[-a-zA-Z0-9_]+$"
+CURSOR = r"^[-a-zA-Z0-9_]+$"
+PurposeKey = Annotated[str, Path(example=EXAMPLE_PURPOSE, max_length=50, pattern=SLUG)]
 
 ERRORS = {400: Problem, 401: Problem, 403: Problem, 422: Problem, 429: Problem}
 
@@ -139,6 +143,7 @@ class EmailLookup(Schema):
     email: str = Field(
         min_length=3,
         max_length=254,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
         description="The person's address.",
         examples=["customer@example.com"],
     )
@@ -184,7 +189,7 @@ def consents_by_email(request: HttpRequest, body: EmailLookup):
 class DecisionIn(Schema):
     subject_id: uuid.UUID = Field(examples=[EXAMPLE_SUBJECT])
     purpose: str = Field(
-        max_length=50, description="The purpose's key.", examples=[EXAMPLE_PURPOSE]
+        max_length=50, pattern=SLUG, description="The purpose's key.", examples=[EXAMPLE_PURPOSE]
     )
     decision: Literal["granted", "withdrawn", "refused"]
     notice_version: int = Field(
@@ -281,12 +286,12 @@ class ChangesPageOut(Schema):
 
 
 class AudienceParams(Schema):
-    cursor: str | None = Field(None, max_length=200)
+    cursor: str | None = Field(None, max_length=200, pattern=CURSOR)
     limit: int = Field(1000, ge=1, le=10_000)
 
 
 class ChangesParams(Schema):
-    cursor: str = Field(max_length=200)
+    cursor: str = Field(max_length=200, pattern=CURSOR)
     limit: int = Field(1000, ge=1, le=10_000)
 
 
