@@ -130,7 +130,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(ApiCall)
 class ApiCallAdmin(admin.ModelAdmin):
-    list_display = ["at", "key", "method", "operation", "status", "subject_id", "purpose"]
+    """Calls by key, operation and answer. The person a call concerned is kept
+    for their own copy and for answering their requests, not shown here: a
+    list of who was read or decided what, per purpose, is the kind of staff
+    screen the portal does not have (shared/DESIGN.md, principle 5)."""
+
+    list_display = ["at", "key", "method", "operation", "status", "purpose"]
+    exclude = ["subject_id"]
     list_filter = ["status", "operation", "key"]
     list_select_related = ["key"]
     date_hierarchy = "at"

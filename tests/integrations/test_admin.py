@@ -93,3 +93,20 @@ def test_customers_and_visitors_cannot_reach_keys(client, customer):
     assert client.get(ADD).status_code == 302
     assert client.post(ADD, {"name": "X", "scopes": ["consents:read"]}).status_code == 302
     assert not ApiKey.objects.exists()
+
+
+def test_the_call_log_shows_no_person(staff_client, staff, customer, client):
+    from tests.integrations.conftest import bearer
+
+    secret = make_key(staff)
+    client.get(f"/api/v1/subjects/{customer.subject_id}/consents", **bearer(secret))
+    from integrations.models import ApiCall
+
+    call = ApiCall.objects.get()
+    assert call.subject_id == customer.subject_id
+    listing = staff_client.get("/admin/integrations/apicall/")
+    page = staff_client.get(f"/admin/integrations/apicall/{call.pk}/change/")
+    assert listing.status_code == page.status_code == 200
+    assert b"consents_by_subject" in listing.content
+    for response in (listing, page):
+        assert str(customer.subject_id).encode() not in response.content
