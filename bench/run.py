@@ -16,6 +16,7 @@ BENCHMARKS = [
     "export.py",
     "insight.py",
     "evidence.py",
+    "api.py",
 ]
 
 if __name__ == "__main__":

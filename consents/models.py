@@ -242,6 +242,11 @@ class Method(models.TextChoices):
     GPC = "gpc", _("Global Privacy Control")
     STAFF = "staff", _("Staff, at the customer's request")
     EXPIRY = "expiry", _("Expiry")
+    # Decisions made in another of the company's channels and recorded through
+    # the API (integrations.api), against the notice version shown there.
+    CHECKOUT = "checkout", _("Shop checkout (through the API)")
+    CALL_CENTRE = "call_centre", _("Call centre (through the API)")
+    IN_STORE = "in_store", _("In store (through the API)")
 
 
 class ConsentEvent(models.Model):

@@ -39,6 +39,9 @@ COLLECTION_METHODS = {
     "gpc": "Global Privacy Control signal (Sec-GPC: 1)",
     "staff": "staff, at the customer's request",
     "expiry": "purpose retired or consent expired",
+    "checkout": "shop checkout, recorded through the API",
+    "call_centre": "call centre, recorded through the API",
+    "in_store": "in store, recorded through the API",
 }
 
 

@@ -64,7 +64,13 @@ def policies_document() -> list[dict]:
 
 
 class ConsentError(ValueError):
-    """A decision that cannot be recorded; its message is for the person."""
+    """A decision that cannot be recorded; its message is for the person, its
+    code for a program (the API answers with it): "retired", "no_notice",
+    "notice_changed", "not_optional", or "invalid"."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -546,7 +552,8 @@ def consent_record(
     if not purpose.is_optional:
         raise ConsentError(
             _("“%(purpose)s” does not rest on consent, so there is nothing to grant or withdraw.")
-            % {"purpose": purpose.display_name}
+            % {"purpose": purpose.display_name},
+            "not_optional",
         )
     if purpose.retired_at is not None and not allow_retired:
         _decision_refused("retired", purpose)
@@ -576,7 +583,7 @@ def _decision_refused(status: str, purpose: Purpose) -> None:
             "The description of “%(purpose)s” changed while you were reading it. "
             "Please read it again and confirm your choice."
         )
-    raise ConsentError(message % {"purpose": purpose.display_name})
+    raise ConsentError(message % {"purpose": purpose.display_name}, status)
 
 
 def _record_in_python(

@@ -116,11 +116,11 @@ def _purpose_json(purpose, notice) -> dict:
     }
 
 
-@require_safe
-def privacy_json(request: HttpRequest) -> JsonResponse:
+def privacy_document() -> dict:
+    """The inventory as /privacy.json states it (the API's /v1/inventory too)."""
     purposes = list(selectors.active_purposes())
     notices = services.current_notices(purposes)
-    body = {
+    return {
         "@context": {
             "dpv": "https://w3id.org/dpv#",
             "pd": "https://w3id.org/dpv/pd#",
@@ -140,7 +140,11 @@ def privacy_json(request: HttpRequest) -> JsonResponse:
         "receiptKeys": settings.SITE_URL + reverse("consents:jwks"),
         "policies": services.policies_document(),
     }
-    return JsonResponse(body, json_dumps_params={"ensure_ascii": False, "indent": 2})
+
+
+@require_safe
+def privacy_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(privacy_document(), json_dumps_params={"ensure_ascii": False, "indent": 2})
 
 
 @require_safe

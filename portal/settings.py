@@ -9,6 +9,7 @@ variable.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -105,6 +106,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
+    # One row per API call, after the answer is final (integrations.api).
+    "integrations.api.middleware.ApiCallLogMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -253,6 +256,13 @@ ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # The newsletter form emails the address it is given: per client, and per
 # address (kept as a hash), in allauth's syntax and cache (consents.ratelimit).
 NEWSLETTER_RATE_LIMITS = "20/h/ip,3/h/key"
+# Calls per API key (integrations.api), same syntax; "key" is the API key.
+API_RATE_LIMITS = env_str("API_RATE_LIMITS", "600/m/key")
+if not re.fullmatch(r"\d+/\d*[smhd]/key(,\d+/\d*[smhd]/key)*", API_RATE_LIMITS.replace(" ", "")):
+    raise ImproperlyConfigured(
+        f"API_RATE_LIMITS={API_RATE_LIMITS!r} is not like 600/m/key (amount/period/key, "
+        "comma-separated; period: s, m, h or d, optionally after a number)."
+    )
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 # The admin opens only to staff with an authenticator app or a security key

@@ -29,5 +29,6 @@ urlpatterns = [
     path("rights/", include("rights.public_urls")),
     path("me/", include("consents.panel_urls")),
     path("policies/", include("policies.urls")),
+    path("api/", include("integrations.api.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -341,6 +341,9 @@ class AuditAction(models.TextChoices):
     # Aggregate figures released with differential privacy.
     PRIVACY_BUDGET_SET = "privacy_budget_set", _("Set a month's privacy budget")
     FIGURES_RELEASE = "figures_release", _("Released figures with differential privacy")
+    # Integrations.
+    API_KEY_CREATE = "api_key_create", _("Created an API key")
+    API_KEY_REVOKE = "api_key_revoke", _("Revoked an API key")
 
 
 READ_ACTIONS = [

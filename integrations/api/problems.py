@@ -1,0 +1,75 @@
+"""RFC 9457 problem details: the one shape of every error the API answers."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.http import HttpResponse
+from ninja import Schema
+
+MEDIA_TYPE = "application/problem+json"
+
+# code: (status, title). The type of a problem is the docs page's anchor for it.
+PROBLEMS: dict[str, tuple[int, str]] = {
+    "bad-request": (400, "The request is malformed"),
+    "invalid-cursor": (400, "The cursor is not one this API gave"),
+    "unauthenticated": (401, "A valid API key is required"),
+    "key-revoked": (401, "The API key was revoked"),
+    "key-expired": (401, "The API key has expired"),
+    "insufficient-scope": (403, "The API key lacks the scope this operation needs"),
+    "not-found": (404, "Not found"),
+    "unknown-subject": (404, "No such person"),
+    "unknown-purpose": (404, "No such purpose"),
+    "notice-stale": (409, "The notice shown is not the current one"),
+    "purpose-retired": (409, "The purpose is no longer offered"),
+    "not-on-consent": (422, "The purpose does not rest on consent"),
+    "no-notice": (409, "The purpose has no published notice"),
+    "validation": (422, "The request does not match the schema"),
+    "rate-limited": (429, "Too many requests for this API key"),
+}
+
+
+class Problem(Schema):
+    """An error (RFC 9457). `type` links to the explanation on /api/docs/."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict] | None = None
+    scope: str | None = None
+    current_notice_version: int | None = None
+
+
+def problem_type(code: str) -> str:
+    return f"{settings.SITE_URL}/api/docs/#problem-{code}"
+
+
+class ApiProblem(Exception):
+    """Raised anywhere in an operation (or its authentication): answered as a
+    problem document, and nothing the operation began is kept."""
+
+    def __init__(self, code: str, detail: str = "", *, headers: dict | None = None, **extra):
+        self.code = code
+        self.status, self.title = PROBLEMS[code]
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra
+        super().__init__(self.detail)
+
+
+def problem_response(problem: ApiProblem) -> HttpResponse:
+    body = {
+        "type": problem_type(problem.code),
+        "title": problem.title,
+        "status": problem.status,
+        "detail": str(problem.detail),
+        **problem.extra,
+    }
+    response = HttpResponse(
+        json.dumps(body, ensure_ascii=False), status=problem.status, content_type=MEDIA_TYPE
+    )
+    for name, value in problem.headers.items():
+        response[name] = value
+    return response
