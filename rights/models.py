@@ -335,6 +335,11 @@ class AuditAction(models.TextChoices):
     POLICY_PUBLISH = "policy_publish", _("Published a policy version")
     # Outgoing work.
     OUTBOX_RETRY = "outbox_retry", _("Retried failed deliveries")
+    # Webhooks (integrations.webhooks).
+    WEBHOOK_ENDPOINT_SAVE = "webhook_endpoint_save", _("Saved a webhook endpoint")
+    WEBHOOK_SECRET_ROTATE = "webhook_secret_rotate", _("Rotated a webhook endpoint's secret")
+    WEBHOOK_ENDPOINT_ENABLE = "webhook_endpoint_enable", _("Re-enabled a webhook endpoint")
+    WEBHOOK_REPLAY = "webhook_replay", _("Replayed a webhook delivery")
 
 
 READ_ACTIONS = [
