@@ -563,6 +563,9 @@ WEBHOOK_RETRY_SECONDS = [int(_s) for _s in _retry]
 # private, loopback or link-local; in development (DEBUG) only loopback and
 # these are contacted at all, so that a demo never posts to a real system.
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
+# POSTs in flight at once per batch (one endpoint's deliveries, each thread
+# on a kept-alive connection of its own).
+WEBHOOK_PARALLEL_POSTS = env_int("WEBHOOK_PARALLEL_POSTS", 4, minimum=1)
 # Seconds to connect and between bytes of the answer, and in all for one try.
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 # An endpoint whose every try has failed for this long is disabled (staff are

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Case, F, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -87,96 +91,175 @@ def delivery_queue(
 
 # Sending ----------------------------------------------------------------------------
 
+# The outcomes of POSTs are recorded together, in one transaction, every this
+# many deliveries: a commit per delivery cost more than the POST.
+# A crash between a POST and its record sends it again, with the same
+# webhook-id (Standard Webhooks is at-least-once: receivers deduplicate on it).
+RECORD_EVERY = 50
+
+
+@dataclass
+class Outcome:
+    item: OutboxItem
+    delivery: WebhookDelivery | None
+    answer: net.Answer | None  # None: not tried (no delivery, or the endpoint is off)
+    at: datetime
+
 
 def deliver_batch(batch: outbox.Batch) -> None:
-    """The outbox handler of kind "webhook"."""
+    """The outbox handler of kind "webhook": the claimed deliveries in groups
+    of RECORD_EVERY, each group POSTed by WEBHOOK_PARALLEL_POSTS threads (a
+    kept-alive connection each; no database work in them), then recorded here."""
     ids = [item.payload.get("delivery") for item in batch.items]
     deliveries = WebhookDelivery.objects.select_related("message", "endpoint").in_bulk(ids)
-    client = net.Client()
-    try:
-        for item in batch:
-            delivery = deliveries.get(item.payload.get("delivery"))
-            if delivery is None:  # deleted (retention) before it could go
-                batch.failed(item, "The delivery no longer exists.", retry=False)
-                continue
-            _deliver(batch, item, delivery, client)
-    finally:
-        client.close()
+    endpoints: dict[int, WebhookEndpoint] = {}
+    for delivery in deliveries.values():  # one instance per endpoint: its state is shared
+        delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+    local, clients = threading.local(), []
+
+    def post(delivery: WebhookDelivery) -> tuple[net.Answer, datetime]:
+        if not hasattr(local, "client"):
+            local.client = net.Client()
+            clients.append(local.client)
+        return _post(local.client, delivery), timezone.now()
+
+    group: list[tuple[OutboxItem, WebhookDelivery | None]] = []
+    with ThreadPoolExecutor(max_workers=settings.WEBHOOK_PARALLEL_POSTS) as pool:
+        try:
+            for item in batch:
+                group.append((item, deliveries.get(item.payload.get("delivery"))))
+                if len(group) >= RECORD_EVERY:
+                    _deliver_group(batch, group, pool, post)
+                    group = []
+            _deliver_group(batch, group, pool, post)
+        finally:
+            for client in clients:
+                client.close()
 
 
-def _deliver(
-    batch: outbox.Batch, item: OutboxItem, delivery: WebhookDelivery, client: net.Client
-) -> None:
-    endpoint = delivery.endpoint
-    if not endpoint.is_active:
-        with transaction.atomic():
-            _finish(delivery, WebhookDelivery.Status.FAILED)
-            batch.failed(item, "The endpoint is disabled.", retry=False)
+def _deliver_group(batch: outbox.Batch, group, pool: ThreadPoolExecutor, post) -> None:
+    """POST a group's deliveries (an endpoint turned off is not contacted), then
+    record what came back, even if something stops the group halfway."""
+    if not group:
         return
-    message = delivery.message
-    timestamp = int(time.time())
+    live = [delivery for _item, delivery in group if delivery and delivery.endpoint.is_active]
+    answers: dict[int, tuple[net.Answer, datetime]] = {}
+    try:
+        for delivery, answer in zip(live, pool.map(post, live), strict=True):
+            answers[delivery.pk] = answer
+    finally:
+        now = timezone.now()
+        outcomes = []
+        for item, delivery in group:
+            answer, at = answers.get(delivery.pk, (None, now)) if delivery else (None, now)
+            if delivery is not None and delivery.endpoint.is_active and answer is None:
+                continue  # not POSTed (interrupted): left to the outbox to release
+            outcomes.append(Outcome(item, delivery, answer, at))
+        _record(batch, outcomes)
+        batch.keep_alive()
+
+
+def _post(client: net.Client, delivery: WebhookDelivery) -> net.Answer:
+    message, endpoint = delivery.message, delivery.endpoint
     headers = signing.headers(
         webhook_id=message.webhook_id,
-        timestamp=timestamp,
+        timestamp=int(time.time()),
         body=message.body,
         secrets=endpoint.secrets(),
     )
-    answer = client.post(endpoint.url, message.body.encode(), headers)
-    now = timezone.now()
-    error = answer.error or ("" if answer.ok else f"HTTP {answer.status}")
+    return client.post(endpoint.url, message.body.encode(), headers)
+
+
+def _record(batch: outbox.Batch, outcomes: list[Outcome]) -> None:
+    """Attempts, deliveries, outbox rows and the endpoints' failure streaks for
+    a group of outcomes, in one transaction."""
+    if not outcomes:
+        return
+    Status = WebhookDelivery.Status
     with transaction.atomic():
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            at=now,
-            duration_ms=answer.duration_ms,
-            status_code=answer.status,
-            response_excerpt=answer.excerpt,
-            error=answer.error,
+        WebhookAttempt.objects.bulk_create(
+            [
+                WebhookAttempt(
+                    delivery=o.delivery,
+                    at=o.at,
+                    duration_ms=o.answer.duration_ms,
+                    status_code=o.answer.status,
+                    response_excerpt=o.answer.excerpt,
+                    error=o.answer.error,
+                )
+                for o in outcomes
+                if o.answer is not None
+            ]
         )
-        delivery.attempts += 1
-        if answer.ok:
-            _finish(delivery, WebhookDelivery.Status.SUCCEEDED, now=now)
-            batch.sent(item)
-            if endpoint.failing_since is not None:
-                WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
-                endpoint.failing_since = None
-            return
-        final = batch.failed(item, error)
-        if final:
-            _finish(delivery, WebhookDelivery.Status.FAILED, now=now)
-        else:
-            WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=delivery.attempts)
-        if endpoint.failing_since is None:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(
-                failing_since=now
+        succeeded = [o for o in outcomes if o.answer is not None and o.answer.ok]
+        if succeeded:
+            WebhookDelivery.objects.filter(pk__in=[o.delivery.pk for o in succeeded]).update(
+                status=Status.SUCCEEDED, attempts=F("attempts") + 1, finished_at=timezone.now()
             )
-            endpoint.failing_since = now
-        if final:
-            endpoint_disable_if_failing(endpoint=endpoint, now=now)
+            batch.sent_many([o.item for o in succeeded])
+        retried, ended, finals = [], [], set()
+        for o in outcomes:
+            if o.answer is None:
+                reason = "The endpoint is disabled." if o.delivery else "The delivery is gone."
+                batch.failed(o.item, reason, retry=False)
+                if o.delivery is not None:
+                    ended.append(o.delivery.pk)
+            elif not o.answer.ok:
+                if batch.failed(o.item, o.answer.error or f"HTTP {o.answer.status}"):
+                    ended.append(o.delivery.pk)
+                    finals.add(o.item.pk)
+                else:
+                    retried.append(o.delivery.pk)
+        tried = {o.delivery.pk for o in outcomes if o.answer is not None}
+        if retried:
+            WebhookDelivery.objects.filter(pk__in=retried).update(attempts=F("attempts") + 1)
+        if ended:
+            WebhookDelivery.objects.filter(pk__in=ended).update(
+                status=Status.FAILED,
+                attempts=F("attempts") + Case(When(pk__in=tried, then=1), default=0),
+                finished_at=timezone.now(),
+            )
+        _streaks([o for o in outcomes if o.answer is not None], finals)
 
 
-def _finish(delivery: WebhookDelivery, status: str, *, now=None) -> None:
-    delivery.status = status
-    delivery.finished_at = now or timezone.now()
-    delivery.save(update_fields=["status", "attempts", "finished_at"])
-
-
-def endpoint_disable_if_failing(*, endpoint: WebhookEndpoint, now=None) -> bool:
-    """A delivery failed for good: disable the endpoint if every try has been
-    failing for WEBHOOK_DISABLE_AFTER_HOURS, and email staff. In the caller's
-    transaction; checked again under the endpoint's row lock."""
-    now = now or timezone.now()
-    locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-    since = locked.failing_since
+def _streaks(outcomes: list[Outcome], finals: set[int]) -> None:
+    """Each endpoint's failure streak, in the order of its outcomes: a success
+    ends it, a failure starts it; a delivery failing for good at the end of a
+    long enough streak disables the endpoint."""
+    by_endpoint: dict[int, list[Outcome]] = {}
+    for o in outcomes:
+        by_endpoint.setdefault(o.delivery.endpoint_id, []).append(o)
     limit = timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS)
-    if not locked.is_active or since is None or now - since < limit:
+    for group in by_endpoint.values():
+        endpoint = group[0].delivery.endpoint
+        since, disable = endpoint.failing_since, False
+        for o in group:
+            if o.answer.ok:
+                since = None
+                continue
+            since = since or o.at
+            if o.item.pk in finals and o.at - since >= limit:
+                disable = True
+        if since != endpoint.failing_since:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=since)
+            endpoint.failing_since = since
+        if disable:
+            endpoint_disable(endpoint=endpoint)
+
+
+def endpoint_disable(*, endpoint: WebhookEndpoint) -> bool:
+    """Every try has failed for WEBHOOK_DISABLE_AFTER_HOURS and a delivery
+    has failed for good: disable the endpoint and email staff, in the caller's
+    transaction, once (checked again under the endpoint's row lock)."""
+    locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if not locked.is_active:
         return False
     locked.is_active = False
-    locked.disabled_at = now
+    locked.disabled_at = timezone.now()
     locked.save(update_fields=["is_active", "disabled_at"])
     endpoint.is_active = False
     _staff_tell_disabled(locked)
-    log.warning("webhook endpoint %s disabled: failing since %s", locked.uuid, since)
+    log.warning("webhook endpoint %s disabled: failing since %s", locked.uuid, locked.failing_since)
     return True
 
 

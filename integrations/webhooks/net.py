@@ -228,6 +228,8 @@ class Client:
                     reused = False  # the receiver closed a kept connection: once more, fresh
                     continue
                 return Answer(None, "", f"{type(exc).__name__}: {exc}", _ms(started))
+            if response.length == 0:
+                response.close()  # read to its end: the connection can carry the next
             if response.will_close or not response.isclosed():
                 self._drop(key)  # closed by the receiver, or an answer left unread
             excerpt = data.decode("utf-8", errors="replace")[:EXCERPT_CHARS]
