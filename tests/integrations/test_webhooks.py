@@ -4,9 +4,7 @@ with the `standardwebhooks` package, as a receiver would."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import standardwebhooks
@@ -27,46 +25,9 @@ from portal.models import OutboxItem
 from rights import services as rights_services
 from rights.models import AuditEntry, Kind
 from tests.conftest import make_user
+from tests.integrations.webhook_receiver import Receiver
 
 Status = WebhookDelivery.Status
-
-
-class Receiver:
-    """An HTTP server in a thread that records each POST and answers with the
-    next status of `answers` (200 once they run out)."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], str]] = []
-        self.answers: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                receiver.received.append((dict(self.headers.items()), body))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                answer = b'{"ok": true}' if status < 300 else b"broken today"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-
-    def bodies(self) -> list[dict]:
-        return [json.loads(body) for _headers, body in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
