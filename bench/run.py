@@ -15,6 +15,7 @@ BENCHMARKS = [
     "erasure.py",
     "export.py",
     "insight.py",
+    "webhooks.py",
 ]
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ class Outcome:
 def deliver_batch(batch: outbox.Batch) -> None:
     """The outbox handler of kind "webhook": the claimed deliveries in groups
     of RECORD_EVERY, each group POSTed by WEBHOOK_PARALLEL_POSTS threads (a
-    kept-alive connection each; no database work in them), then recorded here."""
+    kept-alive connection each; no database work in them) while this thread
+    records the group before it."""
     ids = [item.payload.get("delivery") for item in batch.items]
     deliveries = WebhookDelivery.objects.select_related("message", "endpoint").in_bulk(ids)
     endpoints: dict[int, WebhookEndpoint] = {}
@@ -123,40 +124,58 @@ def deliver_batch(batch: outbox.Batch) -> None:
             clients.append(local.client)
         return _post(local.client, delivery), timezone.now()
 
-    group: list[tuple[OutboxItem, WebhookDelivery | None]] = []
+    def launch(group: list) -> list:
+        """[(item, delivery, future or None)]: an endpoint turned off is not contacted."""
+        return [
+            (item, delivery, pool.submit(post, delivery) if _live(delivery) else None)
+            for item, delivery in group
+        ]
+
+    in_flight: list[list] = []
     with ThreadPoolExecutor(max_workers=settings.WEBHOOK_PARALLEL_POSTS) as pool:
         try:
+            group: list = []
             for item in batch:
                 group.append((item, deliveries.get(item.payload.get("delivery"))))
                 if len(group) >= RECORD_EVERY:
-                    _deliver_group(batch, group, pool, post)
+                    in_flight.append(launch(group))
                     group = []
-            _deliver_group(batch, group, pool, post)
+                    if len(in_flight) > 1:
+                        _record_group(batch, in_flight.pop(0))
+            if group:
+                in_flight.append(launch(group))
         finally:
-            for client in clients:
-                client.close()
+            try:
+                # What was POSTed is recorded, whatever stopped the batch.
+                while in_flight:
+                    _record_group(batch, in_flight.pop(0))
+            finally:
+                for client in clients:
+                    client.close()
 
 
-def _deliver_group(batch: outbox.Batch, group, pool: ThreadPoolExecutor, post) -> None:
-    """POST a group's deliveries (an endpoint turned off is not contacted), then
-    record what came back, even if something stops the group halfway."""
-    if not group:
-        return
-    live = [delivery for _item, delivery in group if delivery and delivery.endpoint.is_active]
-    answers: dict[int, tuple[net.Answer, datetime]] = {}
-    try:
-        for delivery, answer in zip(live, pool.map(post, live), strict=True):
-            answers[delivery.pk] = answer
-    finally:
-        now = timezone.now()
-        outcomes = []
-        for item, delivery in group:
-            answer, at = answers.get(delivery.pk, (None, now)) if delivery else (None, now)
-            if delivery is not None and delivery.endpoint.is_active and answer is None:
-                continue  # not POSTed (interrupted): left to the outbox to release
-            outcomes.append(Outcome(item, delivery, answer, at))
-        _record(batch, outcomes)
-        batch.keep_alive()
+def _live(delivery: WebhookDelivery | None) -> bool:
+    return delivery is not None and delivery.endpoint.is_active
+
+
+def _record_group(batch: outbox.Batch, launched: list) -> None:
+    """Wait for a group's POSTs and record them; a POST that raised is left
+    unrecorded, for the outbox to release (the error goes on up)."""
+    now, outcomes, error = timezone.now(), [], None
+    for item, delivery, future in launched:
+        if future is None:
+            outcomes.append(Outcome(item, delivery, None, now))
+            continue
+        try:
+            answer, at = future.result()
+        except Exception as exc:  # a bug, not an answer: the others are still recorded
+            error = error or exc
+            continue
+        outcomes.append(Outcome(item, delivery, answer, at))
+    _record(batch, outcomes)
+    batch.keep_alive()
+    if error is not None:
+        raise error
 
 
 def _post(client: net.Client, delivery: WebhookDelivery) -> net.Answer:
