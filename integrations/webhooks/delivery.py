@@ -95,13 +95,25 @@ def delivery_queue(
 # many deliveries: a commit per delivery cost more than the POST.
 # A crash between a POST and its record sends it again, with the same
 # webhook-id (Standard Webhooks is at-least-once: receivers deduplicate on it).
-RECORD_EVERY = 50
+RECORD_EVERY = 250
+# Deliveries one task claims (the outbox's claim for this kind).
+CLAIM = 500
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a POST needs of a delivery (read as plain values: a batch is hundreds)."""
+
+    pk: int
+    endpoint: WebhookEndpoint
+    webhook_id: str
+    body: str
 
 
 @dataclass
 class Outcome:
     item: OutboxItem
-    delivery: WebhookDelivery | None
+    delivery: Job | None
     answer: net.Answer | None  # None: not tried (no delivery, or the endpoint is off)
     at: datetime
 
@@ -112,13 +124,19 @@ def deliver_batch(batch: outbox.Batch) -> None:
     kept-alive connection each; no database work in them) while this thread
     records the group before it."""
     ids = [item.payload.get("delivery") for item in batch.items]
-    deliveries = WebhookDelivery.objects.select_related("message", "endpoint").in_bulk(ids)
-    endpoints: dict[int, WebhookEndpoint] = {}
-    for delivery in deliveries.values():  # one instance per endpoint: its state is shared
-        delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+    rows = WebhookDelivery.objects.filter(pk__in=ids).values_list(
+        "pk", "endpoint_id", "message__uuid", "message__body"
+    )
+    rows = list(rows)
+    # One instance per endpoint: its state (turned off, failing since) is shared.
+    endpoints = WebhookEndpoint.objects.in_bulk({row[1] for row in rows})
+    deliveries = {
+        pk: Job(pk, endpoints[endpoint_id], f"msg_{message_uuid.hex}", body)
+        for pk, endpoint_id, message_uuid, body in rows
+    }
     local, clients = threading.local(), []
 
-    def post(delivery: WebhookDelivery) -> tuple[net.Answer, datetime]:
+    def post(delivery: Job) -> tuple[net.Answer, datetime]:
         if not hasattr(local, "client"):
             local.client = net.Client()
             clients.append(local.client)
@@ -154,7 +172,7 @@ def deliver_batch(batch: outbox.Batch) -> None:
                     client.close()
 
 
-def _live(delivery: WebhookDelivery | None) -> bool:
+def _live(delivery: Job | None) -> bool:
     return delivery is not None and delivery.endpoint.is_active
 
 
@@ -178,15 +196,15 @@ def _record_group(batch: outbox.Batch, launched: list) -> None:
         raise error
 
 
-def _post(client: net.Client, delivery: WebhookDelivery) -> net.Answer:
-    message, endpoint = delivery.message, delivery.endpoint
+def _post(client: net.Client, delivery: Job) -> net.Answer:
+    endpoint = delivery.endpoint
     headers = signing.headers(
-        webhook_id=message.webhook_id,
+        webhook_id=delivery.webhook_id,
         timestamp=int(time.time()),
-        body=message.body,
+        body=delivery.body,
         secrets=endpoint.secrets(),
     )
-    return client.post(endpoint.url, message.body.encode(), headers)
+    return client.post(endpoint.url, delivery.body.encode(), headers)
 
 
 def _record(batch: outbox.Batch, outcomes: list[Outcome]) -> None:
@@ -199,7 +217,7 @@ def _record(batch: outbox.Batch, outcomes: list[Outcome]) -> None:
         WebhookAttempt.objects.bulk_create(
             [
                 WebhookAttempt(
-                    delivery=o.delivery,
+                    delivery_id=o.delivery.pk,
                     at=o.at,
                     duration_ms=o.answer.duration_ms,
                     status_code=o.answer.status,
@@ -247,7 +265,7 @@ def _streaks(outcomes: list[Outcome], finals: set[int]) -> None:
     long enough streak disables the endpoint."""
     by_endpoint: dict[int, list[Outcome]] = {}
     for o in outcomes:
-        by_endpoint.setdefault(o.delivery.endpoint_id, []).append(o)
+        by_endpoint.setdefault(o.delivery.endpoint.pk, []).append(o)
     limit = timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS)
     for group in by_endpoint.values():
         endpoint = group[0].delivery.endpoint
