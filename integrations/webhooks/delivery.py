@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -179,6 +179,10 @@ def _live(delivery: Job | None) -> bool:
 def _record_group(batch: outbox.Batch, launched: list) -> None:
     """Wait for a group's POSTs and record them; a POST that raised is left
     unrecorded, for the outbox to release (the error goes on up)."""
+    pending = {future for _item, _delivery, future in launched if future is not None}
+    while pending:  # a slow receiver: the rows stay ours meanwhile
+        _done, pending = wait(pending, timeout=5)
+        batch.keep_alive()
     now, outcomes, error = timezone.now(), [], None
     for item, delivery, future in launched:
         if future is None:

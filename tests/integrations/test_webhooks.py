@@ -472,3 +472,26 @@ def test_the_admin_re_enables_a_disabled_endpoint(
     assert response.status_code == 302
     endpoint.refresh_from_db()
     assert endpoint.is_active and endpoint.disabled_at is None
+
+
+def test_a_host_that_does_not_answer_is_not_waited_for_again_in_the_same_batch(
+    receiver, staff, customer, purposes, settings
+):
+    settings.WEBHOOK_PARALLEL_POSTS = 1
+    endpoint_for(receiver, staff)
+    receiver.close()  # nothing listens there any more
+    for key in [
+        "newsletter",
+        "recommendations",
+        "tailored-offers",
+        "product-research",
+        "ad-partners",
+    ]:
+        grant(customer, purposes[key])
+    row = OutboxItem.objects.filter(kind=delivery.WEBHOOK).first()
+    assert outbox.outbox_send(kind=delivery.WEBHOOK, topic=row.topic) == 0
+    errors = [a.error for d in WebhookDelivery.objects.order_by("pk") for a in d.attempt_rows.all()]
+    assert len(errors) == 5
+    assert all("Connection" in error for error in errors[:3])
+    assert all(error.startswith("Not tried") for error in errors[3:])
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {(Status.PENDING, 1)}

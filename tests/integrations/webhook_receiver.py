@@ -41,5 +41,7 @@ class Receiver:
         return [json.loads(body) for _headers, body in self.received]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
