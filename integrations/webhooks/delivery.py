@@ -97,7 +97,7 @@ def delivery_queue(
 # webhook-id (Standard Webhooks is at-least-once: receivers deduplicate on it).
 RECORD_EVERY = 250
 # Deliveries one task claims (the outbox's claim for this kind).
-CLAIM = 500
+CLAIM = 1000
 
 
 @dataclass(frozen=True)
