@@ -157,6 +157,15 @@ def test_a_rolled_back_change_sends_nothing(receiver, staff, customer, purposes)
     assert receiver.received == []
 
 
+def test_an_event_outside_a_transaction_is_refused(flushed_after, receiver, staff):
+    endpoint_for(receiver, staff)
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        events.publish(events.ACCOUNT_ERASED, {"subject_id": "x"})
+    with pytest.raises(LookupError), transaction.atomic():
+        events.publish("account.renamed", {})
+    assert not WebhookMessage.objects.exists()
+
+
 # Retries, disabling ------------------------------------------------------------------
 
 
@@ -264,7 +273,7 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_staff_are_emailed(
     assert verified(hook.secret, receiver.received[-1:])[0]["type"] == "consent.granted"
 
 
-def test_a_final_failure_after_a_recent_success_does_not_disable(
+def test_a_delivery_failing_for_good_after_minutes_of_failures_does_not_disable(
     receiver, staff, customer, purposes, settings
 ):
     endpoint_for(receiver, staff)
