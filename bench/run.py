@@ -17,6 +17,7 @@ BENCHMARKS = [
     "insight.py",
     "evidence.py",
     "api.py",
+    "webhooks.py",
 ]
 
 if __name__ == "__main__":

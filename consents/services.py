@@ -31,6 +31,7 @@ from consents.models import (
     PurposeNotice,
     ReconsentRequest,
 )
+from portal import events
 
 _policy_version_provider = None
 
@@ -651,7 +652,26 @@ def _record_in_python(
         if decision == Decision.WITHDRAWN:
             # Processing ends now: data that only this purpose needed goes with it.
             personal_data.erase_unneeded(subject_id=subject_id)
+        _decision_publish(event)
     return event
+
+
+def _decision_publish(event: ConsentEvent) -> None:
+    """The decision as a domain event (webhooks), in its transaction. Nothing
+    that names the person: the subject id, the purpose, the notice's version."""
+    events.publish(
+        events.consent_kind(decision=event.decision, method=event.method),
+        {
+            "event_id": str(event.uuid),
+            "subject_id": str(event.subject_id),
+            "purpose": event.purpose.key,
+            "notice_version": event.notice.version,
+            "decision": event.decision,
+            "method": event.method,
+            "decided_at": event.created_at.isoformat(),
+        },
+        at=event.created_at,
+    )
 
 
 def _record_in_database(
@@ -677,7 +697,10 @@ def _record_in_database(
     if policy_version_id is not None:
         policy_hash = ledger.policy_hashes([policy_version_id]).get(policy_version_id, "")
     event_uuid = event_uuid or ledger.event_uuid()
-    block = nullcontext() if decision == Decision.GRANTED else transaction.atomic()
+    # A grant alone is one statement, its own transaction in autocommit; an event
+    # published about it (webhooks) must commit with it, hence a transaction then.
+    alone = decision == Decision.GRANTED and not events.has_subscribers()
+    block = nullcontext() if alone else transaction.atomic()
     with block:
         decided = ledger.decide(
             subject_id=subject_id,
@@ -702,25 +725,27 @@ def _record_in_database(
             _decision_refused(decided.status, purpose)
         if decided.decision == Decision.WITHDRAWN:
             personal_data.erase_unneeded(subject_id=subject_id)
-    event = ConsentEvent(
-        pk=decided.event_id,
-        uuid=event_uuid,
-        subject_id=subject_id,
-        purpose=purpose,
-        notice=notice if notice is not None else ledger.notice_by_id(decided.notice_id),
-        policy_version_id=decided.policy_version_id,
-        decision=decided.decision,
-        method=method,
-        created_at=decided.created_at,
-        ip_truncated=facts.ip_truncated,
-        user_agent_family=facts.user_agent_family,
-        gpc_signal=facts.gpc_signal,
-        prev_hash="",
-        hash=decided.hash,
-    )
-    event._state.adding = False
-    event._state.db = transaction.get_connection().alias
-    event._ledger_policy_hash = decided.policy_hash or ""
+        event = ConsentEvent(
+            pk=decided.event_id,
+            uuid=event_uuid,
+            subject_id=subject_id,
+            purpose=purpose,
+            notice=notice if notice is not None else ledger.notice_by_id(decided.notice_id),
+            policy_version_id=decided.policy_version_id,
+            decision=decided.decision,
+            method=method,
+            created_at=decided.created_at,
+            ip_truncated=facts.ip_truncated,
+            user_agent_family=facts.user_agent_family,
+            gpc_signal=facts.gpc_signal,
+            prev_hash="",
+            hash=decided.hash,
+        )
+        event._state.adding = False
+        event._state.db = transaction.get_connection().alias
+        event._ledger_policy_hash = decided.policy_hash or ""
+        if events.has_subscribers():
+            _decision_publish(event)
     return event
 
 

@@ -13,3 +13,8 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
     verbose_name = _("Integrations")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from integrations.webhooks import setup as webhooks_setup
+
+        webhooks_setup.ready()

@@ -20,7 +20,7 @@ from consents.services import RequestFacts, optional_email_stop, reconsent_reque
 from policies import notices
 from policies.models import Acknowledgement, Policy, PolicyVersion
 from policies.selectors import version_content_hash
-from portal import outbox
+from portal import events, outbox
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,17 @@ def policy_version_publish(*, version: PolicyVersion, acting_user=None) -> Publi
         count = 0
         if last:  # the first version of a policy changes nothing: nobody to tell
             count = notifications_create(version=version)
+        events.publish(
+            events.POLICY_VERSION_PUBLISHED,
+            {
+                "policy": version.policy.slug,
+                "version": version.number,
+                "material": version.material,
+                "effective_date": version.effective_date.isoformat(),
+                "published_at": version.published_at.isoformat(),
+            },
+            at=version.published_at,
+        )
         _audit(
             acting_user,
             "policy_publish",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -70,6 +70,24 @@ class Handler:
     # broker's visibility timeout is safe: a task the broker hands out again
     # meanwhile finds the row leased (and its lease renewed), and claims nothing.
     time_limit: int | None = None
+    # A kind with a retry schedule of its own (webhooks retry for about a day):
+    # a callable returning the delay after each failed attempt, read each time
+    # (so that it may come from a setting); its rows get one attempt more than
+    # it has delays. Other kinds back off 30 s doubling, for OUTBOX_MAX_ATTEMPTS.
+    retry_delays: Callable[[], Sequence[timedelta]] | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        if self.retry_delays is None:
+            return settings.OUTBOX_MAX_ATTEMPTS
+        return len(self.retry_delays()) + 1
+
+    def backoff(self, attempts: int) -> timedelta:
+        """The wait after `attempts` tries (1 after the first) that failed."""
+        if self.retry_delays is None:
+            return backoff(attempts)
+        delays = self.retry_delays()
+        return delays[max(min(attempts, len(delays)), 1) - 1]
 
     @property
     def task_options(self) -> dict:
@@ -94,6 +112,7 @@ def register(
     fan_out: bool = False,
     claim: int | None = None,
     time_limit: int | None = None,
+    retry_delays: Callable[[], Sequence[timedelta]] | None = None,
 ) -> Handler:
     """Declare what is done with rows of `kind` (from an AppConfig.ready()).
     Registering a kind again replaces its handler."""
@@ -104,6 +123,7 @@ def register(
         fan_out=fan_out,
         claim=claim,
         time_limit=time_limit,
+        retry_delays=retry_delays,
     )
     _handlers[kind] = handler
     return handler
@@ -184,19 +204,26 @@ def outbox_dispatch_on_commit(*, kind: str, topic: str = "") -> None:
 # Claiming -------------------------------------------------------------------------
 
 
+def _attempts_left() -> Q:
+    """Rows that have not used up their kind's attempts (OUTBOX_MAX_ATTEMPTS,
+    or one more than a kind's own retry schedule has delays)."""
+    own = {kind: h.max_attempts for kind, h in _handlers.items() if h.retry_delays is not None}
+    left = Q(attempts__lt=settings.OUTBOX_MAX_ATTEMPTS)
+    if own:
+        left &= ~Q(kind__in=list(own))
+    for kind, attempts in own.items():
+        left |= Q(kind=kind, attempts__lt=attempts)
+    return left
+
+
 def _claimable(now: datetime) -> Q:
     """Pending rows whose backoff is over, and rows whose lease ran out (their
     worker died). A row that used up its attempts is not claimed again: the
     sweep marks it failed."""
     return (
-        Q(status=Status.PENDING)
-        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        & Q(attempts__lt=settings.OUTBOX_MAX_ATTEMPTS)
-    ) | Q(
-        status=Status.SENDING,
-        leased_until__lte=now,
-        attempts__lt=settings.OUTBOX_MAX_ATTEMPTS,
-    )
+        (Q(status=Status.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)))
+        | Q(status=Status.SENDING, leased_until__lte=now)
+    ) & _attempts_left()
 
 
 def _fresh(now: datetime) -> Q:
@@ -324,31 +351,59 @@ class Batch:
         )
         self.sent_count += 1
 
-    def failed(self, item: OutboxItem, error: str | BaseException) -> None:
+    def sent_many(self, items: list[OutboxItem]) -> None:
+        """Several rows done, in one UPDATE per lease they hold (one, unless
+        they came from different claims): a handler that records its outcomes
+        in groups (webhooks) spares a statement per row."""
+        by_lease: dict[datetime | None, list[int]] = {}
+        for item in items:
+            self._unresolved.pop(item.pk, None)
+            by_lease.setdefault(item.leased_until, []).append(item.pk)
+        cleared = {"payload": {}} if self.handler.private_payload else {}
+        for lease, ids in by_lease.items():
+            OutboxItem.objects.filter(pk__in=ids, status=Status.SENDING, leased_until=lease).update(
+                status=Status.SENT,
+                sent_at=timezone.now(),
+                leased_until=None,
+                next_attempt_at=None,
+                last_error="",
+                **cleared,
+            )
+        self.sent_count += len(items)
+
+    def failed(self, item: OutboxItem, error: str | BaseException, *, retry: bool = True) -> bool:
         """This row alone could not be done (a refused address): try it again
-        after a backoff, and after the last attempt, fail with the error kept."""
+        after a backoff, and after the last attempt (or at once, retry=False:
+        trying again cannot help), fail with the error kept. Returns whether
+        the row failed for good."""
         self._unresolved.pop(item.pk, None)
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
         log.warning("outbox item %s (%s) not done: %s", item.pk, item.kind, error)
-        _release(self._ours(item), attempts=item.attempts, error=error)
+        attempts = item.attempts if retry else self.handler.max_attempts
+        return _release(self._ours(item), self.handler, attempts=attempts, error=error)
+
+    def final(self, item: OutboxItem) -> bool:
+        """Whether a failure of this row now would be its last."""
+        return item.attempts >= self.handler.max_attempts
 
     def release_unresolved(self, error: str) -> None:
         """Give back every row not yet done, for a later try."""
         for item in list(self._unresolved.values()):
-            _release(self._ours(item), attempts=item.attempts, error=error)
+            _release(self._ours(item), self.handler, attempts=item.attempts, error=error)
         self._unresolved.clear()
         self._waiting = []
 
 
-def _release(rows: QuerySet, *, attempts: int, error: str) -> None:
-    final = attempts >= settings.OUTBOX_MAX_ATTEMPTS
+def _release(rows: QuerySet, handler: Handler, *, attempts: int, error: str) -> bool:
+    final = attempts >= handler.max_attempts
     rows.update(
         status=Status.FAILED if final else Status.PENDING,
         leased_until=None,
-        next_attempt_at=None if final else timezone.now() + backoff(attempts),
+        next_attempt_at=None if final else timezone.now() + handler.backoff(attempts),
         last_error=error[:2000],
     )
+    return final
 
 
 def outbox_send(
@@ -387,10 +442,8 @@ def outbox_give_up(*, now: datetime | None = None) -> int:
     each time) end failed, with a reason staff can read."""
     now = now or timezone.now()
     return (
-        OutboxItem.objects.filter(
-            status__in=UNSENT,
-            attempts__gte=settings.OUTBOX_MAX_ATTEMPTS,
-        )
+        OutboxItem.objects.filter(status__in=UNSENT)
+        .exclude(_attempts_left())
         .filter(Q(leased_until__lte=now) | Q(status=Status.PENDING))
         .update(
             status=Status.FAILED,

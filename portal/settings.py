@@ -581,6 +581,33 @@ AUDIT_KEPT_DAYS = env_int("AUDIT_KEPT_DAYS", 5 * 365 + 1, minimum=365)
 # same session, for this many minutes; each look still writes its own row.
 AUDIT_REASON_MINUTES = env_int("AUDIT_REASON_MINUTES", 30, minimum=1)
 
+# Webhooks (integrations/webhooks/). Delays after each failed try of a
+# delivery, in seconds: about a day in all (24.6 h), growing until capped at 8 h.
+_retry = env_list(
+    "WEBHOOK_RETRY_SECONDS", ["10", "60", "300", "1800", "7200", "21600", "28800", "28800"]
+)
+if not all(_s.isdigit() for _s in _retry):
+    raise ImproperlyConfigured(
+        f"WEBHOOK_RETRY_SECONDS={','.join(_retry)!r} is not a comma-separated list of seconds."
+    )
+WEBHOOK_RETRY_SECONDS = [int(_s) for _s in _retry]
+# Host names or IP networks (10.1.2.0/24) webhooks may reach although they are
+# private, loopback or link-local; in development (DEBUG) only loopback and
+# these are contacted at all, so that a demo never posts to a real system.
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", [])
+# POSTs in flight at once per batch (one endpoint's deliveries, each thread
+# on a kept-alive connection of its own).
+WEBHOOK_PARALLEL_POSTS = env_int("WEBHOOK_PARALLEL_POSTS", 4, minimum=1)
+# Seconds to connect and between bytes of the answer, and in all for one try.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# An endpoint whose every try has failed for this long is disabled (staff are
+# emailed) as soon as one of its deliveries fails for good.
+WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=0)
+# How long the old secret still signs after a rotation, by default.
+WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24, minimum=0)
+# Messages, their deliveries and attempts are deleted this long after they were made.
+WEBHOOK_KEPT_DAYS = env_int("WEBHOOK_KEPT_DAYS", 30, minimum=2)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

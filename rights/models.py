@@ -344,6 +344,11 @@ class AuditAction(models.TextChoices):
     # Integrations.
     API_KEY_CREATE = "api_key_create", _("Created an API key")
     API_KEY_REVOKE = "api_key_revoke", _("Revoked an API key")
+    # Webhooks (integrations.webhooks).
+    WEBHOOK_ENDPOINT_SAVE = "webhook_endpoint_save", _("Saved a webhook endpoint")
+    WEBHOOK_SECRET_ROTATE = "webhook_secret_rotate", _("Rotated a webhook endpoint's secret")
+    WEBHOOK_ENDPOINT_ENABLE = "webhook_endpoint_enable", _("Re-enabled a webhook endpoint")
+    WEBHOOK_REPLAY = "webhook_replay", _("Replayed a webhook delivery")
 
 
 READ_ACTIONS = [

@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 
 from consents import services as consent_services
 from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
+from portal import events
 from rights import audit, deadlines, emails, erasure
 from rights.models import (
     KINDS_WITH_PURPOSES,
@@ -46,6 +47,24 @@ REASON_MAX = 5000
 # What a person may object to: processing on legitimate interest (GDPR Art.
 # 21(1)) and, for direct marketing, on consent (Art. 21(2)).
 OBJECTABLE_BASES = {LegalBasis.LEGITIMATE_INTEREST, LegalBasis.CONSENT}
+
+
+def _publish(kind: str, request: RightsRequest, *, at: datetime | None = None, **extra) -> None:
+    """A request's domain event (webhooks), in the caller's transaction: the
+    request's id, the person's opaque subject id, never their address."""
+    events.publish(
+        kind,
+        {
+            "request_id": str(request.uuid),
+            "subject_id": str(request.subject_id),
+            "kind": request.kind,
+            "jurisdiction": request.jurisdiction,
+            "status": request.status,
+            "due_at": request.due_at.isoformat(),
+            **extra,
+        },
+        at=at,
+    )
 
 
 class RightsError(ValueError):
@@ -169,6 +188,7 @@ def request_create(
             _withdraw_consents(subject_id=subject_id, purposes=purposes, method=method)
         if kind == Kind.ERASURE:
             _erasure_schedule(request, now=now)
+        _publish(events.RIGHTS_REQUEST_OPENED, request, at=now)
         if acting_user is not None:
             audit.record(
                 acting_user=acting_user,
@@ -290,6 +310,7 @@ def _erasure_request(
             channel=Channel.PORTAL,
         )
         _erasure_schedule(request, now=now)
+        _publish(events.RIGHTS_REQUEST_OPENED, request, at=now)
     return request
 
 
@@ -385,6 +406,13 @@ def erasure_carry_out(
                 "closed_by",
             ]
         )  # fmt: skip
+        for subject_id in person.subject_ids:
+            events.publish(
+                events.ACCOUNT_ERASED,
+                {"subject_id": str(subject_id), "request_id": str(locked.uuid)},
+                at=now,
+            )
+        _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=now)
         if acting_user is not None:
             _audit(locked, AuditAction.ERASURE_CARRY_OUT, acting_user=acting_user)
     logger.info(
@@ -448,6 +476,7 @@ def user_erase(*, user, acting_user, now: datetime | None = None) -> RightsReque
                 channel=Channel.ADMIN,
                 erase_after=now,
             )
+            _publish(events.RIGHTS_REQUEST_OPENED, request, at=now)
         return erasure_carry_out(request=request, acting_user=acting_user, now=now)
 
 
@@ -579,6 +608,7 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
         locked.answer = answer
         _close(locked, Status.DONE, acting_user=acting_user, fields=["answer"])
         emails.request_done(request=locked)
+        _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=locked.closed_at)
         _audit(locked, AuditAction.REQUEST_COMPLETE, acting_user=acting_user)
     return locked
 
@@ -608,4 +638,6 @@ def requests_due_notify(*, now: datetime | None = None) -> int:
         requests = requests_needing_attention(now=now)
         if requests:
             emails.requests_due(requests=requests, now=now)
+        for request in requests:
+            _publish(events.RIGHTS_REQUEST_DUE, request, at=now, overdue=request.due_at <= now)
     return len(requests)

@@ -1,3 +1,166 @@
-"""Webhook endpoints and deliveries (integrations.webhooks)."""
+"""Webhook endpoints and deliveries (integrations.webhooks).
 
-__all__: list[str] = []
+An endpoint is a URL staff registered, with its secret and the events it
+wants. Each event published (portal/events.py) becomes one WebhookMessage
+(the body, and its webhook-id), and one WebhookDelivery per endpoint that
+wants it, each carried by an outbox row of kind "webhook". Every try is a
+WebhookAttempt, with what the receiver answered. Replaying a delivery makes
+a new delivery of the same message (same webhook-id, as for a retry).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from portal.events import KINDS
+
+__all__ = ["WebhookAttempt", "WebhookDelivery", "WebhookEndpoint", "WebhookMessage"]
+
+
+class WebhookEndpoint(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=100)
+    url = models.URLField(_("URL"), max_length=500)
+    # Event kinds (portal.events.KINDS) this endpoint receives.
+    events = models.JSONField(_("events"), default=list)
+    # Standard Webhooks secret ("whsec_" + base64 of 32 random bytes). Kept as
+    # such: the portal signs with it, so it cannot be hashed.
+    secret = models.CharField(max_length=100, editable=False)
+    # After a rotation the old secret still signs (a second signature in the
+    # header) until previous_secret_until, so that the receiver can switch.
+    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    previous_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    # Set when the endpoint was disabled because it kept failing (failing_since
+    # says since when), not by staff; cleared when staff enable it again.
+    disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True, editable=False)
+    # The first failed attempt since the last success: a streak of failures
+    # lasting WEBHOOK_DISABLE_AFTER_HOURS, ended by a delivery failing for
+    # good, disables the endpoint. Cleared by any success.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def secrets(self, now=None) -> list[str]:
+        """The secrets that sign now: the current one, and the previous one
+        during its overlap."""
+        now = now or timezone.now()
+        signing = [self.secret]
+        if self.previous_secret and self.previous_secret_until and self.previous_secret_until > now:
+            signing.append(self.previous_secret)
+        return signing
+
+    @property
+    def secret_hint(self) -> str:
+        """Enough of the secret for staff to tell which one a receiver has."""
+        return f"{self.secret[:10]}…" if self.secret else ""
+
+    def event_labels(self) -> list[str]:
+        return [str(KINDS.get(kind, kind)) for kind in self.events]
+
+
+class WebhookMessage(models.Model):
+    """One event, as every endpoint receives it: the webhook-id and the body
+    are fixed once written, so that a retry or a replay sends the same bytes."""
+
+    # The Standard Webhooks webhook-id: "msg_" + this, the same on every try.
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event_type = models.CharField(_("event"), max_length=50)
+    # The exact JSON sent: {"type", "timestamp", "data"}.
+    body = models.TextField(_("body"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook message")
+        verbose_name_plural = _("webhook messages")
+        indexes = [
+            # Retention: messages older than WEBHOOK_KEPT_DAYS.
+            models.Index(fields=["created_at"], name="webhook_message_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.webhook_id}"
+
+    @property
+    def webhook_id(self) -> str:
+        return f"msg_{self.uuid.hex}"
+
+
+class WebhookDelivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # The delivery this one replays (same message, same webhook-id).
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        indexes = [
+            # An endpoint's deliveries, newest first (its admin page).
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message.event_type} → {self.endpoint} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST: what was answered (status, a truncated excerpt of the body)
+    or what went wrong, and how long it took."""
+
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_rows"
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    response_excerpt = models.TextField(_("response"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("webhook attempt")
+        verbose_name_plural = _("webhook attempts")
+        ordering = ["delivery", "at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error[:40]}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
