@@ -699,7 +699,7 @@ def _record_in_database(
     event_uuid = event_uuid or ledger.event_uuid()
     # A grant alone is one statement, its own transaction in autocommit; an event
     # published about it (webhooks) must commit with it, hence a transaction then.
-    alone = decision == Decision.GRANTED and not events.has_subscribers()
+    alone = decision == Decision.GRANTED and not events.wanted(events.CONSENT_GRANTED)
     block = nullcontext() if alone else transaction.atomic()
     with block:
         decided = ledger.decide(
@@ -744,7 +744,7 @@ def _record_in_database(
         event._state.adding = False
         event._state.db = transaction.get_connection().alias
         event._ledger_policy_hash = decided.policy_hash or ""
-        if events.has_subscribers():
+        if not alone:
             _decision_publish(event)
     return event
 

@@ -75,10 +75,18 @@ def unsubscribe(subscriber: Subscriber) -> None:
         _subscribers.remove(subscriber)
 
 
-def has_subscribers() -> bool:
-    """Whether publishing does anything: a caller that would open a
-    transaction only to publish in it may skip both when nobody listens."""
-    return bool(_subscribers)
+def _wants(subscriber: Subscriber, kind: str) -> bool:
+    wants = getattr(subscriber, "wants", None)
+    return wants is None or wants(kind)
+
+
+def wanted(kind: str) -> bool:
+    """Whether publishing `kind` would do anything. A subscriber may say which
+    kinds it wants, cheaply (a `wants(kind)` attribute that runs no query as a
+    rule); one that does not say wants them all. A caller that would open a
+    transaction only to publish in it skips both when nobody wants the kind:
+    a consent granted is then one statement in autocommit."""
+    return any(_wants(subscriber, kind) for subscriber in _subscribers)
 
 
 def publish(kind: str, payload: dict, *, at: datetime | None = None) -> Event:
@@ -93,7 +101,8 @@ def publish(kind: str, payload: dict, *, at: datetime | None = None) -> Event:
         # change: a crash between the two would lose the event or invent one.
         raise RuntimeError("events are published inside the transaction of their change")
     for subscriber in list(_subscribers):
-        subscriber(event)
+        if _wants(subscriber, kind):
+            subscriber(event)
     return event
 
 

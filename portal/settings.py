@@ -607,6 +607,9 @@ WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum
 WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24, minimum=0)
 # Messages, their deliveries and attempts are deleted this long after they were made.
 WEBHOOK_KEPT_DAYS = env_int("WEBHOOK_KEPT_DAYS", 30, minimum=2)
+# How long a process trusts its list of the event kinds active endpoints want
+# (saving an endpoint clears it in that process at once).
+WEBHOOK_ENDPOINTS_CACHE_SECONDS = env_int("WEBHOOK_ENDPOINTS_CACHE_SECONDS", 2, minimum=0)
 
 LOGGING = {
     "version": 1,

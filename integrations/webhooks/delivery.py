@@ -52,6 +52,29 @@ def topic(endpoint: WebhookEndpoint) -> str:
 # Writing ----------------------------------------------------------------------------
 
 
+# The kinds that active endpoints want, read at most every
+# WEBHOOK_ENDPOINTS_CACHE_SECONDS per process (and again at once after this
+# process saves or deletes an endpoint): most decisions are made with no
+# endpoint wanting them, and then cost no query and no transaction here.
+_kinds_cache: list = []  # [(expires, frozenset of kinds)]
+
+
+def subscribed_kinds() -> frozenset[str]:
+    now = time.monotonic()
+    if _kinds_cache and _kinds_cache[0][0] > now:
+        return _kinds_cache[0][1]
+    kinds: set[str] = set()
+    for wanted in WebhookEndpoint.objects.filter(is_active=True).values_list("events", flat=True):
+        kinds.update(wanted)
+    _kinds_cache[:] = [(now + settings.WEBHOOK_ENDPOINTS_CACHE_SECONDS, frozenset(kinds))]
+    return _kinds_cache[0][1]
+
+
+def endpoints_changed(**_kwargs) -> None:
+    """post_save/post_delete of an endpoint: read the kinds again next time."""
+    _kinds_cache.clear()
+
+
 def fan_out(event: events.Event) -> WebhookMessage | None:
     """The events subscriber: a message and its deliveries, in the caller's
     transaction. The endpoints are few: read them all, filter here."""
@@ -71,6 +94,9 @@ def fan_out(event: events.Event) -> WebhookMessage | None:
     for endpoint in wanted:
         delivery_queue(message=message, endpoint=endpoint)
     return message
+
+
+fan_out.wants = lambda kind: kind in subscribed_kinds()
 
 
 def delivery_queue(

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import signals
 from django.utils.translation import gettext_lazy as _
 
 from portal import events, outbox
@@ -32,6 +33,12 @@ def ready() -> None:
         claim=delivery.CLAIM,
     )
     events.subscribe(delivery.fan_out)
+    for signal in (signals.post_save, signals.post_delete):
+        signal.connect(
+            delivery.endpoints_changed,
+            sender="integrations.WebhookEndpoint",
+            dispatch_uid=f"webhook-kinds-{signal is signals.post_save}",
+        )
     # Messages hold opaque subject ids: they go, with their deliveries and attempts.
     retention.register(
         retention.Housekeeping(

@@ -157,6 +157,26 @@ def test_a_rolled_back_change_sends_nothing(receiver, staff, customer, purposes)
     assert receiver.received == []
 
 
+def test_a_decision_no_endpoint_wants_costs_no_webhook_query(receiver, staff, customer, purposes):
+    """Most decisions are made with no endpoint wanting them: the kinds that
+    active endpoints want are kept per process, so such a decision reads no
+    webhook table (and a grant stays one statement on PostgreSQL). An endpoint
+    saved in this process counts at once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    endpoint_for(receiver, staff, kinds=[events.ACCOUNT_ERASED])
+    assert delivery.subscribed_kinds() == {events.ACCOUNT_ERASED}
+    with CaptureQueriesContext(connection) as captured:
+        grant(customer, purposes["newsletter"])
+    assert not [q for q in captured if "integrations_webhook" in q["sql"]]
+    assert not WebhookMessage.objects.exists()
+
+    endpoint_for(receiver, staff, kinds=[events.CONSENT_GRANTED])
+    grant(customer, purposes["recommendations"])
+    assert WebhookMessage.objects.get().event_type == events.CONSENT_GRANTED
+
+
 def test_an_event_outside_a_transaction_is_refused(flushed_after, receiver, staff):
     endpoint_for(receiver, staff)
     with pytest.raises(RuntimeError, match="inside the transaction"):
