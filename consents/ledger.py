@@ -30,10 +30,12 @@ against the last decisions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import queue
 import threading
 import time
 import uuid as uuid_module
@@ -926,8 +928,8 @@ def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
 class _Beside(threading.Thread):
     """verify()'s SQL checks on a second connection that imports the first
     one's snapshot (pg_export_snapshot), so that they run while the leaves
-    stream over COPY on the first (no other statement may run on a connection
-    while a COPY is open on it). Both see exactly the same rows. Only for a
+    are read and folded on the first: both of the machine's cores busy. Both
+    see exactly the same rows. Only for a
     verify() that owns its transaction: rows that an enclosing transaction
     wrote and has not committed are not visible from another connection."""
 
@@ -959,6 +961,7 @@ class _Beside(threading.Thread):
                     cursor.execute("SET TRANSACTION SNAPSHOT %s", [self.snapshot])
                     # The events' join with the states in memory, not in batches on disk.
                     cursor.execute("SET LOCAL work_mem = '64MB'")
+                self.results["chain"] = _chain_problem(self.notices, 5000)
                 events, state = _pg_events_and_state_problems(self.notices, self.policies)
                 self.results["events"] = events
                 self.results["state"] = state
@@ -1223,8 +1226,7 @@ def _verify_tree(
     if forged:
         return Verdict(False, 0, forged)
     walk = _Walk()
-    # Read before the stream opens: no other query may run on the connection
-    # while a COPY is under way.
+    # Read before the leaves: the chain's anchors are roots of their own.
     for anchor in anchors:
         if anchor.kind == "chain":
             anchor.root_found = _chain_hash_at(anchor.size)
@@ -1234,10 +1236,13 @@ def _verify_tree(
         # while the leaves stream here, when there is one), and the stream says
         # whether every leaf is in its place: the verdict is the first of the
         # events' check, the leaves' places, and the roots at the anchors.
-        problem = _chain_problem(notices, chunk_size)
-        if problem:
-            return Verdict(False, 0, problem, seals=seal_count)
+        if beside is None:
+            problem = _chain_problem(notices, chunk_size)
+            if problem:
+                return Verdict(False, 0, problem, seals=seal_count)
         verdict, placed = _pg_fold(anchors, walk, seal_count)
+        if beside is not None and beside.result("chain"):
+            return Verdict(False, 0, beside.result("chain"), seals=seal_count)
         if beside is not None:
             found = beside.result("events")
         else:
@@ -1586,65 +1591,64 @@ def _pg_leaf_order_problem() -> tuple[str, int] | None:
     return problem, place - 1
 
 
-_SQL_LEAF_STREAM = """
-COPY (
-    SELECT
-        decode(CASE WHEN length(e.hash) = 64 THEN e.hash ELSE repeat('0', 64) END, 'hex'),
-        e.id IS NOT NULL AND length(e.hash) = 64
-            AND l.seq = row_number() OVER (ORDER BY l.event_id)
-    FROM consents_ledgerleaf l LEFT JOIN consents_consentevent e ON e.id = l.event_id
-    ORDER BY l.event_id
-) TO STDOUT (FORMAT BINARY)
+_SQL_LEAVES = """
+SELECT
+    decode(CASE WHEN length(e.hash) = 64 THEN e.hash ELSE repeat('0', 64) END, 'hex'),
+    e.id IS NOT NULL AND length(e.hash) = 64
+        AND l.seq = row_number() OVER (ORDER BY l.event_id)
+FROM consents_ledgerleaf l LEFT JOIN consents_consentevent e ON e.id = l.event_id
+ORDER BY l.event_id
 """
 # The leaves come in the order of their events' ids, which both indexes give
 # without a sort (a merge join), with whether each is where it belongs: its
 # event exists, and its place is exactly its rank among the leaves by event id.
 # Places 1..n in the events' order is what the tree requires, so when every
-# row says true the stream was in tree order; one false row sends verify to
+# row says true they came in tree order; one false row sends verify to
 # _pg_leaf_order_problem() for the name of what is wrong. The events' stored
 # hashes come decoded, and Python hashes them into leaves (SHA-256 in
-# PostgreSQL costs about 2 µs a call, hashlib's a fraction of that).
-# PostgreSQL's binary COPY: a 19-byte header, then per row a 2-byte field
-# count, a 4-byte length and the 32 bytes of the hash, a 4-byte length and the
-# byte of the boolean; then a 2-byte trailer.
-_COPY_HEADER = 19
-_ROW = 2 + 4 + 32 + 4 + 1
-_FLAG = _ROW - 1
+# PostgreSQL costs about 2 µs a call, hashlib's a fraction of that). A
+# server-side cursor fetched in binary, LEAF_FETCH rows at a time: a third of
+# the Python time of a COPY stream, whose every row is a message of its own.
+LEAF_FETCH = 20_000
 
 
-def _pg_leaf_blocks(block: int = 1 << 20) -> Iterator[tuple[list[bytes], bool]]:
-    """(leaf hashes, whether every one is in its place), about `block` bytes
-    at a time, over one COPY stream of fixed-size rows: the database joins
-    while Python hashes and folds. PostgreSQL sends a message per row, so the
-    loop over them only gathers bytes; the rows are cut out of a whole block
-    at once. Memory stays flat."""
-    with connection.cursor() as cursor, cursor.cursor.copy(_SQL_LEAF_STREAM) as copy:
-        pending = bytearray()
-        header = True
-        for data in copy:
-            pending += data
-            if len(pending) < block:
-                continue
-            if header:
-                del pending[:_COPY_HEADER]
-                header = False
-            usable = len(pending) - len(pending) % _ROW
-            yield _leaves_of(pending, usable)
-            del pending[:usable]
-        if header and pending:
-            del pending[:_COPY_HEADER]
-        usable = len(pending) - len(pending) % _ROW  # the trailer's 2 bytes are left
-        if usable:
-            yield _leaves_of(pending, usable)
-
-
-def _leaves_of(rows: bytearray, usable: int) -> tuple[list[bytes], bool]:
+def _pg_leaf_blocks() -> Iterator[tuple[list[bytes], bool]]:
+    """(leaf hashes, whether every one is in its place), LEAF_FETCH at a time,
+    in verify's snapshot. A thread fetches the next rows while this one hashes
+    and folds the last (psycopg waits for the database without the GIL): the
+    database's work and Python's overlap. Memory stays flat: at most two
+    fetches wait."""
     sha256 = hashlib.sha256
     zero = b"\x00"
-    view = memoryview(rows)
-    leaves = [sha256(zero + view[i + 6 : i + 38]).digest() for i in range(0, usable, _ROW)]
-    view.release()
-    return leaves, 0 not in rows[_FLAG:usable:_ROW]
+    connection.ensure_connection()
+    raw = connection.connection
+    fetched: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            with raw.cursor(name="clareza_verify_leaves", binary=True) as cursor:
+                cursor.itersize = LEAF_FETCH
+                cursor.execute(_SQL_LEAVES)
+                while not stop.is_set() and (rows := cursor.fetchmany(LEAF_FETCH)):
+                    fetched.put(rows)
+            fetched.put(None)
+        except BaseException as exc:  # raised again in the folding thread
+            fetched.put(exc)
+
+    fetcher = threading.Thread(target=fetch, name="verify-leaves", daemon=True)
+    fetcher.start()
+    try:
+        while (rows := fetched.get()) is not None:
+            if isinstance(rows, BaseException):
+                raise rows
+            yield [sha256(zero + leaf).digest() for leaf, _ in rows], all(ok for _, ok in rows)
+    finally:
+        stop.set()
+        while fetcher.is_alive():  # let a fetcher blocked on a full queue finish
+            with contextlib.suppress(queue.Empty):
+                fetched.get(timeout=0.05)
+        fetcher.join()
 
 
 def _pg_fold(anchors: list[_Anchor], walk: _Walk, seal_count: int) -> tuple[Verdict | None, bool]:
