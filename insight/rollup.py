@@ -37,6 +37,7 @@ from insight.models import NO_DATE, Figure, Period, RollupCursor, Tally
 LEDGER_CURSOR = "ledger"
 BATCH = 5000
 BATCH_SQL = 50000  # a batch per statement on PostgreSQL
+FOLD_WORK_MEM = "64MB"  # a batch of 50,000 and its people's past, sorted in memory
 SUBJECTS_PER_QUERY = 500  # under SQLite's limit of bound parameters
 
 # Measures folded from the ledger (Tally.measure).
@@ -262,31 +263,36 @@ SELECT count(*), max(id) FROM (
 # only if that event is new. The same rules as _cells and _fold.
 FOLD_SQL = """
 WITH ev AS MATERIALIZED (
-    SELECT e.id, e.subject_id, e.purpose_id, e.decision, e.method,
-           COALESCE(e.policy_version_id, 0) AS version,
-           (e.created_at AT TIME ZONE %(zone)s)::date AS day,
-           e.id > %(last)s AS new,
-           CASE
-               WHEN e.decision = 'granted' THEN
-                   CASE WHEN e.method IN ('signup', 'newsletter')
-                        THEN 'grant_signup' ELSE 'grant_later' END
-               WHEN e.method = 'gpc' THEN 'gpc_opt_out'
-               WHEN e.decision <> 'withdrawn' THEN NULL
-               WHEN e.method = 'expiry' THEN 'lapse'
-               ELSE 'withdraw'
-           END AS measure
-    FROM consents_consentevent AS e
-    WHERE e.subject_id IN (
-              SELECT subject_id FROM consents_consentevent
-              WHERE id > %(last)s AND id <= %(top)s
-          )
-      AND e.id <= %(top)s
+    SELECT e.*,
+           e.day - (extract(isodow FROM e.day)::int - 1) AS week,
+           e.day - (extract(day FROM e.day)::int - 1) AS month
+    FROM (
+        SELECT h.id, h.subject_id, h.purpose_id, h.decision, h.method,
+               COALESCE(h.policy_version_id, 0) AS version,
+               (h.created_at AT TIME ZONE %(zone)s)::date AS day,
+               h.id > %(last)s AS new,
+               CASE
+                   WHEN h.decision = 'granted' THEN
+                       CASE WHEN h.method IN ('signup', 'newsletter')
+                            THEN 'grant_signup' ELSE 'grant_later' END
+                   WHEN h.method = 'gpc' THEN 'gpc_opt_out'
+                   WHEN h.decision <> 'withdrawn' THEN NULL
+                   WHEN h.method = 'expiry' THEN 'lapse'
+                   ELSE 'withdraw'
+               END AS measure
+        FROM consents_consentevent AS h
+        WHERE h.subject_id IN (
+                  SELECT subject_id FROM consents_consentevent
+                  WHERE id > %(last)s AND id <= %(top)s
+              )
+          AND h.id <= %(top)s
+    ) AS e
 ),
 cells AS (
     SELECT c.period, c.start, c.measure, c.purpose_id, c.version, bool_and(ev.new) AS new
     FROM ev CROSS JOIN LATERAL (VALUES
-        ('week', date_trunc('week', ev.day)::date, ev.measure, ev.purpose_id, 0::bigint),
-        ('month', date_trunc('month', ev.day)::date, ev.measure, ev.purpose_id, 0::bigint),
+        ('week', ev.week, ev.measure, ev.purpose_id, 0::bigint),
+        ('month', ev.month, ev.measure, ev.purpose_id, 0::bigint),
         ('version', DATE '1970-01-01',
             CASE WHEN ev.measure = 'lapse' THEN 'lapse' END, ev.purpose_id, ev.version),
         ('version', DATE '1970-01-01',
@@ -297,10 +303,10 @@ cells AS (
     GROUP BY ev.subject_id, c.period, c.start, c.measure, c.purpose_id, c.version
 ),
 firsts AS (
-    SELECT DISTINCT ON (subject_id) day, new FROM ev ORDER BY subject_id, id
+    SELECT DISTINCT ON (subject_id) week, month, new FROM ev ORDER BY subject_id, id
 ),
 changes AS (
-    SELECT day, purpose_id, new,
+    SELECT week, month, purpose_id, new,
            (decision = 'granted')::int - COALESCE((lag(decision) OVER (
                PARTITION BY subject_id, purpose_id ORDER BY id) = 'granted')::int, 0) AS change
     FROM ev
@@ -309,14 +315,12 @@ deltas AS (
     SELECT period, start, measure, purpose_id, version, count(*) AS n
     FROM cells WHERE new GROUP BY 1, 2, 3, 4, 5
     UNION ALL
-    SELECT p.period, CASE WHEN p.period = 'week' THEN date_trunc('week', f.day)::date
-                          ELSE date_trunc('month', f.day)::date END,
+    SELECT p.period, CASE WHEN p.period = 'week' THEN f.week ELSE f.month END,
            'new_people', 0, 0, count(*)
     FROM firsts AS f CROSS JOIN (VALUES ('week'), ('month')) AS p (period)
     WHERE f.new GROUP BY 1, 2
     UNION ALL
-    SELECT p.period, CASE WHEN p.period = 'week' THEN date_trunc('week', c.day)::date
-                          ELSE date_trunc('month', c.day)::date END,
+    SELECT p.period, CASE WHEN p.period = 'week' THEN c.week ELSE c.month END,
            'net_granted', c.purpose_id, 0, sum(c.change)
     FROM changes AS c CROSS JOIN (VALUES ('week'), ('month')) AS p (period)
     WHERE c.new AND c.change <> 0 GROUP BY 1, 2, 4
@@ -336,6 +340,8 @@ def _fold_in_sql(last: int, barrier: int, batch: int) -> tuple[int, int]:
         if not n:
             return 0, last
         zone = str(_zone())
+        # The fold's sorts and hashes in memory (SET LOCAL: this transaction only).
+        db.execute(f"SET LOCAL work_mem = '{FOLD_WORK_MEM}'")
         db.execute(FOLD_SQL, {"last": last, "top": top, "zone": zone})
     return n, top
 
