@@ -280,12 +280,18 @@ WITH ev AS MATERIALIZED (
                    WHEN h.method = 'expiry' THEN 'lapse'
                    ELSE 'withdraw'
                END AS measure
-        FROM consents_consentevent AS h
-        WHERE h.subject_id IN (
-                  SELECT subject_id FROM consents_consentevent
-                  WHERE id > %(last)s AND id <= %(top)s
-              )
-          AND h.id <= %(top)s
+        FROM (
+            SELECT DISTINCT subject_id FROM consents_consentevent
+            WHERE id > %(last)s AND id <= %(top)s
+        ) AS people
+        CROSS JOIN LATERAL (
+            -- OFFSET 0 keeps this a look-up per person in the ledger's index by
+            -- person: joined, the planner scans the whole ledger once the
+            -- batch's people are many (4.3 s of a batch at 5,000,000 events,
+            -- against 1.8 s for the look-ups).
+            SELECT * FROM consents_consentevent AS x
+            WHERE x.subject_id = people.subject_id AND x.id <= %(top)s OFFSET 0
+        ) AS h
     ) AS e
 ),
 cells AS (
