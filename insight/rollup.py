@@ -8,6 +8,13 @@ person), so a second grant in the same week, or a second unsubscribe under
 the same version, is not counted again. The cost of a run follows the number
 of new events and of their people's past decisions, never the ledger's size.
 
+On PostgreSQL a batch is one statement (FOLD_SQL): the batch's events and
+their people's earlier ones are read once, each (person, row) pair keeps its
+first event, window functions follow each person's state, and the deltas are
+added with INSERT ... ON CONFLICT. Elsewhere (SQLite) the same counting runs
+in Python (_fold); tests/insight/test_rollup.py checks that both give the same
+rows.
+
 Figures (insight.models.Figure) are the current state's counts, taken again
 by each run: cheap GROUP BYs over the state, the interests, the outbox's
 progress index and the rights requests.
@@ -20,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from statistics import median
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -29,6 +36,8 @@ from insight.models import NO_DATE, Figure, Period, RollupCursor, Tally
 
 LEDGER_CURSOR = "ledger"
 BATCH = 5000
+BATCH_SQL = 50000  # a batch per statement on PostgreSQL
+FOLD_WORK_MEM = "64MB"  # a batch of 50,000 and its people's past, sorted in memory
 SUBJECTS_PER_QUERY = 500  # under SQLite's limit of bound parameters
 
 # Measures folded from the ledger (Tally.measure).
@@ -198,33 +207,149 @@ def _cursor() -> RollupCursor:
     return RollupCursor.objects.select_for_update().get(name=LEDGER_CURSOR)
 
 
-def ledger_rollup(*, batch: int = BATCH) -> int:
+def ledger_rollup(*, batch: int | None = None, in_sql: bool | None = None) -> int:
     """Fold the events recorded since the last run; returns how many. Only
     events below the ledger's committed barrier are read: a decision still
-    under way gets a higher id than any folded, so none is skipped."""
+    under way gets a higher id than any folded, so none is skipped. `in_sql`:
+    one statement per batch (PostgreSQL's default) or the Python fold."""
     from consents.ledger import committed_barrier
 
+    if in_sql is None:
+        in_sql = connection.vendor == "postgresql"
+    if batch is None:
+        batch = BATCH_SQL if in_sql else BATCH
     barrier = committed_barrier()
     folded = 0
     _zone_of_run[:] = [timezone.get_default_timezone()]
     while True:
         with transaction.atomic():
             cursor = _cursor()
-            events = list(
-                ConsentEvent.objects.filter(id__gt=cursor.last_id, id__lte=barrier)
-                .order_by("id")
-                .values_list(*_COLUMNS)[:batch]
-            )
-            if not events:
+            if in_sql:
+                n, top = _fold_in_sql(cursor.last_id, barrier, batch)
+            else:
+                n, top = _fold_in_python(cursor.last_id, barrier, batch)
+            if not n:
                 return folded
-            subjects = list({event[1] for event in events})
-            _add(_fold(events, _past(subjects, cursor.last_id)))
-            cursor.last_id = events[-1][0]
+            cursor.last_id = top
             cursor.updated_at = timezone.now()
             cursor.save(update_fields=["last_id", "updated_at"])
-            folded += len(events)
-            if len(events) < batch:
+            folded += n
+            if n < batch:
                 return folded
+
+
+def _fold_in_python(last: int, barrier: int, batch: int) -> tuple[int, int]:
+    events = list(
+        ConsentEvent.objects.filter(id__gt=last, id__lte=barrier)
+        .order_by("id")
+        .values_list(*_COLUMNS)[:batch]
+    )
+    if not events:
+        return 0, last
+    subjects = list({event[1] for event in events})
+    _add(_fold(events, _past(subjects, last)))
+    return len(events), events[-1][0]
+
+
+BATCH_BOUNDS_SQL = """
+SELECT count(*), max(id) FROM (
+    SELECT id FROM consents_consentevent
+    WHERE id > %(last)s AND id <= %(barrier)s ORDER BY id LIMIT %(batch)s
+) AS batch
+"""
+
+# The events (last, top] and their people's earlier events, each with its
+# local day; every (person, row) pair counts once, at its first event, and
+# only if that event is new. The same rules as _cells and _fold.
+FOLD_SQL = """
+WITH ev AS MATERIALIZED (
+    SELECT e.*,
+           e.day - (extract(isodow FROM e.day)::int - 1) AS week,
+           e.day - (extract(day FROM e.day)::int - 1) AS month
+    FROM (
+        SELECT h.id, h.subject_id, h.purpose_id, h.decision, h.method,
+               COALESCE(h.policy_version_id, 0) AS version,
+               (h.created_at AT TIME ZONE %(zone)s)::date AS day,
+               h.id > %(last)s AS new,
+               CASE
+                   WHEN h.decision = 'granted' THEN
+                       CASE WHEN h.method IN ('signup', 'newsletter')
+                            THEN 'grant_signup' ELSE 'grant_later' END
+                   WHEN h.method = 'gpc' THEN 'gpc_opt_out'
+                   WHEN h.decision <> 'withdrawn' THEN NULL
+                   WHEN h.method = 'expiry' THEN 'lapse'
+                   ELSE 'withdraw'
+               END AS measure
+        FROM (
+            SELECT DISTINCT subject_id FROM consents_consentevent
+            WHERE id > %(last)s AND id <= %(top)s
+        ) AS people
+        CROSS JOIN LATERAL (
+            -- OFFSET 0 keeps this a look-up per person in the ledger's index by
+            -- person: joined, the planner scans the whole ledger once the
+            -- batch's people are many (4.3 s of a batch at 5,000,000 events,
+            -- against 1.8 s for the look-ups).
+            SELECT * FROM consents_consentevent AS x
+            WHERE x.subject_id = people.subject_id AND x.id <= %(top)s OFFSET 0
+        ) AS h
+    ) AS e
+),
+cells AS (
+    SELECT c.period, c.start, c.measure, c.purpose_id, c.version, bool_and(ev.new) AS new
+    FROM ev CROSS JOIN LATERAL (VALUES
+        ('week', ev.week, ev.measure, ev.purpose_id, 0::bigint),
+        ('month', ev.month, ev.measure, ev.purpose_id, 0::bigint),
+        ('version', DATE '1970-01-01',
+            CASE WHEN ev.measure = 'lapse' THEN 'lapse' END, ev.purpose_id, ev.version),
+        ('version', DATE '1970-01-01',
+            CASE WHEN ev.decision = 'withdrawn' AND ev.method = 'email_link'
+                 THEN 'unsubscribe' END, 0::bigint, ev.version)
+    ) AS c (period, start, measure, purpose_id, version)
+    WHERE c.measure IS NOT NULL
+    GROUP BY ev.subject_id, c.period, c.start, c.measure, c.purpose_id, c.version
+),
+firsts AS (
+    SELECT DISTINCT ON (subject_id) week, month, new FROM ev ORDER BY subject_id, id
+),
+changes AS (
+    SELECT week, month, purpose_id, new,
+           (decision = 'granted')::int - COALESCE((lag(decision) OVER (
+               PARTITION BY subject_id, purpose_id ORDER BY id) = 'granted')::int, 0) AS change
+    FROM ev
+),
+deltas AS (
+    SELECT period, start, measure, purpose_id, version, count(*) AS n
+    FROM cells WHERE new GROUP BY 1, 2, 3, 4, 5
+    UNION ALL
+    SELECT p.period, CASE WHEN p.period = 'week' THEN f.week ELSE f.month END,
+           'new_people', 0, 0, count(*)
+    FROM firsts AS f CROSS JOIN (VALUES ('week'), ('month')) AS p (period)
+    WHERE f.new GROUP BY 1, 2
+    UNION ALL
+    SELECT p.period, CASE WHEN p.period = 'week' THEN c.week ELSE c.month END,
+           'net_granted', c.purpose_id, 0, sum(c.change)
+    FROM changes AS c CROSS JOIN (VALUES ('week'), ('month')) AS p (period)
+    WHERE c.new AND c.change <> 0 GROUP BY 1, 2, 4
+)
+INSERT INTO insight_tally (period, start, measure, purpose_id, policy_version_id, count)
+SELECT period, start, measure, purpose_id, version, n FROM deltas WHERE n <> 0
+ON CONFLICT (period, start, measure, purpose_id, policy_version_id)
+DO UPDATE SET count = insight_tally.count + EXCLUDED.count
+"""
+
+
+def _fold_in_sql(last: int, barrier: int, batch: int) -> tuple[int, int]:
+    """One batch in two statements: its bounds, then the fold and the write."""
+    with connection.cursor() as db:
+        db.execute(BATCH_BOUNDS_SQL, {"last": last, "barrier": barrier, "batch": batch})
+        n, top = db.fetchone()
+        if not n:
+            return 0, last
+        zone = str(_zone())
+        # The fold's sorts and hashes in memory (SET LOCAL: this transaction only).
+        db.execute(f"SET LOCAL work_mem = '{FOLD_WORK_MEM}'")
+        db.execute(FOLD_SQL, {"last": last, "top": top, "zone": zone})
+    return n, top
 
 
 # Figures from the current state --------------------------------------------------

@@ -7,6 +7,7 @@ import uuid
 from datetime import date
 
 import pytest
+from django.db import connection
 
 from consents.models import ConsentEvent, Decision, Method
 from consents.services import consent_record
@@ -140,3 +141,168 @@ def test_the_beat_task_folds_and_takes_the_figures(purposes, settings):
     granted = Figure.objects.get(measure=rollup.GRANTED_NOW, key=str(purposes["newsletter"].pk))
     assert granted.count == 1
     assert insight_refresh.delay().get() == 0  # nothing new
+
+
+# The fold in SQL (PostgreSQL) against the fold in Python ---------------------------
+
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the fold in SQL runs on PostgreSQL"
+)
+
+# Moments at the edges of the portal's weeks and months (São Paulo, UTC-3): a
+# Sunday night is a Monday in UTC, the last evening of a month the next month.
+EDGES = [
+    local(2026, 2, 28, 23, 30),  # February here, March in UTC
+    local(2026, 3, 1, 23, 59, 59),  # Sunday, the last second of February's week
+    local(2026, 3, 2, 0, 0, 0),  # Monday, the first second of the week
+    local(2026, 3, 2, 0, 0, 1),
+    local(2026, 3, 8, 22, 30),  # Sunday night: Monday 01:30 in UTC
+    local(2026, 3, 9, 0, 0),
+    local(2026, 3, 31, 21, 30),  # April the 1st in UTC, still March here
+    local(2026, 3, 31, 23, 59, 59),
+    local(2026, 4, 1, 0, 0),
+    local(2026, 4, 5, 12, 0),
+]
+
+
+def synthetic_history(purposes, n: int, seed: int) -> None:
+    """n events of 12 people over the edges, written as rows (the fold reads
+    nothing else): the same person twice in a week, withdrawals then grants,
+    three policy versions and none, GPC refusals and withdrawals, unsubscribes,
+    lapses, and moments out of id order."""
+    import random
+
+    from consents.models import PurposeNotice
+
+    rng = random.Random(seed)  # noqa: S311 (a reproducible history, not a secret)
+    keys = ["newsletter", "recommendations", "tailored-offers"]
+    notices = {
+        key: PurposeNotice.objects.filter(purpose=purposes[key]).order_by("-version")[0]
+        for key in keys
+    }
+    people = [uuid.uuid4() for _ in range(12)]
+    kinds = [
+        (Decision.GRANTED, Method.SIGNUP),
+        (Decision.GRANTED, Method.NEWSLETTER),
+        (Decision.REFUSED, Method.SIGNUP),
+        (Decision.GRANTED, Method.PANEL),
+        (Decision.WITHDRAWN, Method.PANEL),
+        (Decision.WITHDRAWN, Method.EMAIL_LINK),
+        (Decision.WITHDRAWN, Method.EXPIRY),
+        (Decision.WITHDRAWN, Method.GPC),
+        (Decision.REFUSED, Method.GPC),
+        (Decision.GRANTED, Method.EMAIL_LINK),
+        (Decision.WITHDRAWN, Method.STAFF),
+    ]
+    events = []
+    for _ in range(n):
+        key = rng.choice(keys)
+        decision, method = rng.choice(kinds)
+        events.append(
+            ConsentEvent(
+                subject_id=rng.choice(people),
+                purpose=purposes[key],
+                notice=notices[key],
+                policy_version_id=rng.choice([None, 1, 2, 3]),
+                decision=decision,
+                method=method,
+                created_at=rng.choice(EDGES),
+                gpc_signal=method == Method.GPC,
+                hash=uuid.uuid4().hex * 2,
+            )
+        )
+    ConsentEvent.objects.bulk_create(events)
+
+
+def all_rows() -> dict:
+    return {
+        (t.period, t.start, t.measure, t.purpose_id, t.policy_version_id): t.count
+        for t in Tally.objects.all()
+    }
+
+
+def folded(**kwargs) -> dict:
+    Tally.objects.all().delete()
+    RollupCursor.objects.all().delete()
+    total = rollup.ledger_rollup(**kwargs)
+    assert total == ConsentEvent.objects.count()
+    return all_rows()
+
+
+@needs_postgres
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_fold_in_sql_gives_the_rows_of_the_fold_in_python(purposes, seed):
+    synthetic_history(purposes, 300, seed)
+    by_python = folded(in_sql=False, batch=7)
+    assert folded(in_sql=True, batch=7) == by_python  # the same batch boundaries
+    whole = folded(in_sql=False, batch=1000)
+    assert folded(in_sql=True, batch=1000) == whole
+    # Batches change only the rows whose net change came to 0.
+    assert {k: v for k, v in by_python.items() if v} == {k: v for k, v in whole.items() if v}
+    measures = {key[2] for key, n in whole.items() if n}
+    assert measures >= {
+        rollup.GRANT_SIGNUP,
+        rollup.GRANT_LATER,
+        rollup.WITHDRAW,
+        rollup.LAPSE,
+        rollup.GPC_OPT_OUT,
+        rollup.UNSUBSCRIBE,
+        rollup.NEW_PEOPLE,
+        rollup.NET_GRANTED,
+    }
+    weeks = {key[1] for key in whole if key[0] == Period.WEEK}
+    assert weeks == {date(2026, 2, 23), date(2026, 3, 2), date(2026, 3, 9), date(2026, 3, 30)}
+    months = {key[1] for key in whole if key[0] == Period.MONTH}
+    assert months == {date(2026, 2, 1), date(2026, 3, 1), date(2026, 4, 1)}
+
+
+@needs_postgres
+def test_the_fold_in_sql_is_incremental(purposes):
+    synthetic_history(purposes, 150, 4)
+    Tally.objects.all().delete()
+    rollup.ledger_rollup(in_sql=True, batch=11)
+    synthetic_history(purposes, 150, 5)  # the same people's later decisions
+    assert rollup.ledger_rollup(in_sql=True, batch=11) == 150
+    in_two_runs = all_rows()
+    assert folded(in_sql=False, batch=11) == in_two_runs
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_sql", [True, False], ids=["in SQL", "in Python"])
+def test_a_decision_committed_late_is_not_skipped(in_sql):
+    """A decision under way holds a lower id than one committed after it: the
+    fold waits for it (the ledger's committed barrier) instead of passing it."""
+    import threading
+    import time
+
+    from django.db import transaction
+
+    from consents.demo import seed_inventory
+
+    news = {p.key: p for p in seed_inventory()}["newsletter"]
+    inserted, errors = threading.Event(), []
+
+    def slow_decision() -> None:
+        try:
+            with transaction.atomic():
+                decide(uuid.uuid4(), news, Decision.GRANTED, Method.SIGNUP)
+                inserted.set()
+                time.sleep(0.5)  # the other decision and the fold start meanwhile
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    slow = threading.Thread(target=slow_decision)
+    slow.start()
+    try:
+        assert inserted.wait(10)
+        decide(uuid.uuid4(), news, Decision.GRANTED, Method.SIGNUP)  # a higher id, committed
+        assert rollup.ledger_rollup(in_sql=in_sql) == 2
+    finally:
+        slow.join(timeout=30)
+    assert errors == []
+    assert RollupCursor.objects.get().last_id == ConsentEvent.objects.order_by("-id")[0].pk
+    week = Tally.objects.get(period=Period.WEEK, measure=rollup.GRANT_SIGNUP)
+    assert week.count == 2
