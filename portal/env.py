@@ -206,17 +206,18 @@ def redis_url(name: str, *, environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def cache_from_redis_url(url: str) -> dict[str, Any]:
+def cache_from_redis_url(url: str, *, prefix: str = "clareza") -> dict[str, Any]:
     """The default cache: on Redis when REDIS_URL is set, else this process's memory.
     Rate limits and TOTP replay protection live in the cache, so several
     processes must share it (shared/NOTES.md, allauth); portal/cache.py keeps
-    logins working while Redis is away."""
+    logins working while Redis is away. `prefix` starts every key: two
+    portals sharing one Redis database need two."""
     if not url:
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     return {
         "BACKEND": "portal.cache.FallbackRedisCache",
         "LOCATION": url,
-        "KEY_PREFIX": "clareza",
+        "KEY_PREFIX": prefix,
         # An unreachable Redis costs a request at most this long (seconds).
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }

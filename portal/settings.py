@@ -174,6 +174,8 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")
+# Every cache key starts with it: two portals sharing one Redis database need two.
+CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "clareza")
 # "filesystem": Celery's broker is kombu's filesystem transport under VAR_DIR, so
 # that the demo (`make run`) has a real worker process and no server to install.
 # (Not CELERY_BROKER: the celery command reads that variable as its --broker URL.)
@@ -187,7 +189,7 @@ if TASK_BROKER and REDIS_URL:
         "TASK_BROKER=filesystem and REDIS_URL are both set: with REDIS_URL, Redis is the broker."
     )
 if REDIS_URL:
-    CACHES = {"default": cache_from_redis_url(REDIS_URL)}
+    CACHES = {"default": cache_from_redis_url(REDIS_URL, prefix=CACHE_KEY_PREFIX)}
 elif TASK_BROKER:
     # The demo runs runserver and a worker side by side (and runserver restarts on
     # every code change): a cache in one process's memory would give each its own
