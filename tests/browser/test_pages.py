@@ -60,6 +60,7 @@ PAGES = [
     ("visitor", "/accounts/password/reset/done/"),
     ("visitor", "/accounts/confirm-email/"),
     ("visitor", "/admin/"),
+    ("visitor", "/api/docs/"),
     ("visitor", "/no-such-page/", 404),
     ("customer", "/"),
     ("customer", "/me/"),
