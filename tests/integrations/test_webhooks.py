@@ -369,6 +369,11 @@ def test_development_contacts_only_loopback_and_the_allow_list(settings):
     net.check_url("http://[::1]:9/hooks")
     with pytest.raises(net.UnsafeURL, match="development"):
         net.check_url("http://93.184.216.34/hooks")
+    # An address given as such is named once, with what is wrong with it.
+    with pytest.raises(net.UnsafeURL) as refused:
+        net.check_url("http://169.254.169.254/")
+    assert str(refused.value).startswith("169.254.169.254 is not a loopback address")
+    assert str(refused.value).count("169.254.169.254") == 1
 
 
 @pytest.mark.parametrize(
