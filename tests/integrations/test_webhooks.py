@@ -481,6 +481,24 @@ def test_a_delivery_is_replayed_from_the_admin_with_the_same_webhook_id(
     assert AuditEntry.objects.get(action="webhook_replay").actor == staff
 
 
+def test_a_delivery_reads_in_portuguese(client, receiver, staff, customer, purposes):
+    """Its title and labels are translated: no "succeeded", no "Replay of"."""
+    staff.language = "pt-br"
+    staff.save(update_fields=["language"])
+    client.force_login(staff)
+    endpoint_for(receiver, staff)
+    grant(customer, purposes["newsletter"])
+    send_all()
+    delivery = WebhookDelivery.objects.get()
+    page = client.get(
+        reverse("admin:integrations_webhookdelivery_change", args=[delivery.pk]),
+        HTTP_ACCEPT_LANGUAGE="pt-BR",
+    ).content.decode()
+    assert "(Entregue)" in page and "(succeeded)" not in page
+    assert "Reenvio de" in page and "Replay of" not in page
+    assert "Id da entrega" in page and "Uuid" not in page
+
+
 def test_customers_and_visitors_cannot_reach_webhooks(client, customer, receiver, staff, purposes):
     endpoint_for(receiver, staff)
     grant(customer, purposes["newsletter"])
