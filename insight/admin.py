@@ -354,10 +354,10 @@ class PrivacyBudgetAdmin(_FiguresOnly):
 
 class EvidenceForm(forms.Form):
     date_from = forms.DateField(
-        label=_("First day"), widget=forms.DateInput(attrs={"type": "date"})
+        label=gettext_lazy("First day"), widget=forms.DateInput(attrs={"type": "date"})
     )
     date_to = forms.DateField(
-        label=_("Last day (included)"), widget=forms.DateInput(attrs={"type": "date"})
+        label=gettext_lazy("Last day (included)"), widget=forms.DateInput(attrs={"type": "date"})
     )
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django import forms
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
 from insight import selectors
@@ -39,6 +40,14 @@ class PrivacyBudgetForm(forms.ModelForm):
         model = PrivacyBudget
         fields = ["month", "epsilon"]
         help_texts = {"month": _("Any day of the month: the budget is per calendar month.")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Said in words before the database's check constraint would name itself.
+        epsilon = self.fields["epsilon"]
+        epsilon.min_value = Decimal(0)
+        epsilon.validators.append(MinValueValidator(Decimal(0)))
+        epsilon.widget.attrs["min"] = "0"
 
     def clean_month(self):
         return self.cleaned_data["month"].replace(day=1)

@@ -226,7 +226,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "endpoint", "message__event_type"]
     list_select_related = ["message", "endpoint"]
     fields = [
-        "uuid",
+        "delivery_id",
         "webhook_id",
         "event",
         "endpoint",
@@ -234,7 +234,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "attempts",
         "created_at",
         "finished_at",
-        "replay_of",
+        "replay",
         "body",
     ]
     readonly_fields = fields
@@ -245,6 +245,14 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description=_("event"), ordering="message__event_type")
     def event(self, obj: WebhookDelivery) -> str:
         return obj.message.event_type
+
+    @admin.display(description=_("delivery id"))
+    def delivery_id(self, obj: WebhookDelivery) -> str:
+        return str(obj.uuid)
+
+    @admin.display(description=_("replay of"))
+    def replay(self, obj: WebhookDelivery):
+        return obj.replay_of or "-"
 
     @admin.display(description=_("webhook-id"))
     def webhook_id(self, obj: WebhookDelivery) -> str:

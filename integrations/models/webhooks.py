@@ -137,7 +137,7 @@ class WebhookDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.message.event_type} → {self.endpoint} ({self.status})"
+        return f"{self.message.event_type} → {self.endpoint} ({self.get_status_display()})"
 
 
 class WebhookAttempt(models.Model):

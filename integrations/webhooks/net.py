@@ -72,9 +72,14 @@ def address_refusal(address: IPAddress, *, host: str) -> str:
     if settings.DEBUG:
         if checked.is_loopback:
             return ""
+        if host.strip("[]") == str(address):
+            return _(
+                "%(address)s is not a loopback address: in development only loopback "
+                "addresses and WEBHOOK_ALLOWED_HOSTS are contacted."
+            ) % {"address": address}
         return _(
-            "In development only loopback addresses and WEBHOOK_ALLOWED_HOSTS are "
-            "contacted; %(host)s is %(address)s."
+            "%(host)s leads to %(address)s, not a loopback address: in development only "
+            "loopback addresses and WEBHOOK_ALLOWED_HOSTS are contacted."
         ) % {"host": host, "address": address}
     if (
         checked.is_loopback

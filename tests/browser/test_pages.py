@@ -16,6 +16,7 @@ import pytest
 from axe_playwright_python.base import AxeResults
 from axe_playwright_python.sync_playwright import Axe
 from django.test.utils import override_settings
+from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from tests.browser.conftest import (
@@ -60,6 +61,7 @@ PAGES = [
     ("visitor", "/accounts/password/reset/done/"),
     ("visitor", "/accounts/confirm-email/"),
     ("visitor", "/admin/"),
+    ("visitor", "/api/docs/"),
     ("visitor", "/no-such-page/", 404),
     ("customer", "/"),
     ("customer", "/me/"),
@@ -101,6 +103,8 @@ PAGES = [
     ("staff", "/admin/insight/tally/"),
     ("staff", "/admin/insight/tally/?period=week"),
     ("staff", "/admin/insight/evidenceexport/"),
+    # Ready: its SHA-256 (64 characters) must fit a phone.
+    ("staff", "/admin/insight/evidenceexport/{evidence_uuid}/"),
     ("staff", "/admin/insight/release/"),
     ("staff", "/admin/insight/release/{release_id}/change/"),
     ("staff", "/admin/insight/privacybudget/"),
@@ -210,8 +214,18 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
 
     sofia = get_user_model().objects.get(email=PEOPLE["staff"]["en"])
     release = release_make(period="month", epsilon="1", acting_user=sofia)
+    from insight import evidence
+    from insight.services import evidence_request
+    from portal import outbox
+
+    today = timezone.localdate()
+    export = evidence_request(acting_user=sofia, date_from=today, date_to=today)
+    outbox.outbox_send(kind=evidence.EVIDENCE_KIND)
+    export.refresh_from_db()
+    assert export.status == "ready", export.last_error
     names = {
         "release_id": release.pk,
+        "evidence_uuid": export.uuid,
         "newsletter_token": newsletter_token(signup),
         "subscriber_receipts_path": newsletter_links(signup.subject_id)["receipts_path"],
         "subscriber_erase_path": newsletter_links(signup.subject_id)["erase_path"],

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from policies.models import Policy, PolicyVersion
 from policies.notices import notices_of
-from tests.browser.conftest import log_in, make_staff, seed_shop, totp_code
+from tests.browser.conftest import PHONE, log_in, make_staff, seed_shop, totp_code
 from tests.conftest import PASSWORD, make_user
 from tests.worker_support import (
     NEEDS_REDIS,
@@ -83,6 +83,22 @@ def test_the_admin_asks_staff_for_their_second_factor(open_page, staff_member):
     page.locator("form:has(input[name=code]) [type=submit]").click()
     page.wait_for_url(re.compile(r"/admin/$"))
     assert page.locator("#site-name").is_visible()
+
+
+def test_a_new_api_key_is_shown_whole_on_a_phone(open_page, staff_member):
+    """The key is shown once, in a field that fits a 360 px screen."""
+    user, secret = staff_member
+    page = open_page(viewport=PHONE).page
+    log_in(page, user.email, totp_secret=secret, next_url="/admin/integrations/apikey/add/")
+    page.fill("input[name=name]", "Shop checkout")
+    page.locator("input[name=scopes][value='consents:read']").check()
+    page.locator("input[name=_save]").click()
+    field = page.locator("#api-secret")
+    assert field.input_value().startswith("clz_")
+    width, client_width = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert width <= client_width, f"the page is {width} px wide on a {client_width} px screen"
 
 
 @pytest.mark.worker

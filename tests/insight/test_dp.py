@@ -281,6 +281,12 @@ def test_the_budget_is_set_by_staff_audited_and_never_below_what_was_spent(
     response = client.post(f"{BUDGETS}{budget.pk}/change/", {"epsilon": "1"})
     assert response.status_code == 200
     assert "already spent epsilon 2.00" in response.content.decode()
+    # A negative epsilon is refused in words, not by the database constraint's name.
+    response = client.post(f"{BUDGETS}add/", {"month": "2027-01-17", "epsilon": "-3"})
+    assert response.status_code == 200
+    assert "greater than or equal to 0" in response.content.decode()
+    assert "privacy_budget_epsilon_not_negative" not in response.content.decode()
+    assert not PrivacyBudget.objects.filter(month=date(2027, 1, 1)).exists()
     response = client.post(f"{BUDGETS}add/", {"month": "2027-01-17", "epsilon": "3"})
     assert response.status_code == 302
     assert PrivacyBudget.objects.get(month=date(2027, 1, 1)).epsilon == Decimal("3.00")

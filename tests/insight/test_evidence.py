@@ -480,3 +480,13 @@ def test_anonymous_visitors_go_to_the_login_and_wrong_methods_are_refused(client
     assert client.post(link).status_code == 405
     assert client.get(status_url(export)).status_code == 200
     assert "<progress" not in client.get(status_url(export)).content.decode()
+
+
+def test_the_form_speaks_the_staff_members_language(client, staff):
+    """The labels are translated per request, not once when the module loads."""
+    staff.language = "pt-br"
+    staff.save(update_fields=["language"])
+    client.force_login(staff)
+    page = client.get(LIST, HTTP_ACCEPT_LANGUAGE="pt-BR").content.decode()
+    assert "Primeiro dia" in page and "Último dia (incluído)" in page
+    assert "First day" not in page

@@ -369,6 +369,11 @@ def test_development_contacts_only_loopback_and_the_allow_list(settings):
     net.check_url("http://[::1]:9/hooks")
     with pytest.raises(net.UnsafeURL, match="development"):
         net.check_url("http://93.184.216.34/hooks")
+    # An address given as such is named once, with what is wrong with it.
+    with pytest.raises(net.UnsafeURL) as refused:
+        net.check_url("http://169.254.169.254/")
+    assert str(refused.value).startswith("169.254.169.254 is not a loopback address")
+    assert str(refused.value).count("169.254.169.254") == 1
 
 
 @pytest.mark.parametrize(
@@ -474,6 +479,24 @@ def test_a_delivery_is_replayed_from_the_admin_with_the_same_webhook_id(
     assert [h["webhook-id"] for h, _b in receiver.received] == [first.message.webhook_id] * 2
     assert len(verified(hook.secret, receiver.received)) == 2
     assert AuditEntry.objects.get(action="webhook_replay").actor == staff
+
+
+def test_a_delivery_reads_in_portuguese(client, receiver, staff, customer, purposes):
+    """Its title and labels are translated: no "succeeded", no "Replay of"."""
+    staff.language = "pt-br"
+    staff.save(update_fields=["language"])
+    client.force_login(staff)
+    endpoint_for(receiver, staff)
+    grant(customer, purposes["newsletter"])
+    send_all()
+    delivery = WebhookDelivery.objects.get()
+    page = client.get(
+        reverse("admin:integrations_webhookdelivery_change", args=[delivery.pk]),
+        HTTP_ACCEPT_LANGUAGE="pt-BR",
+    ).content.decode()
+    assert "(Entregue)" in page and "(succeeded)" not in page
+    assert "Reenvio de" in page and "Replay of" not in page
+    assert "Id da entrega" in page and "Uuid" not in page
 
 
 def test_customers_and_visitors_cannot_reach_webhooks(client, customer, receiver, staff, purposes):
