@@ -46,12 +46,12 @@ run: python $(STAMP)
 	@echo "Clareza is at http://$(HOST):$(PORT)/ (email is sent by the worker and printed here, in lines marked 'worker |')"
 	$(BIN)/python manage.py rundemo $(HOST):$(PORT)
 
-# One test process per core (pytest-xdist), a test file's tests in the same one;
-# PYTEST_WORKERS=0 runs them all in this process.
+# One test process per core (pytest-xdist), each taking the tests in pytest-django's
+# order (those that empty the database last); PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= auto
 test: python $(STAMP)
 	@.ci/chromium
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

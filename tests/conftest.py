@@ -114,6 +114,18 @@ def _own_export_root(settings, tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _process_caches_forgotten():
+    """What a process keeps by primary key (notices: never changed, so never
+    stale in production) goes stale in a test process when a flush resets the
+    sequences and ids are given again: each test starts without it."""
+    from consents import ledger
+    from integrations.webhooks import delivery
+
+    ledger._notices.clear()
+    delivery.endpoints_changed()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate limits live in the cache: each test starts with none spent."""
     from django.conf import settings
