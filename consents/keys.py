@@ -11,8 +11,10 @@ next rotation; like every other key, it stays published after that."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,14 +74,28 @@ def _marker() -> tuple:
     return (str(directory), stamp, settings.RECEIPT_SIGNING_KEY)
 
 
+# The folder is looked at (one stat()) at most this often: every receipt asks
+# for the signing key, and a rotation in another process may take this long to
+# be seen (one in this process is seen at once). Receipts signed meanwhile with
+# the key before are valid: every key ever used stays published.
+LOOK_EVERY_SECONDS = 1.0
+_looked: list = []  # [(monotonic time, folder and given key, ring)]
+
+
 def keyring(*, reload: bool = False) -> KeyRing:
     """The keys, read again whenever the key folder changes (a rotation in
-    another process is seen at once); one stat() when it has not. The first key
-    is made on first use. `reload` reads the folder whatever its mtime says
-    (verify() does, for a kid it does not know: a coarse mtime can hide a
-    rotation made within the same tick)."""
+    another process is seen within LOOK_EVERY_SECONDS); one stat() when it has
+    not. The first key is made on first use. `reload` reads the folder whatever
+    its mtime says (verify() does, for a kid it does not know: a coarse mtime
+    can hide a rotation made within the same tick)."""
+    where = (settings.SIGNING_KEY_DIR, settings.RECEIPT_SIGNING_KEY)
+    if not reload and _looked:
+        at, looked_where, ring = _looked[0]
+        if looked_where == where and time.monotonic() - at < LOOK_EVERY_SECONDS:
+            return ring
     ring = None if reload else _cache.get(_marker())
     if ring is not None:
+        _looked[:] = [(time.monotonic(), where, ring)]
         return ring
     files = _key_files()
     if settings.RECEIPT_SIGNING_KEY:
@@ -95,6 +111,7 @@ def keyring(*, reload: bool = False) -> KeyRing:
     ring = KeyRing(current=loaded[-1], keys={k.kid: k for k in loaded})
     _cache.clear()
     _cache[marker] = ring
+    _looked[:] = [(time.monotonic(), where, ring)]
     return ring
 
 
@@ -133,7 +150,25 @@ def _store(pem: bytes, key: ECKey) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     partial.rename(target)
+    _looked.clear()  # this process signs with it from now on
     logger.warning("Signing key %s is now the one that signs (in %s)", key.kid, directory)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jws_compact(header: dict, payload: bytes, key: ECKey) -> str:
+    """An ES256 JWS in compact serialisation (RFC 7515), signed here with the
+    key's own private half: what joserfc's serialize_compact makes (its
+    deserialize_compact verifies it), without its per-call machinery, which
+    cost a receipt more than the signature itself."""
+    if header.get("alg") != ALGORITHM:
+        raise ValueError(f"only {ALGORITHM} is signed here")
+    signing_input = f"{_b64(json.dumps(header, separators=(',', ':')).encode())}.{_b64(payload)}"
+    der = key.private_key.sign(signing_input.encode("ascii"), ec.ECDSA(SHA256()))
+    r, s = decode_dss_signature(der)
+    return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 # Detached signatures over short texts (the ledger's chain head): "kid.signature".

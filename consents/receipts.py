@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey, KeySet
 
 from consents import ledger
 from consents.checkpoints import checkpoint_time
-from consents.keys import ALGORITHM, public_jwks, signing_key
+from consents.keys import ALGORITHM, jws_compact, public_jwks, signing_key
 from consents.models import (
     ConsentEvent,
     Decision,
@@ -201,7 +201,7 @@ def _position(event, site: str, paths: dict[str, str], *, place, covering, proof
 
 def _signed(payload: dict, key: ECKey) -> str:
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT", "cty": "kantara-cr+json"}
-    return jws.serialize_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key)
+    return jws_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key)
 
 
 def receipt_jws(event: ConsentEvent, *, language: str = "en") -> str:

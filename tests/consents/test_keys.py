@@ -212,3 +212,22 @@ def test_a_key_added_within_the_same_mtime_tick_is_still_found(key_dir, purposes
     r, s = decode_dss_signature(other_process_key.private_key.sign(b"x", ec.ECDSA(SHA256())))
     raw = base64.urlsafe_b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).rstrip(b"=")
     assert keys.verify(b"x", f"{other_process_key.kid}.{raw.decode()}")
+
+
+def test_a_receipt_jws_is_made_without_joserfc_and_verifies_with_it(key_dir):
+    """keys.jws_compact signs as joserfc would: joserfc verifies it with the
+    published key, header and payload as given; nothing but ES256 is signed."""
+    from joserfc.jwk import KeySet
+
+    key = keys.signing_key()
+    payload = json.dumps({"decision": "granted", "text": "ação"}).encode()
+    token = keys.jws_compact({"alg": "ES256", "kid": key.kid, "typ": "JWT"}, payload, key)
+    published = KeySet.import_key_set(keys.public_jwks())
+    result = jws.deserialize_compact(token, published, algorithms=["ES256"])
+    assert result.payload == payload
+    assert result.protected == {"alg": "ES256", "kid": key.kid, "typ": "JWT"}
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(BadSignatureError):
+        jws.deserialize_compact(tampered, published, algorithms=["ES256"])
+    with pytest.raises(ValueError, match="only ES256"):
+        keys.jws_compact({"alg": "HS256"}, payload, key)
