@@ -728,8 +728,8 @@ def range_pieces(lo: int, hi: int, size: int) -> list[tuple[int, int, bool]]:
     """The leaf ranges [start, end) that RFC 9162's recursion for MTH(D[0:size])
     meets first that lie wholly inside [lo, hi) (True) or wholly outside it
     (False), left to right: the outside ones' hashes (O(log size) of them) and
-    the inside leaves give the root. The same lines are in insight/evidence.py
-    and consents/verify_offline.py (a test keeps them equal)."""
+    the inside leaves give the root. insight/evidence.py builds the export's
+    range proofs with this same function."""
     pieces: list[tuple[int, int, bool]] = []
 
     def walk(start: int, end: int) -> None:

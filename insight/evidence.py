@@ -45,6 +45,9 @@ from django.utils import timezone, translation
 
 from consents import keys, ledger, merkle, ropa
 from consents.models import ConsentEvent, LedgerLeaf, LedgerSeal, Purpose, PurposeNotice
+
+# The checker in the export splits the tree with the very same lines.
+from consents.verify_offline import range_pieces
 from insight.models import OPEN_EVIDENCE_STATUSES, EvidenceExport, EvidenceStatus
 from portal import artifacts, outbox
 
@@ -83,29 +86,6 @@ def window(export: EvidenceExport) -> tuple[datetime, datetime]:
 
 
 # The range proof ----------------------------------------------------------------------
-
-
-def range_pieces(lo: int, hi: int, size: int) -> list[tuple[int, int, bool]]:
-    """The leaf ranges [start, end) that RFC 9162's recursion for MTH(D[0:size])
-    meets first that lie wholly inside [lo, hi) (True) or wholly outside it
-    (False), left to right: the outside ones' hashes (O(log size) of them) and
-    the inside leaves give the root. The same lines are in insight/evidence.py
-    and consents/verify_offline.py (a test keeps them equal)."""
-    pieces: list[tuple[int, int, bool]] = []
-
-    def walk(start: int, end: int) -> None:
-        if end <= lo or start >= hi:
-            pieces.append((start, end, False))
-        elif lo <= start and end <= hi:
-            pieces.append((start, end, True))
-        else:
-            middle = start + (1 << ((end - start - 1).bit_length() - 1))
-            walk(start, middle)
-            walk(middle, end)
-
-    if 0 <= lo < hi <= size:
-        walk(0, size)
-    return pieces
 
 
 def range_proof(lo: int, hi: int, seal: LedgerSeal) -> dict:
