@@ -37,7 +37,6 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core import signing
 from django.db import models, transaction
 from django.template import Context
 from django.template.loader import get_template
@@ -397,24 +396,18 @@ def build_batch(batch: outbox.Batch) -> None:
 
 
 def download_token(export: EvidenceExport) -> str:
-    return signing.dumps({"e": str(export.uuid), "h": export.sha256[:16]}, salt=TOKEN_SALT)
+    return artifacts.download_token(export, salt=TOKEN_SALT)
 
 
 def downloadable(*, export: EvidenceExport, token: str, now: datetime | None = None) -> bool:
-    try:
-        data = signing.loads(
-            token, salt=TOKEN_SALT, max_age=timedelta(days=settings.INSIGHT_EVIDENCE_DAYS)
-        )
-    except signing.BadSignature:
-        return False
-    now = now or timezone.now()
-    return (
-        data.get("e") == str(export.uuid)
-        and data.get("h") == export.sha256[:16]
-        and export.status == EvidenceStatus.READY
-        and export.expires_at is not None
-        and now < export.expires_at
-        and _final_path(export).is_file()
+    return artifacts.downloadable(
+        export,
+        token,
+        salt=TOKEN_SALT,
+        days=settings.INSIGHT_EVIDENCE_DAYS,
+        ready=EvidenceStatus.READY,
+        path=_final_path(export),
+        now=now,
     )
 
 

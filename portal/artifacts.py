@@ -19,10 +19,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core import signing
 from django.db import models, transaction
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +157,32 @@ def run_batch(
             batch.failed(item, error)
             continue
         batch.sent(item)
+
+
+# Download links -------------------------------------------------------------------
+
+
+def download_token(row: models.Model, *, salt: str) -> str:
+    """A signed link's token: names this file (the row's uuid) and its content
+    (the start of its SHA-256), so that a rebuilt file needs a new link."""
+    return signing.dumps({"e": str(row.uuid), "h": row.sha256[:16]}, salt=salt)
+
+
+def downloadable(
+    row: models.Model, token: str, *, salt: str, days: int, ready: str, path: Path, now=None
+) -> bool:
+    """The link is genuine, for this file as it is now, not older than `days`,
+    and the file is ready, before its end, and there."""
+    try:
+        data = signing.loads(token, salt=salt, max_age=timedelta(days=days))
+    except signing.BadSignature:
+        return False
+    now = now or timezone.now()
+    return (
+        data.get("e") == str(row.uuid)
+        and data.get("h") == row.sha256[:16]
+        and row.status == ready
+        and row.expires_at is not None
+        and now < row.expires_at
+        and path.is_file()
+    )

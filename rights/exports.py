@@ -34,7 +34,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core import signing
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.template import Context
@@ -520,26 +519,20 @@ def build_batch(batch: outbox.Batch) -> None:
 
 def export_download_token(export: DataExport) -> str:
     """Names this copy and its content; stops working after RIGHTS_EXPORT_DAYS."""
-    return signing.dumps({"e": str(export.uuid), "h": export.sha256[:16]}, salt=TOKEN_SALT)
+    return artifacts.download_token(export, salt=TOKEN_SALT)
 
 
 def export_downloadable(*, export: DataExport, token: str, now: datetime | None = None) -> bool:
     """The link is genuine, for this copy as it is now, not too old, and the
     copy is ready and before its end."""
-    try:
-        data = signing.loads(
-            token, salt=TOKEN_SALT, max_age=timedelta(days=settings.RIGHTS_EXPORT_DAYS)
-        )
-    except signing.BadSignature:
-        return False
-    now = now or timezone.now()
-    return (
-        data.get("e") == str(export.uuid)
-        and data.get("h") == export.sha256[:16]
-        and export.status == ExportStatus.READY
-        and export.expires_at is not None
-        and now < export.expires_at
-        and _final_path(export).is_file()
+    return artifacts.downloadable(
+        export,
+        token,
+        salt=TOKEN_SALT,
+        days=settings.RIGHTS_EXPORT_DAYS,
+        ready=ExportStatus.READY,
+        path=_final_path(export),
+        now=now,
     )
 
 
