@@ -58,6 +58,7 @@ from consents.models import (
     LedgerLeaf,
     LedgerNode,
     LedgerSeal,
+    Purpose,
     PurposeNotice,
 )
 
@@ -422,6 +423,25 @@ def decide(
             ],
         )
         return Decided(*cursor.fetchone())
+
+
+# An event this process recorded less than this long ago is taken to be not yet
+# sealed without asking the database (its receipt, signed as it is recorded).
+JUST_RECORDED_SECONDS = 1.0
+
+
+def mark_recorded(event: ConsentEvent) -> None:
+    """The event was recorded by this call, now: it has no place in the tree."""
+    event._ledger_recorded_at = time.monotonic()
+
+
+def recorded_just_now(event: ConsentEvent) -> bool:
+    """Whether the event was recorded in this process within
+    JUST_RECORDED_SECONDS: the sealer takes only committed events and runs
+    LEDGER_SEAL_SECONDS apart, so its place is (almost always) not given yet,
+    and a receipt made now need not look for one."""
+    at = event.__dict__.get("_ledger_recorded_at")
+    return at is not None and time.monotonic() - at < JUST_RECORDED_SECONDS
 
 
 _notices: dict[int, PurposeNotice] = {}
@@ -912,7 +932,10 @@ def verify(*, chunk_size: int = 5000, checkpoint_files: tuple = ()) -> Verdict:
             if beside is not None:
                 beside.finish()
         if verdict.intact:
-            problem = beside.result("state") if beside is not None else _state_problem()
+            if beside is not None:
+                problem = beside.result("notices") or beside.result("state")
+            else:
+                problem = _notice_problem() or _state_problem()
             if problem:
                 verdict = Verdict(False, verdict.count, problem, unsealed=verdict.unsealed)
         return Verdict(
@@ -965,6 +988,7 @@ class _Beside(threading.Thread):
                 events, state = _pg_events_and_state_problems(self.notices, self.policies)
                 self.results["events"] = events
                 self.results["state"] = state
+                self.results["notices"] = _notice_problem()
                 barrier = _last_barrier()
                 self.results["hidden"] = (barrier, _hidden_below(barrier))
         except BaseException as exc:  # raised again in verify()'s thread
@@ -1718,7 +1742,7 @@ def _state_problem() -> str:
     wrong = (
         ConsentState.objects.annotate(last=last_event.values("pk")[:1])
         .filter(Q(last__isnull=True) | ~Q(event_id=F("last")) | ~Q(decision=F("event__decision")))
-        .values_list("subject_id", "purpose__key", "decision")
+        .values_list("subject_id", "purpose_id", "decision")
         .first()
     )
     if wrong:
@@ -1731,7 +1755,7 @@ def _state_problem() -> str:
                 )
             )
         )
-        .values_list("uuid", "subject_id", "purpose__key")
+        .values_list("uuid", "subject_id", "purpose_id")
         .first()
     )
     if stateless:
@@ -1740,14 +1764,54 @@ def _state_problem() -> str:
     return ""
 
 
-def _wrong_state_message(subject: object, key: str, decision: str) -> str:
+def _purpose_key(pk: int) -> str:
+    """A purpose's key for a message, or what is wrong with it: the ledger's
+    rows have no foreign-key constraint (migration 0014), so it may be gone."""
+    key = Purpose.objects.filter(pk=pk).values_list("key", flat=True).first()
+    return key if key is not None else f"#{pk}, a purpose that does not exist"
+
+
+# One pass over the events hashed against the few notices (parallel on PostgreSQL).
+_SQL_NOTICE_MISMATCH = """
+SELECT min(e.id) FROM consents_consentevent e
+LEFT JOIN consents_purposenotice n ON n.id = e.notice_id
+WHERE n.id IS NULL OR n.purpose_id <> e.purpose_id
+"""
+
+
+def _notice_problem() -> str:
+    """Every event cites a notice that exists and is one of its own purpose's
+    (and so its purpose exists: a notice's purpose has a constraint). The
+    events' keys have no constraint in the database (migration 0014)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL_NOTICE_MISMATCH)
+        event_id = cursor.fetchone()[0]
+    if event_id is None:
+        return ""
+    uuid, purpose_id, notice_id = ConsentEvent.objects.values_list(
+        "uuid", "purpose_id", "notice_id"
+    ).get(pk=event_id)
+    notice_purpose = (
+        PurposeNotice.objects.filter(pk=notice_id).values_list("purpose_id", flat=True).first()
+    )
+    if notice_purpose is None:
+        return f"event {uuid} cites notice #{notice_id}, which does not exist"
+    return (
+        f"event {uuid} is about “{_purpose_key(purpose_id)}” but cites a notice of "
+        f"“{_purpose_key(notice_purpose)}”"
+    )
+
+
+def _wrong_state_message(subject: object, purpose_id: int, decision: str) -> str:
+    key = _purpose_key(purpose_id)
     return (
         f"the current state of “{key}” for subject {subject} says {decision}, "
         "which is not the last decision the ledger holds for them"
     )
 
 
-def _stateless_message(event: object, subject: object, key: str) -> str:
+def _stateless_message(event: object, subject: object, purpose_id: int) -> str:
+    key = _purpose_key(purpose_id)
     return (
         f"subject {subject} has decisions about “{key}” in the ledger ({event}) "
         "but no current state: the state was deleted"
@@ -1799,12 +1863,12 @@ def _pg_state_problem() -> str:
             missing = None
     if wrong is not None:
         subject, key, decision = ConsentState.objects.values_list(
-            "subject_id", "purpose__key", "decision"
+            "subject_id", "purpose_id", "decision"
         ).get(pk=wrong)
         return _wrong_state_message(subject, key, decision)
     if missing is not None:
         event, subject, key = ConsentEvent.objects.values_list(
-            "uuid", "subject_id", "purpose__key"
+            "uuid", "subject_id", "purpose_id"
         ).get(pk=missing)
         return _stateless_message(event, subject, key)
     return ""

@@ -264,8 +264,18 @@ class ConsentEvent(models.Model):
     )
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     subject_id = models.UUIDField(help_text="Opaque id of the person; never an email or name.")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="events")
-    notice = models.ForeignKey(PurposeNotice, on_delete=models.PROTECT, related_name="events")
+    # No foreign-key constraint in the database (migration 0014): checking one
+    # share-locks the purpose's and the notice's rows at every commit, the same
+    # few rows for every customer deciding at once. Nothing is lost: notices
+    # are never deleted (a trigger), a purpose with a notice cannot be, and
+    # verify_ledger names an event whose purpose or notice is missing. Django's
+    # PROTECT still refuses deleting them through the ORM.
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="events", db_constraint=False
+    )
+    notice = models.ForeignKey(
+        PurposeNotice, on_delete=models.PROTECT, related_name="events", db_constraint=False
+    )
     # The policy version in force: filled by the policies app.
     policy_version_id = models.BigIntegerField(null=True, blank=True)
     decision = models.CharField(max_length=10, choices=Decision.choices)
@@ -305,9 +315,15 @@ class ConsentState(models.Model):
     subject_id = models.UUIDField()
     # Neither key has an index of its own (migration 0012): state_purpose_decision_idx
     # starts with the purpose, and nothing looks a state up by its event (events
-    # are never deleted). Each index is a write on every decision.
+    # are never deleted). Each index is a write on every decision. The purpose
+    # has no constraint in the database either, as the event's (0014); the
+    # state's event keeps its own (the row just inserted: no one else's lock).
     purpose = models.ForeignKey(
-        Purpose, on_delete=models.PROTECT, related_name="states", db_index=False
+        Purpose,
+        on_delete=models.PROTECT,
+        related_name="states",
+        db_index=False,
+        db_constraint=False,
     )
     decision = models.CharField(max_length=10, choices=Decision.choices)
     event = models.ForeignKey(

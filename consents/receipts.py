@@ -156,7 +156,15 @@ def _ledger_position(event: ConsentEvent, site: str, paths: dict[str, str]) -> d
     sealed (seconds after the decision), an RFC 9162 inclusion proof against
     the first published checkpoint that covers it (or the newest signed seal
     until one does), and where to fetch a proof and the checkpoints later.
-    `python3 clareza-verify.py` checks all of it with the published keys alone."""
+    `python3 clareza-verify.py` checks all of it with the published keys alone.
+
+    A receipt signed as its decision is recorded (within a second of it, in
+    the process that recorded it) has no place to look up: the event was
+    committed microseconds earlier and the sealer runs seconds apart, so it
+    is not in the tree yet; the receipt says so, and its proofUrl gives the
+    proof once the event is sealed."""
+    if ledger.recorded_just_now(event):
+        return _position(event, site, paths, place=None, covering=None, proof=None)
     with connection.cursor() as cursor:  # plain SQL: it runs for every receipt
         cursor.execute("SELECT seq FROM consents_ledgerleaf WHERE event_id = %s", [event.pk])
         row = cursor.fetchone()

@@ -649,6 +649,7 @@ def _record_in_python(
         )
         ledger.state_set(event)
         event._ledger_policy_hash = policy_hash  # what a receipt checks against, once
+        ledger.mark_recorded(event)
         if decision == Decision.WITHDRAWN:
             # Processing ends now: data that only this purpose needed goes with it.
             personal_data.erase_unneeded(subject_id=subject_id)
@@ -744,6 +745,7 @@ def _record_in_database(
         event._state.adding = False
         event._state.db = transaction.get_connection().alias
         event._ledger_policy_hash = decided.policy_hash or ""
+        ledger.mark_recorded(event)
         if not alone:
             _decision_publish(event)
     return event

@@ -411,6 +411,71 @@ def test_a_deleted_state_is_named(attacked, purposes):
     assert not intact and "no current state" in message
 
 
+def test_a_state_of_a_purpose_that_does_not_exist_is_named(attacked, purposes):
+    """The state's purpose has no constraint in the database (migration 0014)."""
+    subjects, events = attacked
+    ConsentState.objects.create(
+        subject_id=subjects[0],
+        purpose_id=987654,
+        decision=Decision.GRANTED,
+        event_id=events[0].pk,
+        updated_at=timezone.now(),
+    )
+    intact, message = verify_output()
+    assert not intact
+    assert "“#987654, a purpose that does not exist” for subject" in message
+
+
+def test_an_event_citing_another_purposes_notice_with_its_hash_made_to_match_is_named(
+    attacked, purposes
+):
+    """Inserted with a hash that covers what it says (anyone can compute one):
+    about the newsletter, on the text of the recommendations."""
+    subjects, _ = attacked
+    other = purposes["recommendations"].notices.get()
+    with transaction.atomic():
+        forged = ledger.append(
+            uuid=uuid.uuid4(),
+            subject_id=subjects[0],
+            purpose=purposes["newsletter"],
+            notice=other,
+            decision=Decision.GRANTED,
+            method="panel",
+            created_at=timezone.now(),
+        )
+        ledger.state_set(forged)
+    intact, message = verify_output()
+    assert not intact
+    assert f"event {forged.uuid} is about “newsletter” but cites a notice of “recommendations”" in (
+        message
+    )
+
+
+def test_an_event_citing_a_notice_that_does_not_exist_is_named(attacked, purposes):
+    _, events = attacked
+    execute("UPDATE consents_consentevent SET notice_id = 987654 WHERE id = %s", [events[5].pk])
+    intact, message = verify_output()
+    assert not intact and f"event {events[5].uuid}" in message
+
+
+def test_the_ledgers_keys_to_purposes_and_notices_are_left_to_verify(purposes):
+    """No constraint to check at every commit (migration 0014), but the ORM
+    still refuses to delete a purpose or notice that the ledger cites."""
+    from django.db.models import ProtectedError
+
+    subject = uuid.uuid4()
+    record(purposes, subject, "newsletter")
+    with pytest.raises(ProtectedError):
+        purposes["newsletter"].notices.get().delete()
+    constrained = {
+        f.name
+        for model in (ConsentEvent, ConsentState)
+        for f in model._meta.concrete_fields
+        if f.is_relation and f.db_constraint
+    }
+    assert constrained == {"event"}
+
+
 # 5. No false alarm while customers decide and the sealer seals
 
 

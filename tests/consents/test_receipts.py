@@ -14,8 +14,8 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import KeySet
 
-from consents import checkpoints, ledger, merkle, services
-from consents.models import Decision, LedgerCheckpoint, Method, PurposeNotice
+from consents import checkpoints, ledger, merkle, receipts, services
+from consents.models import ConsentEvent, Decision, LedgerCheckpoint, Method, PurposeNotice
 from consents.receipts import receipt_verify
 from tests.consents.ledger_support import NOTICES, drop_append_only_triggers
 
@@ -355,3 +355,35 @@ def test_no_receipt_is_signed_over_a_notice_rewritten_in_the_database(client, cu
         assert payload["services"][0]["purposes"][0]["purpose"] != "Product news"
     else:
         assert response.status_code >= 400  # refused, whatever the way
+
+
+def test_a_receipt_signed_as_its_decision_is_recorded_asks_the_database_nothing(
+    customer, purposes, django_assert_num_queries
+):
+    """The event is not sealed yet (the sealer takes committed events, seconds
+    apart): the receipt says so and points to where its proof will be."""
+    event = decide(customer, purposes["newsletter"])
+    with django_assert_num_queries(0):
+        token = receipts.receipt_jws(event)
+    payload = receipt_verify(token, receipts.public_jwks())
+    assert payload["ledgerSeq"] is None and payload["inclusionProof"] is None
+    assert payload["ledgerHash"] == event.hash
+    assert payload["proofUrl"].endswith(proof_url(event))
+
+
+def test_a_receipt_of_the_same_event_later_looks_its_place_up(
+    customer, purposes, monkeypatch, django_assert_num_queries
+):
+    """Once the moment has passed (here: at once), the receipt asks where the
+    event is, and a sealed one carries its place and proof."""
+    event = decide(customer, purposes["newsletter"])
+    ledger.seal()
+    monkeypatch.setattr(ledger, "JUST_RECORDED_SECONDS", 0.0)
+    payload = receipt_verify(receipts.receipt_jws(event), receipts.public_jwks())
+    assert payload["ledgerSeq"] == 1 and payload["inclusionProof"]["treeSize"] == 1
+    # The same event read again from the database (not recorded by this call).
+    again = ConsentEvent.objects.select_related("notice").get(pk=event.pk)
+    monkeypatch.setattr(ledger, "JUST_RECORDED_SECONDS", 60.0)
+    assert not ledger.recorded_just_now(again)
+    payload = receipt_verify(receipts.receipt_jws(again), receipts.public_jwks())
+    assert payload["ledgerSeq"] == 1
