@@ -92,10 +92,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             return _("Disabled: it kept failing")
         return _("Turned off")
 
-    @admin.display(description=_("secret"))
-    def secret_hint(self, obj: WebhookEndpoint) -> str:
-        return obj.secret_hint
-
     def has_delete_permission(self, request, obj=None) -> bool:
         # An endpoint's deliveries are its record: turn it off instead.
         return False

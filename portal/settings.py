@@ -605,6 +605,11 @@ WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 # An endpoint whose every try has failed for this long is disabled (staff are
 # emailed) as soon as one of its deliveries fails for good.
 WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=0)
+# Endpoints' secrets are kept sealed (AES-GCM) with keys in this folder, outside
+# the database (integrations/webhooks/sealing.py): made on first use (0600),
+# rotated with `manage.py rotate_webhook_sealing_key`. Back it up with the
+# signing keys, apart from the database's backups.
+WEBHOOK_SEALING_KEY_DIR = Path(env_str("WEBHOOK_SEALING_KEY_DIR", str(SIGNING_KEY_DIR / "sealing")))
 # How long the old secret still signs after a rotation, by default.
 WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24, minimum=0)
 # Messages, their deliveries and attempts are deleted this long after they were made.

@@ -28,13 +28,18 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(_("URL"), max_length=500)
     # Event kinds (portal.events.KINDS) this endpoint receives.
     events = models.JSONField(_("events"), default=list)
-    # Standard Webhooks secret ("whsec_" + base64 of 32 random bytes). Kept as
-    # such: the portal signs with it, so it cannot be hashed.
-    secret = models.CharField(max_length=100, editable=False)
+    # The Standard Webhooks secret ("whsec_" + base64 of 32 random bytes)
+    # signs every delivery, so it cannot be hashed: it is kept sealed
+    # (AES-GCM, integrations/webhooks/sealing.py) with a key kept outside the
+    # database, so that reading the database is not enough to forge a delivery.
+    secret_sealed = models.TextField(editable=False)
     # After a rotation the old secret still signs (a second signature in the
     # header) until previous_secret_until, so that the receiver can switch.
-    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    previous_secret_sealed = models.TextField(blank=True, editable=False)
     previous_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The secret's first characters ("whsec_" and 4 of its 44), for staff to
+    # tell which one a receiver holds: 24 of its 256 bits.
+    secret_hint = models.CharField(_("secret"), max_length=16, blank=True, editable=False)
     is_active = models.BooleanField(_("active"), default=True)
     # Set when the endpoint was disabled because it kept failing (failing_since
     # says since when), not by staff; cleared when staff enable it again.
@@ -61,19 +66,43 @@ class WebhookEndpoint(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def secrets(self, now=None) -> list[str]:
-        """The secrets that sign now: the current one, and the previous one
-        during its overlap."""
-        now = now or timezone.now()
-        signing = [self.secret]
-        if self.previous_secret and self.previous_secret_until and self.previous_secret_until > now:
-            signing.append(self.previous_secret)
-        return signing
+    def _context(self, field: str) -> str:
+        return f"{self.uuid}:{field}"
 
-    @property
-    def secret_hint(self) -> str:
-        """Enough of the secret for staff to tell which one a receiver has."""
-        return f"{self.secret[:10]}…" if self.secret else ""
+    def secrets_seal(self, *, secret: str, previous: str = "") -> None:
+        """Seal a new secret (and the one it replaces, while it overlaps) onto
+        this instance; the caller saves secret_sealed, previous_secret_sealed
+        and secret_hint."""
+        from integrations.webhooks import sealing
+
+        self.secret_sealed = sealing.seal(secret, context=self._context("secret"))
+        self.previous_secret_sealed = sealing.seal(
+            previous, context=self._context("previous_secret")
+        )
+        self.secret_hint = f"{secret[:10]}…"
+
+    def secret(self) -> str:
+        from integrations.webhooks import sealing
+
+        return sealing.unseal(self.secret_sealed, context=self._context("secret"))
+
+    def previous_secret(self) -> str:
+        from integrations.webhooks import sealing
+
+        return sealing.unseal(self.previous_secret_sealed, context=self._context("previous_secret"))
+
+    def secrets(self, now=None) -> list[str]:
+        """The secrets that sign now, unsealed: the current one, and the
+        previous one during its overlap."""
+        now = now or timezone.now()
+        signing = [self.secret()]
+        if (
+            self.previous_secret_sealed
+            and self.previous_secret_until
+            and self.previous_secret_until > now
+        ):
+            signing.append(self.previous_secret())
+        return signing
 
     def event_labels(self) -> list[str]:
         return [str(KINDS.get(kind, kind)) for kind in self.events]
