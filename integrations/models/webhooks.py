@@ -10,6 +10,7 @@ a new delivery of the same message (same webhook-id, as for a retry).
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.conf import settings
@@ -133,6 +134,16 @@ class WebhookMessage(models.Model):
     @property
     def webhook_id(self) -> str:
         return f"msg_{self.uuid.hex}"
+
+    @property
+    def subject_id(self) -> uuid.UUID | None:
+        """The person the message is about (its data's subject_id), if any:
+        what the admin's audited look names (rights/admin_audit.py)."""
+        try:
+            data = json.loads(self.body).get("data") or {}
+            return uuid.UUID(str(data["subject_id"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
 
 class WebhookDelivery(models.Model):

@@ -16,7 +16,6 @@ from django.db.migrations.executor import MigrationExecutor
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from integrations.webhooks import sealing, services
 from tests.integrations.test_webhooks import endpoint_for, grant, send_all, verified
-from tests.integrations.webhook_receiver import Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -25,21 +24,6 @@ def sealing_dir(settings, tmp_path):
     sealing._cache.clear()
     yield settings.WEBHOOK_SEALING_KEY_DIR
     sealing._cache.clear()
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def purposes(db):
-    from consents.demo import seed_inventory
-
-    return {p.key: p for p in seed_inventory()}
 
 
 def _row_text(endpoint: WebhookEndpoint) -> str:
