@@ -6,7 +6,7 @@ person's data, only with a why, and writes its audit row before it is built
 from __future__ import annotations
 
 import pytest
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import translation
 
 from integrations.models import WebhookDelivery
@@ -104,6 +104,11 @@ def test_the_lists_show_no_body(admin_client, delivered, customer):
         assert response.status_code == 200
         assert str(customer.subject_id) not in response.content.decode()
     assert _looks() == []
+    # Messages and attempts have no admin pages of their own: only the
+    # delivery's (audited) page shows them.
+    for name in ("webhookmessage", "webhookattempt"):
+        with pytest.raises(NoReverseMatch):
+            reverse(f"admin:integrations_{name}_changelist")
 
 
 def test_a_look_cannot_be_recorded_without_a_why(staff, customer):
