@@ -20,6 +20,8 @@ from django.views.decorators.http import require_POST
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from integrations.webhooks import net, services
 from portal.events import KINDS
+from rights.admin_audit import AuditedPersonAdmin
+from rights.models import AuditAction
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -91,10 +93,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if obj.disabled_at:
             return _("Disabled: it kept failing")
         return _("Turned off")
-
-    @admin.display(description=_("secret"))
-    def secret_hint(self, obj: WebhookEndpoint) -> str:
-        return obj.secret_hint
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # An endpoint's deliveries are its record: turn it off instead.
@@ -221,7 +219,16 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(AuditedPersonAdmin, admin.ModelAdmin):
+    """A delivery's page shows its message's body (a person's subject id and
+    what they decided or asked) and its attempts (a receiver's answer may echo
+    it): opened, like every page of one person's data, with a why, and its
+    audit row written before the page is built (rights/admin_audit.py). The
+    list shows no body. A message about no one (a policy published) opens
+    at once."""
+
+    audit_action = AuditAction.VIEW_WEBHOOK
+
     list_display = ["created_at", "event", "endpoint", "status", "attempts", "finished_at"]
     list_filter = ["status", "endpoint", "message__event_type"]
     list_select_related = ["message", "endpoint"]
@@ -261,6 +268,17 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description=_("body"))
     def body(self, obj: WebhookDelivery) -> str:
         return obj.message.body
+
+    def audit_subject(self, obj: WebhookDelivery):
+        return obj.message.subject_id
+
+    def get_object(self, request, object_id, from_field=None):
+        # The gate reads the message's body, the page again: one query for both.
+        queryset = self.get_queryset(request).select_related("message", "endpoint")
+        try:
+            return queryset.get(pk=int(object_id))
+        except (ValueError, TypeError, WebhookDelivery.DoesNotExist):
+            return None
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -265,6 +265,13 @@ if not re.fullmatch(r"\d+/\d*[smhd]/key(,\d+/\d*[smhd]/key)*", API_RATE_LIMITS.r
         f"API_RATE_LIMITS={API_RATE_LIMITS!r} is not like 600/m/key (amount/period/key, "
         "comma-separated; period: s, m, h or d, optionally after a number)."
     )
+# Days the API's call log (integrations.ApiCall: which system read or recorded
+# whose consents, when, with what answer) keeps a call before the retention
+# task deletes it: a year lets a person's copy and staff answering a request
+# or investigating an incident see a year of calls, without the log becoming
+# a lasting record of who was read. The database refuses to delete a call
+# younger than 30 days whatever the task asks (0005_api_call_retention).
+API_CALLS_KEPT_DAYS = env_int("API_CALLS_KEPT_DAYS", 365, minimum=30)
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 # The admin opens only to staff with an authenticator app or a security key
@@ -605,6 +612,11 @@ WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 # An endpoint whose every try has failed for this long is disabled (staff are
 # emailed) as soon as one of its deliveries fails for good.
 WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=0)
+# Endpoints' secrets are kept sealed (AES-GCM) with keys in this folder, outside
+# the database (integrations/webhooks/sealing.py): made on first use (0600),
+# rotated with `manage.py rotate_webhook_sealing_key`. Back it up with the
+# signing keys, apart from the database's backups.
+WEBHOOK_SEALING_KEY_DIR = Path(env_str("WEBHOOK_SEALING_KEY_DIR", str(SIGNING_KEY_DIR / "sealing")))
 # How long the old secret still signs after a rotation, by default.
 WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24, minimum=0)
 # Messages, their deliveries and attempts are deleted this long after they were made.

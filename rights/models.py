@@ -309,6 +309,7 @@ class AuditAction(models.TextChoices):
     VIEW_EMAIL = "view_email", _("Opened an email sent to a person")
     VIEW_DATA = "view_data", _("Viewed a person's data")
     DOWNLOAD_DATA = "download_data", _("Downloaded a person's data")
+    VIEW_WEBHOOK = "view_webhook", _("Opened a message about a person sent to another system")
     # Rights requests.
     REQUEST_ENTER = "request_enter", _("Entered a request on a person's behalf")
     REQUEST_START = "request_start", _("Started a request")
@@ -358,6 +359,7 @@ READ_ACTIONS = [
     AuditAction.VIEW_EMAIL,
     AuditAction.VIEW_DATA,
     AuditAction.DOWNLOAD_DATA,
+    AuditAction.VIEW_WEBHOOK,
 ]
 
 

@@ -6,10 +6,34 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.http import require_safe
 
 from integrations.api.problems import PROBLEMS, problem_type
 from integrations.api.views import api
+
+# The answers' descriptions ninja writes (HTTP's reason phrases), and where a
+# parameter goes, for makemessages: the page translates them with the rest.
+_WORDS = (
+    gettext_noop("OK"),
+    gettext_noop("Created"),
+    gettext_noop("Bad Request"),
+    gettext_noop("Unauthorized"),
+    gettext_noop("Forbidden"),
+    gettext_noop("Not Found"),
+    gettext_noop("Conflict"),
+    gettext_noop("Unprocessable Entity"),
+    gettext_noop("Too Many Requests"),
+    gettext_noop("path"),
+    gettext_noop("query"),
+    gettext_noop("header"),
+)
+
+
+def _t(text: str) -> str:
+    """A text of the document (English, marked with gettext_noop where it is
+    written) in the reader's language; one without a translation as it is."""
+    return gettext(text) if text else ""
 
 
 def _schema_name(schema: dict) -> str:
@@ -28,17 +52,19 @@ def _operations(document: dict) -> list[dict]:
                     "id": operation.get("operationId", ""),
                     "method": method.upper(),
                     "path": path,
-                    "summary": operation.get("summary", ""),
-                    "description": operation.get("description", ""),
+                    "summary": _t(operation.get("summary", "")),
+                    "description": _t(operation.get("description", "")),
                     "scope": operation.get("x-scope", ""),
                     "parameters": [
                         {
                             "name": p["name"],
-                            "where": p["in"],
+                            "where": _t(p["in"]),
                             "required": p.get("required", False),
                             "type": _schema_name(p.get("schema", {})),
-                            "description": p.get("description", "")
-                            or p.get("schema", {}).get("description", ""),
+                            "description": _t(
+                                p.get("description", "")
+                                or p.get("schema", {}).get("description", "")
+                            ),
                         }
                         for p in operation.get("parameters", [])
                     ],
@@ -46,7 +72,7 @@ def _operations(document: dict) -> list[dict]:
                     "responses": [
                         {
                             "status": status,
-                            "description": response.get("description", ""),
+                            "description": _t(response.get("description", "")),
                             "schema": _schema_name(
                                 next(iter(response.get("content", {}).values()), {}).get(
                                     "schema", {}
@@ -62,6 +88,7 @@ def _operations(document: dict) -> list[dict]:
 
 def _schemas(document: dict) -> list[dict]:
     result = []
+    either = " " + gettext("or") + " "  # "string or null"
     for name, schema in document.get("components", {}).get("schemas", {}).items():
         required = set(schema.get("required", []))
         fields = []
@@ -70,13 +97,15 @@ def _schemas(document: dict) -> list[dict]:
             if spec.get("enum"):
                 kinds = [" | ".join(f"“{v}”" for v in spec["enum"])]
             if spec.get("type") == "array":
-                kinds = [f"list of {_schema_name(spec.get('items', {}))}"]
+                kinds = [
+                    gettext("list of %(type)s") % {"type": _schema_name(spec.get("items", {}))}
+                ]
             fields.append(
                 {
                     "name": field,
-                    "type": " or ".join(k for k in kinds if k),
+                    "type": either.join(k for k in kinds if k),
                     "required": field in required,
-                    "description": spec.get("description", ""),
+                    "description": _t(spec.get("description", "")),
                 }
             )
         result.append({"name": name, "fields": fields})
@@ -87,7 +116,7 @@ def _schemas(document: dict) -> list[dict]:
 def page(request: HttpRequest) -> HttpResponse:
     document = api.get_openapi_schema()
     problems = [
-        {"code": code, "status": status, "title": title, "type": problem_type(code)}
+        {"code": code, "status": status, "title": _t(title), "type": problem_type(code)}
         for code, (status, title) in PROBLEMS.items()
     ]
     return render(

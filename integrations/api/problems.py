@@ -6,27 +6,29 @@ import json
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.translation import gettext_noop
 from ninja import Schema
 
 MEDIA_TYPE = "application/problem+json"
 
 # code: (status, title). The type of a problem is the docs page's anchor for it.
+# Titles are answered in English; /api/docs/ shows them translated.
 PROBLEMS: dict[str, tuple[int, str]] = {
-    "bad-request": (400, "The request is malformed"),
-    "invalid-cursor": (400, "The cursor is not one this API gave"),
-    "unauthenticated": (401, "A valid API key is required"),
-    "key-revoked": (401, "The API key was revoked"),
-    "key-expired": (401, "The API key has expired"),
-    "insufficient-scope": (403, "The API key lacks the scope this operation needs"),
-    "not-found": (404, "Not found"),
-    "unknown-subject": (404, "No such person"),
-    "unknown-purpose": (404, "No such purpose"),
-    "notice-stale": (409, "The notice shown is not the current one"),
-    "purpose-retired": (409, "The purpose is no longer offered"),
-    "not-on-consent": (422, "The purpose does not rest on consent"),
-    "no-notice": (409, "The purpose has no published notice"),
-    "validation": (422, "The request does not match the schema"),
-    "rate-limited": (429, "Too many requests for this API key"),
+    "bad-request": (400, gettext_noop("The request is malformed")),
+    "invalid-cursor": (400, gettext_noop("The cursor is not one this API gave")),
+    "unauthenticated": (401, gettext_noop("A valid API key is required")),
+    "key-revoked": (401, gettext_noop("The API key was revoked")),
+    "key-expired": (401, gettext_noop("The API key has expired")),
+    "insufficient-scope": (403, gettext_noop("The API key lacks the scope this operation needs")),
+    "not-found": (404, gettext_noop("Not found")),
+    "unknown-subject": (404, gettext_noop("No such person")),
+    "unknown-purpose": (404, gettext_noop("No such purpose")),
+    "notice-stale": (409, gettext_noop("The notice shown is not the current one")),
+    "purpose-retired": (409, gettext_noop("The purpose is no longer offered")),
+    "not-on-consent": (422, gettext_noop("The purpose does not rest on consent")),
+    "no-notice": (409, gettext_noop("The purpose has no published notice")),
+    "validation": (422, gettext_noop("The request does not match the schema")),
+    "rate-limited": (429, gettext_noop("Too many requests for this API key")),
 }
 
 

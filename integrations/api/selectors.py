@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -244,3 +245,30 @@ def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: b
         )
     rows = [(s, s in present, present.get(s)) for s in subjects]
     return ChangesPage(rows, _encode("c", purpose.pk, next_since), more)
+
+
+# The call log, for the person it concerned ----------------------------------------------
+
+
+def calls_about(subject_id: uuid.UUID) -> QuerySet:
+    """The calls that concerned one person (apicall_subject_idx)."""
+    from integrations.models import ApiCall
+
+    return ApiCall.objects.filter(subject_id=subject_id)
+
+
+def calls_about_rows(subject_id: uuid.UUID, labels: dict) -> Iterator[dict]:
+    """Those calls oldest first, as plain values, read in chunks: when, which
+    system (its key's name), which operation (code and `labels`' words for
+    it), the answer's status and the purpose concerned."""
+    rows = calls_about(subject_id).order_by("at", "pk")
+    fields = ("at", "key__name", "operation", "status", "purpose")
+    for at, system, operation, status, purpose in rows.values_list(*fields).iterator(500):
+        yield {
+            "at": at,
+            "system": system,
+            "operation": operation,
+            "operation_label": str(labels.get(operation, operation)),
+            "status": status,
+            "purpose": purpose or None,
+        }

@@ -7,9 +7,10 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -17,7 +18,7 @@ from consents.models import ConsentEvent, Decision, Method, Purpose, PurposeNoti
 from consents.services import ConsentError, RequestFacts, consent_record
 from integrations.api import selectors
 from integrations.api.problems import ApiProblem
-from integrations.models import ApiCall, ApiKey, ApiScope
+from integrations.models import ApiCall, ApiCallPurge, ApiKey, ApiScope
 from rights import audit
 from rights.models import AuditAction
 
@@ -130,6 +131,41 @@ def api_call_record(
             f"COMMIT",
             list(values.values()),
         )
+
+
+# Retention of the call log ----------------------------------------------------------
+
+# The database refuses to delete a call younger than this (0005_api_call_retention).
+CALLS_FLOOR = timedelta(days=30)
+
+
+def calls_kept() -> timedelta:
+    return timedelta(days=settings.API_CALLS_KEPT_DAYS)
+
+
+def _calls_cutoff(now: datetime) -> datetime:
+    # A `now` in the future never reaches a call the trigger keeps.
+    return min(now - calls_kept(), timezone.now() - CALLS_FLOOR)
+
+
+def calls_expired(now: datetime) -> models.QuerySet:
+    """Calls past API_CALLS_KEPT_DAYS at `now` (and past the floor by the real clock)."""
+    return ApiCall.objects.filter(at__lt=_calls_cutoff(now))
+
+
+def calls_purge(rows: models.QuerySet, now: datetime) -> int:
+    """Delete `rows` (a batch of calls_expired), inside the batch's
+    transaction: state the cutoff to the trigger, delete, and remove the
+    cutoff again before the transaction commits (as rights.audit.purge)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("the API call log is purged inside a transaction")
+    cutoff = _calls_cutoff(now)
+    stated = ApiCallPurge.objects.create(cutoff=cutoff)
+    try:
+        count, _details = rows.filter(at__lt=cutoff).delete()
+    finally:
+        ApiCallPurge.objects.filter(pk=stated.pk).delete()
+    return count
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -3,7 +3,11 @@ OpenAPI 3.1 document at /api/schema/.
 
 Each operation names the scope its key needs (KeyAuth), notes the person and
 the purpose it concerned on the request for the call log (middleware.py),
-and answers errors as problem documents (problems.py)."""
+and answers errors as problem documents (problems.py).
+
+The document stays in English (one document for every reader); its texts are
+marked for translation with gettext_noop, and /api/docs/ shows them in the
+reader's language (docs.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.translation import gettext_noop
 from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -119,19 +124,23 @@ def _errors(*codes: int) -> dict[int, type]:
 
 
 class ConsentOut(Schema):
-    purpose: str = Field(description="The purpose's key, as in the inventory.")
+    purpose: str = Field(description=gettext_noop("The purpose's key, as in the inventory."))
     decision: Literal["granted", "withdrawn", "refused"]
     granted: bool
     processing_allowed: bool = Field(
-        description="Granted, purpose in use, and no objection or restriction stops it."
+        description=gettext_noop(
+            "Granted, purpose in use, and no objection or restriction stops it."
+        )
     )
     purpose_retired: bool
     objection_or_restriction: bool
-    notice_version: int = Field(description="The version of the notice the decision was made on.")
+    notice_version: int = Field(
+        description=gettext_noop("The version of the notice the decision was made on.")
+    )
     notice_sha256: str
-    method: str = Field(description="How the decision was collected.")
+    method: str = Field(description=gettext_noop("How the decision was collected."))
     decided_at: datetime
-    receipt: uuid.UUID = Field(description="The ledger event: its receipt's id.")
+    receipt: uuid.UUID = Field(description=gettext_noop("The ledger event: its receipt's id."))
 
 
 class PersonConsents(Schema):
@@ -144,7 +153,7 @@ class EmailLookup(Schema):
         min_length=3,
         max_length=254,
         pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="The person's address.",
+        description=gettext_noop("The person's address."),
         examples=["customer@example.com"],
     )
 
@@ -162,7 +171,7 @@ def _consents_of(request: HttpRequest, subject_id: uuid.UUID | None) -> dict:
     response={200: PersonConsents, **_errors(404)},
     auth=KeyAuth(ApiScope.CONSENTS_READ),
     operation_id="consents_by_subject",
-    summary="A person's current consents, by subject id",
+    summary=gettext_noop("A person's current consents, by subject id"),
     tags=["consents"],
     openapi_extra={"x-scope": ApiScope.CONSENTS_READ.value},
 )
@@ -175,7 +184,9 @@ def consents_by_subject(request: HttpRequest, subject_id: SubjectId):
     response={200: PersonConsents, **_errors(404)},
     auth=KeyAuth(ApiScope.CONSENTS_READ),
     operation_id="consents_by_email",
-    summary="A person's current consents, by email address (in the body, never the URL)",
+    summary=gettext_noop(
+        "A person's current consents, by email address (in the body, never the URL)"
+    ),
     tags=["consents"],
     openapi_extra={"x-scope": ApiScope.CONSENTS_READ.value},
 )
@@ -189,26 +200,31 @@ def consents_by_email(request: HttpRequest, body: EmailLookup):
 class DecisionIn(Schema):
     subject_id: uuid.UUID = Field(examples=[EXAMPLE_SUBJECT])
     purpose: str = Field(
-        max_length=50, pattern=SLUG, description="The purpose's key.", examples=[EXAMPLE_PURPOSE]
+        max_length=50,
+        pattern=SLUG,
+        description=gettext_noop("The purpose's key."),
+        examples=[EXAMPLE_PURPOSE],
     )
     decision: Literal["granted", "withdrawn", "refused"]
     notice_version: int = Field(
         ge=1,
         le=2_000_000_000,
-        description="The version of the notice shown in the channel.",
+        description=gettext_noop("The version of the notice shown in the channel."),
         examples=[1],
     )
     method: Literal["checkout", "call_centre", "in_store"] = Field(
-        description="The channel where the person decided."
+        description=gettext_noop("The channel where the person decided.")
     )
 
 
 class DecisionOut(Schema):
-    recorded: bool = Field(description="False when it repeated the standing decision.")
+    recorded: bool = Field(
+        description=gettext_noop("False when it repeated the standing decision.")
+    )
     subject_id: uuid.UUID
     purpose: str
     decision: Literal["granted", "withdrawn", "refused"] | None = Field(
-        description="What the ledger recorded (unticking a grant withdraws it)."
+        description=gettext_noop("What the ledger recorded (unticking a grant withdraws it).")
     )
     notice_version: int
     receipt: uuid.UUID | None
@@ -220,8 +236,8 @@ class DecisionOut(Schema):
     response={200: DecisionOut, 201: DecisionOut, **_errors(404, 409)},
     auth=KeyAuth(ApiScope.DECISIONS_WRITE),
     operation_id="decision_record",
-    summary="Record a decision made in another channel",
-    description=(
+    summary=gettext_noop("Record a decision made in another channel"),
+    description=gettext_noop(
         "Refused with a problem document, and nothing recorded, when the notice version "
         "is not the current one (409 notice-stale), the purpose is retired (409 "
         "purpose-retired) or does not rest on consent (422 not-on-consent)."
@@ -259,30 +275,38 @@ class AudienceMember(Schema):
     subject_id: uuid.UUID
     email: str | None = Field(
         None,
-        description="Only where the purpose uses email addresses and the key has audience:email.",
+        description=gettext_noop(
+            "Only where the purpose uses email addresses and the key has audience:email."
+        ),
     )
 
 
 class AudiencePageOut(Schema):
     purpose: str
     items: list[AudienceMember]
-    next_cursor: str | None = Field(description="The next page's cursor; null on the last page.")
+    next_cursor: str | None = Field(
+        description=gettext_noop("The next page's cursor; null on the last page.")
+    )
     changes_cursor: str | None = Field(
-        description="On the last page: where /audience/changes starts, to sync from here on."
+        description=gettext_noop(
+            "On the last page: where /audience/changes starts, to sync from here on."
+        )
     )
 
 
 class AudienceChange(Schema):
     subject_id: uuid.UUID
-    in_audience: bool = Field(description="Whether the person may be contacted for it now.")
+    in_audience: bool = Field(
+        description=gettext_noop("Whether the person may be contacted for it now.")
+    )
     email: str | None = None
 
 
 class ChangesPageOut(Schema):
     purpose: str
     items: list[AudienceChange]
-    next_cursor: str = Field(description="Where the next call starts.")
-    more: bool = Field(description="True when more changes wait: call again at once.")
+    next_cursor: str = Field(description=gettext_noop("Where the next call starts."))
+    more: bool = Field(description=gettext_noop("True when more changes wait: call again at once."))
 
 
 class AudienceParams(Schema):
@@ -313,8 +337,8 @@ def _email_allowed(request: HttpRequest, uses_email: bool) -> bool:
     response={200: AudiencePageOut, **_errors(404, 409)},
     auth=KeyAuth(ApiScope.AUDIENCE_READ),
     operation_id="audience_list",
-    summary="Everyone who may be contacted or processed for a purpose now",
-    description=(
+    summary=gettext_noop("Everyone who may be contacted or processed for a purpose now"),
+    description=gettext_noop(
         "People with a standing grant and no objection or restriction for it, by pages "
         "(cursor pagination). The last page's changes_cursor starts /audience/changes."
     ),
@@ -347,7 +371,7 @@ def audience_list(request: HttpRequest, key: PurposeKey, params: Query[AudienceP
     response={200: ChangesPageOut, **_errors(404, 409)},
     auth=KeyAuth(ApiScope.AUDIENCE_READ),
     operation_id="audience_changes",
-    summary="Who joined or left a purpose's audience since a cursor",
+    summary=gettext_noop("Who joined or left a purpose's audience since a cursor"),
     tags=["audience"],
     openapi_extra={"x-scope": ApiScope.AUDIENCE_READ.value},
 )
@@ -382,7 +406,7 @@ def audience_changes(request: HttpRequest, key: PurposeKey, params: Query[Change
     response={200: dict[str, Any], 401: Problem, 403: Problem, 429: Problem},
     auth=KeyAuth(),
     operation_id="inventory",
-    summary="The data inventory: what /privacy.json says",
+    summary=gettext_noop("The data inventory: what /privacy.json says"),
     tags=["inventory"],
 )
 def inventory(request: HttpRequest):

@@ -3,7 +3,8 @@
 A key's secret is shown once, when staff create it; only its SHA-256 is kept
 (the secret is 256 random bits, so a slow hash would add nothing), beside a
 short prefix that staff and logs can name it by. Every call made with a key is
-one row of ApiCall, which the database keeps append-only."""
+one row of ApiCall, which the database keeps append-only until the retention
+task deletes it (API_CALLS_KEPT_DAYS)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["ApiCall", "ApiKey", "ApiScope"]
+__all__ = ["ApiCall", "ApiCallPurge", "ApiKey", "ApiScope"]
 
 
 class ApiScope(models.TextChoices):
@@ -68,19 +69,26 @@ class ApiKey(models.Model):
 
 class ApiCall(models.Model):
     """One call made with a key: which operation, about whom, with what answer.
-    Written once per call, after the answer is known (one INSERT); UPDATE and
-    DELETE are refused by triggers (migration 0001_api_keys)."""
+    Written once per call, after the answer is known (one INSERT); UPDATE is
+    refused by a trigger, and DELETE too except the retention task's, for
+    rows past API_CALLS_KEPT_DAYS (migrations 0001_api_keys and
+    0005_api_call_retention)."""
 
-    at = models.DateTimeField(default=timezone.now)
-    key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="calls")
-    operation = models.CharField(max_length=64)
-    method = models.CharField(max_length=8)
-    status = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    key = models.ForeignKey(
+        ApiKey, on_delete=models.PROTECT, related_name="calls", verbose_name=_("API key")
+    )
+    operation = models.CharField(_("operation"), max_length=64)
+    method = models.CharField(_("method"), max_length=8)
+    status = models.PositiveSmallIntegerField(_("HTTP status"))
     subject_id = models.UUIDField(
-        null=True, blank=True, help_text="Opaque id of the person concerned; never an email."
+        _("person (subject id)"),
+        null=True,
+        blank=True,
+        help_text=_("Opaque id of the person concerned; never an email."),
     )
     # The purpose an audience or a decision concerned, by key.
-    purpose = models.CharField(max_length=50, blank=True)
+    purpose = models.CharField(_("purpose"), max_length=50, blank=True)
 
     class Meta:
         verbose_name = _("API call")
@@ -94,7 +102,25 @@ class ApiCall(models.Model):
                 name="apicall_subject_idx",
                 condition=models.Q(subject_id__isnull=False),
             ),
+            # Retention: calls older than API_CALLS_KEPT_DAYS (a day with none
+            # to delete would otherwise read the whole table).
+            models.Index(fields=["at"], name="apicall_at_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.operation} {self.status}"
+
+
+class ApiCallPurge(models.Model):
+    """The cutoff the retention task states, inside its own transaction,
+    before it deletes calls: the trigger lets a call go only when it is older
+    than this and than the fixed floor (0005_api_call_retention). The task
+    removes its row again before committing (as rights.AuditPurge)."""
+
+    cutoff = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("API call purge cutoff")
+
+    def __str__(self) -> str:
+        return self.cutoff.isoformat()

@@ -10,6 +10,7 @@ a new delivery of the same message (same webhook-id, as for a retry).
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.conf import settings
@@ -28,13 +29,18 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(_("URL"), max_length=500)
     # Event kinds (portal.events.KINDS) this endpoint receives.
     events = models.JSONField(_("events"), default=list)
-    # Standard Webhooks secret ("whsec_" + base64 of 32 random bytes). Kept as
-    # such: the portal signs with it, so it cannot be hashed.
-    secret = models.CharField(max_length=100, editable=False)
+    # The Standard Webhooks secret ("whsec_" + base64 of 32 random bytes)
+    # signs every delivery, so it cannot be hashed: it is kept sealed
+    # (AES-GCM, integrations/webhooks/sealing.py) with a key kept outside the
+    # database, so that reading the database is not enough to forge a delivery.
+    secret_sealed = models.TextField(editable=False)
     # After a rotation the old secret still signs (a second signature in the
     # header) until previous_secret_until, so that the receiver can switch.
-    previous_secret = models.CharField(max_length=100, blank=True, editable=False)
+    previous_secret_sealed = models.TextField(blank=True, editable=False)
     previous_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The secret's first characters ("whsec_" and 4 of its 44), for staff to
+    # tell which one a receiver holds: 24 of its 256 bits.
+    secret_hint = models.CharField(_("secret"), max_length=16, blank=True, editable=False)
     is_active = models.BooleanField(_("active"), default=True)
     # Set when the endpoint was disabled because it kept failing (failing_since
     # says since when), not by staff; cleared when staff enable it again.
@@ -61,19 +67,43 @@ class WebhookEndpoint(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def secrets(self, now=None) -> list[str]:
-        """The secrets that sign now: the current one, and the previous one
-        during its overlap."""
-        now = now or timezone.now()
-        signing = [self.secret]
-        if self.previous_secret and self.previous_secret_until and self.previous_secret_until > now:
-            signing.append(self.previous_secret)
-        return signing
+    def _context(self, field: str) -> str:
+        return f"{self.uuid}:{field}"
 
-    @property
-    def secret_hint(self) -> str:
-        """Enough of the secret for staff to tell which one a receiver has."""
-        return f"{self.secret[:10]}…" if self.secret else ""
+    def secrets_seal(self, *, secret: str, previous: str = "") -> None:
+        """Seal a new secret (and the one it replaces, while it overlaps) onto
+        this instance; the caller saves secret_sealed, previous_secret_sealed
+        and secret_hint."""
+        from integrations.webhooks import sealing
+
+        self.secret_sealed = sealing.seal(secret, context=self._context("secret"))
+        self.previous_secret_sealed = sealing.seal(
+            previous, context=self._context("previous_secret")
+        )
+        self.secret_hint = f"{secret[:10]}…"
+
+    def secret(self) -> str:
+        from integrations.webhooks import sealing
+
+        return sealing.unseal(self.secret_sealed, context=self._context("secret"))
+
+    def previous_secret(self) -> str:
+        from integrations.webhooks import sealing
+
+        return sealing.unseal(self.previous_secret_sealed, context=self._context("previous_secret"))
+
+    def secrets(self, now=None) -> list[str]:
+        """The secrets that sign now, unsealed: the current one, and the
+        previous one during its overlap."""
+        now = now or timezone.now()
+        signing = [self.secret()]
+        if (
+            self.previous_secret_sealed
+            and self.previous_secret_until
+            and self.previous_secret_until > now
+        ):
+            signing.append(self.previous_secret())
+        return signing
 
     def event_labels(self) -> list[str]:
         return [str(KINDS.get(kind, kind)) for kind in self.events]
@@ -104,6 +134,16 @@ class WebhookMessage(models.Model):
     @property
     def webhook_id(self) -> str:
         return f"msg_{self.uuid.hex}"
+
+    @property
+    def subject_id(self) -> uuid.UUID | None:
+        """The person the message is about (its data's subject_id), if any:
+        what the admin's audited look names (rights/admin_audit.py)."""
+        try:
+            data = json.loads(self.body).get("data") or {}
+            return uuid.UUID(str(data["subject_id"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
 
 class WebhookDelivery(models.Model):

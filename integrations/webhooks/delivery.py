@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
-from integrations.webhooks import net, signing
+from integrations.webhooks import net, sealing, signing
 from portal import events, mail, outbox
 from portal.models import OutboxItem
 
@@ -134,6 +134,9 @@ class Job:
     endpoint: WebhookEndpoint
     webhook_id: str
     body: str
+    # The endpoint's secrets, unsealed once per batch; a SealError instead
+    # when they cannot be (the attempt fails with it, and is retried).
+    secrets: tuple[str, ...] | sealing.SealError
 
 
 @dataclass
@@ -156,8 +159,9 @@ def deliver_batch(batch: outbox.Batch) -> None:
     rows = list(rows)
     # One instance per endpoint: its state (turned off, failing since) is shared.
     endpoints = WebhookEndpoint.objects.in_bulk({row[1] for row in rows})
+    unsealed = {pk: _unsealed(endpoint) for pk, endpoint in endpoints.items()}
     deliveries = {
-        pk: Job(pk, endpoints[endpoint_id], f"msg_{message_uuid.hex}", body)
+        pk: Job(pk, endpoints[endpoint_id], f"msg_{message_uuid.hex}", body, unsealed[endpoint_id])
         for pk, endpoint_id, message_uuid, body in rows
     }
     local, clients = threading.local(), []
@@ -226,13 +230,25 @@ def _record_group(batch: outbox.Batch, launched: list) -> None:
         raise error
 
 
+def _unsealed(endpoint: WebhookEndpoint) -> tuple[str, ...] | sealing.SealError:
+    try:
+        return tuple(endpoint.secrets())
+    except sealing.SealError as exc:
+        log.error("webhook endpoint %s: its secret cannot be unsealed: %s", endpoint.uuid, exc)
+        return exc
+
+
 def _post(client: net.Client, delivery: Job) -> net.Answer:
     endpoint = delivery.endpoint
+    if isinstance(delivery.secrets, sealing.SealError):
+        # Nothing is sent unsigned: the attempt fails, and is retried (a key
+        # restored meanwhile lets the retry through).
+        return net.Answer(None, "", f"Not sent: {delivery.secrets}", 0)
     headers = signing.headers(
         webhook_id=delivery.webhook_id,
         timestamp=int(time.time()),
         body=delivery.body,
-        secrets=endpoint.secrets(),
+        secrets=list(delivery.secrets),
     )
     return client.post(endpoint.url, delivery.body.encode(), headers)
 

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from integrations.webhooks import delivery as deliveries
-from integrations.webhooks import net, signing
+from integrations.webhooks import net, sealing, signing
 from portal.events import KINDS
 from rights import audit
 from rights.models import AuditAction
@@ -68,9 +68,9 @@ def endpoint_create(*, name: str, url: str, events: list[str], acting_user) -> W
     name, url, events = _clean(name=name, url=url, events=events)
     secret = signing.new_secret()
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.create(
-            name=name, url=url, events=events, secret=secret, created_by=acting_user
-        )
+        endpoint = WebhookEndpoint(name=name, url=url, events=events, created_by=acting_user)
+        endpoint.secrets_seal(secret=secret)
+        endpoint.save(force_insert=True)
         _audit(acting_user, AuditAction.WEBHOOK_ENDPOINT_SAVE, endpoint, url=url, events=events)
     return WithSecret(endpoint, secret)
 
@@ -145,10 +145,23 @@ def endpoint_secret_rotate(
     with transaction.atomic():
         locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         until = timezone.now() + timedelta(hours=overlap_hours)
-        locked.previous_secret = locked.secret if overlap_hours else ""
+        try:
+            previous = locked.secret() if overlap_hours else ""
+        except sealing.SealError:
+            # Its sealing key is lost: it cannot sign any more, and rotating
+            # is the way out (the receiver gets the new secret).
+            previous, overlap_hours = "", 0
+        # Both sealed afresh, with the newest sealing key.
+        locked.secrets_seal(secret=secret, previous=previous)
         locked.previous_secret_until = until if overlap_hours else None
-        locked.secret = secret
-        locked.save(update_fields=["secret", "previous_secret", "previous_secret_until"])
+        locked.save(
+            update_fields=[
+                "secret_sealed",
+                "previous_secret_sealed",
+                "previous_secret_until",
+                "secret_hint",
+            ]
+        )
         _audit(
             acting_user,
             AuditAction.WEBHOOK_SECRET_ROTATE,
@@ -182,3 +195,44 @@ def delivery_replay(*, delivery: WebhookDelivery, acting_user) -> WebhookDeliver
             },
         )
     return replay
+
+
+def secrets_reseal() -> dict[str, int]:
+    """Seal every endpoint's secrets again with the newest sealing key (after
+    sealing.key_rotate()), one endpoint per transaction under its row lock;
+    an overlap that has ended is dropped on the way. Returns how many
+    endpoints' secrets each key seals afterwards, by kid: once only the
+    newest is named, the other key files can be removed. An endpoint whose
+    secret cannot be unsealed is left as it is (and counted under its key):
+    staff rotate its secret."""
+    now = timezone.now()
+    for pk in WebhookEndpoint.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            locked = WebhookEndpoint.objects.select_for_update().get(pk=pk)
+            try:
+                secret = locked.secret()
+                overlapping = locked.previous_secret_until and locked.previous_secret_until > now
+                previous = locked.previous_secret() if overlapping else ""
+            except sealing.SealError:
+                continue
+            locked.secrets_seal(secret=secret, previous=previous)
+            if not previous:
+                locked.previous_secret_until = None
+            locked.save(
+                update_fields=[
+                    "secret_sealed",
+                    "previous_secret_sealed",
+                    "previous_secret_until",
+                    "secret_hint",
+                ]
+            )
+    return sealing_keys_in_use()
+
+
+def sealing_keys_in_use() -> dict[str, int]:
+    """{kid: endpoints whose current or overlapping secret it seals}."""
+    used: dict[str, int] = {}
+    for sealed in WebhookEndpoint.objects.values_list("secret_sealed", "previous_secret_sealed"):
+        for kid in {sealing.kid_in(value) for value in sealed if value}:
+            used[kid] = used.get(kid, 0) + 1
+    return used

@@ -10,8 +10,18 @@ from consents.models import Decision, Method
 from consents.services import consent_record
 from integrations.api import services
 from integrations.models import ApiScope
+from tests.integrations.webhook_receiver import Receiver
 
 ALL_SCOPES = [ApiScope.CONSENTS_READ, ApiScope.DECISIONS_WRITE, ApiScope.AUDIENCE_READ]
+
+
+@pytest.fixture
+def receiver(settings):
+    # pytest-django runs with DEBUG off: production's rules, loopback allowed by name.
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    server = Receiver()
+    yield server
+    server.close()
 
 
 @pytest.fixture
