@@ -4,7 +4,7 @@ the purposes) it exists for.
 The account's own fields (email, name) are declared here; every other field
 is declared by the app that uses it, through `register` from its
 AppConfig.ready() (the demo shop declares the delivery address, the
-interests and the allergies in shop.apps): consents knows a field only by
+interests and the allergies in shop/privacy.py): consents knows a field only by
 its declaration. A field is kept on the account ("user"), as a PersonalDatum
 row ("datum"), or in rows of the declaring app's own model (`Rows`).
 

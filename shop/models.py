@@ -65,7 +65,7 @@ class Product(models.Model):
 class Interest(models.Model):
     """Zero-party data: a category a customer told us they like. It exists only
     for the recommendations purpose and is erased when that consent goes
-    (declared to consents' registry of personal data in shop.apps)."""
+    (declared to consents' registry of personal data in shop/privacy.py)."""
 
     subject_id = models.UUIDField()
     category = models.ForeignKey(
