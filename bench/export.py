@@ -72,7 +72,8 @@ from django.conf import settings
 settings.DEBUG = False
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
-from consents.models import ConsentEvent, ConsentState, PurposeNotice, PersonalDatum, Interest
+from consents.models import ConsentEvent, ConsentState, PurposeNotice, PersonalDatum
+from shop.models import Interest
 from portal.models import OutboxItem
 from rights.models import RightsRequest, DataExport
 

@@ -232,7 +232,8 @@ def main() -> None:
     )
     os.environ.pop("REDIS_URL", None)
     url = fresh_database("retention")
-    from consents.demo import seed_catalogue, seed_inventory
+    from consents.demo import seed_inventory
+    from shop.demo import seed_catalogue
 
     seed_inventory()
     seed_catalogue()

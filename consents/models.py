@@ -20,26 +20,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from consents.dpv import DPVTermValidator
-
-
-def localized(obj: object, field: str) -> str:
-    """The Portuguese text when the active language is Portuguese and one exists."""
-    if (translation.get_language() or "").lower().startswith("pt"):
-        text = getattr(obj, f"{field}_pt", "")
-        if text:
-            return text
-    return getattr(obj, field)
-
-
-class Localized:
-    """`display_name = Localized("name")`: the field in the active language,
-    read from `name_pt` in Portuguese when it is filled in, else from `name`."""
-
-    def __init__(self, field: str) -> None:
-        self.field = field
-
-    def __get__(self, obj: object, owner: type | None = None):
-        return self if obj is None else localized(obj, self.field)
+from portal.localized import Localized, localized  # noqa: F401 (policies and others import them here)
 
 
 class LegalBasis(models.TextChoices):
@@ -537,78 +518,8 @@ class NewsletterSignup(models.Model):
         return bool(self.pending_choices) and self.created_at > cutoff
 
 
-# The value exchange: a demo catalogue, and the zero-party data that chooses from it.
-
-
-class ProductCategory(models.Model):
-    key = models.SlugField(_("key"), max_length=50, unique=True)
-    name = models.CharField(_("name (English)"), max_length=80)
-    name_pt = models.CharField(_("name (Portuguese)"), max_length=80, blank=True)
-    order = models.PositiveSmallIntegerField(_("order"), default=100)
-
-    class Meta:
-        verbose_name = _("product category")
-        verbose_name_plural = _("product categories")
-        ordering = ["order", "key"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    display_name = Localized("name")
-
-
-class ProductQuerySet(models.QuerySet):
-    def exclude_allergens(self, allergens: list[str]) -> ProductQuerySet:
-        query = self
-        for allergen in allergens:
-            query = query.exclude(allergens__contains=f",{allergen},")
-        return query
-
-
-class Product(models.Model):
-    category = models.ForeignKey(ProductCategory, on_delete=models.CASCADE, related_name="products")
-    name = models.CharField(_("name (English)"), max_length=120)
-    name_pt = models.CharField(_("name (Portuguese)"), max_length=120, blank=True)
-    price = models.DecimalField(_("price (R$)"), max_digits=8, decimal_places=2)
-    allergens = models.CharField(
-        _("allergens"), max_length=200, blank=True, help_text="Comma-framed keys: ,gluten,nuts,"
-    )
-    featured = models.BooleanField(_("featured"), default=False)
-
-    objects = ProductQuerySet.as_manager()
-
-    class Meta:
-        verbose_name = _("product")
-        verbose_name_plural = _("products")
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    display_name = Localized("name")
-
-
-class Interest(models.Model):
-    """Zero-party data: a category a customer told us they like. It exists only
-    for the recommendations purpose and is erased when that consent goes."""
-
-    subject_id = models.UUIDField()
-    category = models.ForeignKey(
-        ProductCategory, on_delete=models.CASCADE, related_name="interests", to_field="key"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["subject_id", "category"], name="interest_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"interest {self.category_id}"
-
-
 class PersonalDatum(models.Model):
-    """One stored field of personal data (consents.personal_data.FIELDS says
+    """One stored field of personal data (the fields declared to consents.personal_data say
     which, and for which data category)."""
 
     subject_id = models.UUIDField()

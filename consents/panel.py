@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from consents import benefits, personal_data, selectors, services
+from consents import personal_data, selectors, services, value_exchange
 from consents.models import ConsentEvent, ConsentState, Decision, Method, Purpose, PurposeNotice
 
 HISTORY_PAGE_SIZE = 20
@@ -75,7 +75,7 @@ def _dependents(request: HttpRequest) -> dict:
     benefits, and whether "withdraw all" has anything to withdraw."""
     subject_id = request.user.subject_id
     return {
-        "benefits": benefits.benefits_for(subject_id=subject_id),
+        "benefits": value_exchange.benefits_for(subject_id=subject_id),
         "any_granted": ConsentState.objects.filter(
             subject_id=subject_id, decision=Decision.GRANTED, purpose__retired_at__isnull=True
         ).exists(),
@@ -95,7 +95,7 @@ def consents_page(request: HttpRequest) -> HttpResponse:
             optional_rows=[r for r in rows if r["purpose"].is_optional],
             required_rows=[r for r in rows if not r["purpose"].is_optional],
             any_granted=any(r["granted"] for r in rows),
-            benefits=benefits.benefits_for(subject_id=request.user.subject_id),
+            benefits=value_exchange.benefits_for(subject_id=request.user.subject_id),
         ),
     )
 
@@ -228,12 +228,13 @@ def _data_groups(request: HttpRequest, editing: str | None, forms_by_key: dict |
         c.key: c for c in selectors.categories_in_use_for(subject_id=request.user.subject_id)
     }
     groups = []
-    for category_key in dict.fromkeys(f.category for f in personal_data.FIELDS):
+    declared = personal_data.fields()
+    for category_key in dict.fromkeys(f.category for f in declared):
         category = categories.get(category_key)
         if category is None:
             continue
         fields = []
-        for data_field in personal_data.FIELDS:
+        for data_field in declared:
             if data_field.category != category_key:
                 continue
             fields.append(_field_context(data_field, values, needed, editing, forms_by_key))
@@ -246,40 +247,42 @@ def _field_context(data_field, values, needed, editing, forms_by_key=None) -> di
     allowed = data_field.category in needed
     form = (forms_by_key or {}).get(data_field.key)
     # ?edit= is a URL anyone can type: offer a form only where the Edit link would.
-    if form is None and editing == data_field.key and data_field.editable and allowed:
-        form = _field_form(data_field, initial=value)
+    offer_form = form is None and editing == data_field.key and data_field.editable and allowed
+    # A field's choices (the shop's categories are a query) are read once, for
+    # its text and its form.
+    choices = data_field.choice_list() if data_field.multiple and (value or offer_form) else []
+    if offer_form:
+        form = _field_form(data_field, initial=value, choices=choices)
     return {
         "field": data_field,
         "value": value,
-        "display": _display(data_field, value),
+        "display": _display(data_field, value, choices),
         "allowed": allowed,
         "form": form,
     }
 
 
-def _display(data_field, value) -> str:
-    if data_field.store == "interests":
-        return ", ".join(c.display_name for c in value)
+def _display(data_field, value, choices) -> str:
     if data_field.multiple:
-        labels = dict(data_field.choices)
+        labels = dict(choices)
         return ", ".join(str(labels.get(v, v)) for v in value)
     return value or ""
 
 
-def _field_form(data_field, *, initial=None, data=None):
+def _field_form(data_field, *, initial=None, data=None, choices=None):
     from django import forms
 
     form_field = data_field.form_field()
+    if choices is not None and data_field.multiple:
+        form_field.choices = choices
     # The form replaces the Edit link that was used: the cursor goes into it.
     form_field.widget.attrs["autofocus"] = True
     form_class = type("FieldForm", (forms.Form,), {"value": form_field})
-    if data_field.store == "interests" and initial is not None:
-        initial = [c.key for c in initial]
     return form_class(data=data, initial={"value": initial}, prefix=data_field.key)
 
 
 def _editable_field(key: str) -> personal_data.DataField:
-    data_field = personal_data.FIELDS_BY_KEY.get(key)
+    data_field = personal_data.field_for(key)
     if data_field is None or not data_field.editable:
         raise Http404
     return data_field
@@ -329,8 +332,6 @@ def data_field_save(request: HttpRequest, key: str) -> HttpResponse:
     error = None
     if form.is_valid():
         value = form.cleaned_data["value"]
-        if data_field.store == "interests":
-            value = [category.key for category in value]
         try:
             personal_data.personal_data_update(user=request.user, field_key=key, value=value)
         except personal_data.PersonalDataError as exc:

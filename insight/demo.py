@@ -19,14 +19,13 @@ from consents.ledger import event_hash
 from consents.models import (
     ConsentEvent,
     Decision,
-    Interest,
     LegalBasis,
     Method,
     PersonalDatum,
-    ProductCategory,
     Purpose,
     PurposeNotice,
 )
+from shop.models import Interest, ProductCategory
 
 # The history's events carry this truncated address (a documentation range):
 # a second run of seed_demo finds them and adds nothing.

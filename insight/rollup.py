@@ -371,8 +371,10 @@ EMAIL_MEASURES = (EMAIL_SENT, EMAIL_FAILED, EMAIL_WAITING)
 
 
 def _value_exchange() -> dict[tuple[str, str], int]:
-    from consents.benefits import DIETARY, RECOMMENDATIONS, TAILORED_OFFERS
-    from consents.models import ConsentState, Interest, PersonalDatum
+    # The demo shop's benefits (shop/), counted for the staff dashboard.
+    from consents.models import ConsentState, PersonalDatum
+    from shop.benefits import DIETARY, DIETARY_FIELD, RECOMMENDATIONS, TAILORED_OFFERS
+    from shop.models import Interest
 
     granted = ConsentState.objects.filter(decision=Decision.GRANTED)
     figures = {
@@ -386,7 +388,7 @@ def _value_exchange() -> dict[tuple[str, str], int]:
     figures[OFFERS_IN_USE, ""] = granted.filter(purpose__key=TAILORED_OFFERS).count()
     figures[DIETARY_FILTER_IN_USE, ""] = (
         PersonalDatum.objects.filter(
-            field="dietary",
+            field=DIETARY_FIELD,
             subject_id__in=granted.filter(purpose__key=DIETARY).values("subject_id"),
         )
         .exclude(value="")

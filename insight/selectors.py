@@ -305,7 +305,7 @@ def _per_version(k, purposes, names) -> list[Table]:
 
 
 def _value_tables(k) -> list[Table]:
-    from consents.models import ProductCategory
+    from shop.models import ProductCategory
 
     figures = {
         (f.measure, f.key): f.count

@@ -101,6 +101,8 @@ INSTALLED_APPS = [
     "rights",
     "insight",
     "integrations",
+    # The demo shop: what a company plugs in, reading consent through the API's services.
+    "shop",
 ]
 
 MIDDLEWARE = [

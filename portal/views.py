@@ -18,7 +18,7 @@ from portal.services import user_language_set
 def home(request: HttpRequest) -> HttpResponse:
     context = {}
     if request.user.is_authenticated:
-        from consents.benefits import benefits_for
+        from consents.value_exchange import benefits_for
 
         context["benefits"] = benefits_for(subject_id=request.user.subject_id)
     return render(request, "home.html", context)

@@ -20,7 +20,7 @@ own add a holder from their AppConfig.ready():
 
     from rights import erasure
     erasure.register(erasure.Holder("exports", _("Copies of your data"), rows=my_rows,
-                                    erase=my_erase))
+                                    erase=my_erase), after="personal-data")
 
 `erase(person, rows)` runs inside the erasure's transaction and returns the
 rows it removed; files outside the database must be deleted on commit
@@ -49,7 +49,7 @@ from django.db.models import Q
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from consents.models import Interest, NewsletterSignup, PersonalDatum
+from consents.models import NewsletterSignup, PersonalDatum
 from portal.models import OutboxItem
 
 
@@ -127,10 +127,21 @@ class Holder:
 _holders: dict[str, Holder] = {}
 
 
-def register(holder: Holder) -> None:
+def register(holder: Holder, *, after: str | None = None) -> None:
     """Add what an app holds about a person to every erasure (and to the
-    pages that list what goes). From the app's AppConfig.ready()."""
-    _holders[holder.key] = holder
+    pages that list what goes), at the end or after the holder `after`
+    (replacing one with the same key in its place). From the app's
+    AppConfig.ready()."""
+    if holder.key in _holders or after not in _holders:
+        _holders[holder.key] = holder
+        return
+    placed: dict[str, Holder] = {}
+    for key, existing in _holders.items():
+        placed[key] = existing
+        if key == after:
+            placed[holder.key] = holder
+    _holders.clear()
+    _holders.update(placed)
 
 
 def holders() -> list[Holder]:
@@ -160,10 +171,6 @@ def erase(person: Person) -> dict[str, int]:
 
 def _personal_data(person: Person) -> models.QuerySet:
     return PersonalDatum.objects.filter(subject_id__in=person.subject_ids)
-
-
-def _interests(person: Person) -> models.QuerySet:
-    return Interest.objects.filter(subject_id__in=person.subject_ids)
 
 
 def _newsletter(person: Person) -> models.QuerySet:
@@ -335,7 +342,6 @@ def _account(person: Person) -> models.QuerySet:
 
 for _holder in (
     Holder("personal-data", _("Your personal data (address, phone, allergies…)"), _personal_data),
-    Holder("interests", _("Your interests"), _interests),
     Holder("newsletter", _("Your newsletter subscription"), _newsletter),
     Holder("acknowledgements", _("Which policy versions you acknowledged"), _acknowledgements),
     Holder("data-copies", _("The copies of your data you asked for"), _copies, _copies_erase),

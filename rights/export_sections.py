@@ -149,24 +149,20 @@ def _account(person: Person) -> Iterator[dict]:
 
 
 def _personal_data(person: Person) -> Iterator[dict]:
-    from consents.models import Interest, PersonalDatum
-    from consents.personal_data import FIELDS
+    from consents import personal_data
+    from consents.models import PersonalDatum
 
     stored = {
         row.field: row
         for row in PersonalDatum.objects.filter(subject_id=person.subject_id).iterator(CHUNK)
     }
-    interests = list(
-        Interest.objects.filter(subject_id=person.subject_id)
-        .order_by("category__order", "category_id")
-        .values_list("category_id", flat=True)
-    )
-    for data_field in FIELDS:
+    for data_field in personal_data.fields():
         value, updated = None, None
         if data_field.store == "user":
             value = getattr(person.user, data_field.key, None) if person.user else None
-        elif data_field.store == "interests":
-            value = ", ".join(interests) if interests else None
+        elif data_field.rows is not None:
+            keys = personal_data.stored_keys(data_field, subject_id=person.subject_id)
+            value = ", ".join(keys) if keys else None
         elif data_field.key in stored:
             value, updated = stored[data_field.key].value, stored[data_field.key].updated_at
         if value in (None, ""):
@@ -177,22 +173,6 @@ def _personal_data(person: Person) -> Iterator[dict]:
             "data_category": data_field.category,
             "value": value,
             "updated_at": updated,
-        }
-
-
-def _interests(person: Person) -> Iterator[dict]:
-    from consents.models import Interest
-
-    rows = (
-        Interest.objects.filter(subject_id=person.subject_id)
-        .select_related("category")
-        .order_by("category__order", "category_id")
-    )
-    for interest in rows.iterator(CHUNK):
-        yield {
-            "category": interest.category_id,
-            "name": interest.category.display_name,
-            "created_at": interest.created_at,
         }
 
 
@@ -500,17 +480,6 @@ for _section in (
             _datetime("updated_at", _("Last changed")),
         ),
         _personal_data,
-    ),
-    Section(
-        "interests",
-        _("Your interests"),
-        _("Product categories you told us you like."),
-        (
-            Column("category", STRING, _("Category key")),
-            Column("name", STRING, _("Category")),
-            _datetime("created_at", _("Picked on")),
-        ),
-        _interests,
     ),
     Section(
         "purposes",

@@ -3,9 +3,10 @@
 Two kinds of rule, run by one daily beat task (rights.tasks.retention_enforce)
 and by `manage.py enforce_retention`:
 
-- Personal data (consents.personal_data.FIELDS stored as PersonalDatum and
-  Interest rows) is erased when no purpose that uses its data category still
-  holds it for that person. A purpose holds a person's data:
+- Personal data (the fields declared to consents.personal_data, stored as
+  PersonalDatum rows or in their app's own rows, as the shop's interests)
+  is erased when no purpose that uses its data category still holds it for
+  that person. A purpose holds a person's data:
     consent: while it is granted (a withdrawal erases at once, in
       consent_record through personal_data.erase_unneeded; the task finds
       anything left behind), and for at most `retention_days` after the
@@ -58,16 +59,15 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from consents import personal_data
 from consents.models import (
     ConsentState,
     Decision,
-    Interest,
     LegalBasis,
     NewsletterSignup,
     PersonalDatum,
     Purpose,
 )
-from consents.personal_data import FIELDS
 from portal.models import OutboxItem
 from rights import audit
 
@@ -92,13 +92,13 @@ def data_stores() -> list[Store]:
     account itself (email, name) go with the account, which the rights app's
     erasure removes."""
     stores = []
-    for data_field in FIELDS:
+    for data_field in personal_data.fields():
         if data_field.store == "datum":
             stores.append(
                 Store(data_field.key, data_field.category, PersonalDatum, Q(field=data_field.key))
             )
-        elif data_field.store == "interests":
-            stores.append(Store(data_field.key, data_field.category, Interest, Q()))
+        elif data_field.rows is not None:
+            stores.append(Store(data_field.key, data_field.category, data_field.rows.model, Q()))
     return stores
 
 

@@ -230,8 +230,9 @@ def focus_is_visible(page) -> bool:
 def seed_shop() -> dict:
     """The demo shop: inventory, catalogue, and the privacy policy (v1 published,
     the material v2 waiting as a draft). Returns the purposes by key."""
-    from consents.demo import seed_catalogue, seed_inventory
+    from consents.demo import seed_inventory
     from policies.demo import seed_policies
+    from shop.demo import seed_catalogue
 
     purposes = {p.key: p for p in seed_inventory()}
     seed_catalogue()
@@ -256,7 +257,9 @@ def make_customer(
         from consents.personal_data import personal_data_update
 
         personal_data_update(user=user, field_key="first_name", value=first_name)
-    seed_customer_history(
-        subject_id=user.subject_id, granted=set(granted), interests=list(interests)
-    )
+    seed_customer_history(subject_id=user.subject_id, granted=set(granted))
+    if interests:
+        from shop.demo import seed_interests
+
+        seed_interests(user=user, keys=list(interests))
     return user

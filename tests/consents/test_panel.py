@@ -14,18 +14,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from consents import ledger
-from consents.benefits import discount_code
-from consents.demo import seed_catalogue
 from consents.models import (
     ConsentEvent,
     ConsentState,
     DataCategory,
     Decision,
-    Interest,
     LegalBasis,
     Method,
     PersonalDatum,
-    ProductCategory,
     Purpose,
 )
 from consents.personal_data import personal_data_update
@@ -35,6 +31,9 @@ from consents.services import (
     purpose_notice_refresh,
     purpose_retire,
 )
+from shop.benefits import discount_code
+from shop.demo import seed_catalogue
+from shop.models import Interest, ProductCategory
 from tests.conftest import make_user, switch_form
 
 HTMX = {"HX-Request": "true"}

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from consents.demo import seed_catalogue
 from consents.models import Decision
 from consents.services import purpose_notice_refresh
+from shop.demo import seed_catalogue
 from tests.conftest import switch_form
 from tests.consents.test_panel import (
     HTMX,

@@ -10,17 +10,12 @@ import json
 import pytest
 from joserfc.errors import BadSignatureError
 
-from consents.benefits import discount_code
-from consents.demo import seed_catalogue, seed_inventory
-from consents.models import (
-    ConsentEvent,
-    Decision,
-    Interest,
-    Method,
-    PersonalDatum,
-    Product,
-)
+from consents.demo import seed_inventory
+from consents.models import ConsentEvent, Decision, Method, PersonalDatum
 from consents.receipts import public_jwks, receipt_verify
+from shop.benefits import discount_code
+from shop.demo import seed_catalogue
+from shop.models import Interest, Product
 from tests.conftest import switch_form
 from tests.consents.test_panel import HTMX, Element, parse, top_level_elements
 

@@ -35,6 +35,7 @@ SOURCES = (
     "rights",
     "insight",
     "integrations",
+    "shop",
     "templates",
     "locale",
     "manage.py",

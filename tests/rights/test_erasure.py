@@ -25,12 +25,10 @@ from django.utils import timezone
 
 from consents import emails as consent_emails
 from consents import ledger
-from consents.demo import seed_catalogue
 from consents.models import (
     ConsentEvent,
     ConsentState,
     Decision,
-    Interest,
     Method,
     NewsletterSignup,
     PersonalDatum,
@@ -41,6 +39,8 @@ from rights import emails as rights_emails
 from rights import services
 from rights.models import AuditAction, AuditEntry, Channel, Kind, RightsRequest, Status
 from rights.retention import retention_enforce, stated_periods
+from shop.demo import seed_catalogue
+from shop.models import Interest
 from tests.conftest import PASSWORD, add_second_factor, make_user
 from tests.consents.ledger_support import verify_output
 from tests.rights.conftest import ask, emails, grant

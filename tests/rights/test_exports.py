@@ -19,7 +19,6 @@ from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
 
-from consents.demo import seed_catalogue
 from consents.models import ConsentEvent, PurposeNotice
 from consents.personal_data import personal_data_update
 from consents.receipts import public_jwks, receipt_verify
@@ -31,6 +30,7 @@ from portal.models import OutboxItem
 from rights import export_sections, exports
 from rights.models import DataExport, ExportStatus, Kind, RightsRequest, Status
 from rights.retention import retention_enforce
+from shop.demo import seed_catalogue
 from tests.conftest import PASSWORD, make_user
 from tests.rights.conftest import ask, emails, grant
 

@@ -4,10 +4,10 @@ rights.selectors.processing_allowed before it uses data for a purpose."""
 from __future__ import annotations
 
 from consents import selectors as consent_selectors
-from consents.benefits import benefits_for
 from rights import services
 from rights.models import Kind
 from rights.selectors import limited_purpose_ids, processing_allowed
+from shop.benefits import benefits_for
 from tests.rights.conftest import ask, enter, grant
 
 

@@ -26,11 +26,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from consents import personal_data
-from consents.demo import seed_catalogue, seed_inventory
+from consents.demo import seed_inventory
 from consents.models import (
     DataCategory,
     Decision,
-    Interest,
     LegalBasis,
     Method,
     NewsletterSignup,
@@ -41,6 +40,8 @@ from consents.services import consent_record
 from portal.models import OutboxItem
 from rights import retention
 from rights.tasks import retention_enforce as retention_task
+from shop.demo import seed_catalogue
+from shop.models import Interest
 from tests.conftest import make_user
 
 DAY = timedelta(days=1)

@@ -31,7 +31,8 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
-        from consents.demo import seed_catalogue, seed_customer_history, seed_inventory
+        from consents.demo import seed_customer_history, seed_inventory
+        from shop.demo import seed_catalogue, seed_interests
 
         purposes = seed_inventory()
         self.stdout.write(f"  inventory: {len(purposes)} purposes")
@@ -53,9 +54,9 @@ class Command(BaseCommand):
                 user=user, email=email, defaults={"verified": True, "primary": True}
             )
             if not staff:
-                seed_customer_history(
-                    subject_id=user.subject_id, granted=granted, interests=interests
-                )
+                recorded = seed_customer_history(subject_id=user.subject_id, granted=granted)
+                if recorded and interests:
+                    seed_interests(user=user, keys=interests)
             verb = "created" if created else "refreshed"
             self.stdout.write(f"  {verb} {'staff' if staff else 'customer'} {email}")
         from insight.demo import seed_history
