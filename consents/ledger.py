@@ -428,6 +428,7 @@ def decide(
 # An event this process recorded less than this long ago is taken to be not yet
 # sealed without asking the database (its receipt, signed as it is recorded).
 JUST_RECORDED_SECONDS = 1.0
+_sealed_here_at = 0.0  # when this process last ran the sealer (time.monotonic())
 
 
 def mark_recorded(event: ConsentEvent) -> None:
@@ -437,11 +438,12 @@ def mark_recorded(event: ConsentEvent) -> None:
 
 def recorded_just_now(event: ConsentEvent) -> bool:
     """Whether the event was recorded in this process within
-    JUST_RECORDED_SECONDS: the sealer takes only committed events and runs
-    LEDGER_SEAL_SECONDS apart, so its place is (almost always) not given yet,
-    and a receipt made now need not look for one."""
+    JUST_RECORDED_SECONDS, and this process has not run the sealer since: the
+    sealer takes only committed events and runs LEDGER_SEAL_SECONDS apart, so
+    its place is (almost always) not given yet, and a receipt made now need
+    not look for one."""
     at = event.__dict__.get("_ledger_recorded_at")
-    return at is not None and time.monotonic() - at < JUST_RECORDED_SECONDS
+    return at is not None and at > _sealed_here_at and time.monotonic() - at < JUST_RECORDED_SECONDS
 
 
 _notices: dict[int, PurposeNotice] = {}
@@ -597,6 +599,15 @@ def seal(*, batch: int = SEAL_BATCH) -> SealOutcome:
     """Fold every committed, unsealed event into the tree and sign the new head,
     `batch` events per transaction. Returns the newest seal and how many events
     were sealed. One sealer at a time: a second one returns at once."""
+    global _sealed_here_at
+    try:
+        return _seal(batch)
+    finally:
+        # An event this process recorded before now may be in the tree.
+        _sealed_here_at = time.monotonic()
+
+
+def _seal(batch: int) -> SealOutcome:
     barrier = committed_barrier()
     sealed = 0
     newest = None

@@ -371,19 +371,25 @@ def test_a_receipt_signed_as_its_decision_is_recorded_asks_the_database_nothing(
     assert payload["proofUrl"].endswith(proof_url(event))
 
 
-def test_a_receipt_of_the_same_event_later_looks_its_place_up(
-    customer, purposes, monkeypatch, django_assert_num_queries
-):
-    """Once the moment has passed (here: at once), the receipt asks where the
-    event is, and a sealed one carries its place and proof."""
+def test_a_receipt_made_after_the_sealer_ran_here_carries_its_place(customer, purposes):
     event = decide(customer, purposes["newsletter"])
-    ledger.seal()
-    monkeypatch.setattr(ledger, "JUST_RECORDED_SECONDS", 0.0)
+    ledger.seal()  # in this process: the event may be in the tree now
+    assert not ledger.recorded_just_now(event)
     payload = receipt_verify(receipts.receipt_jws(event), receipts.public_jwks())
     assert payload["ledgerSeq"] == 1 and payload["inclusionProof"]["treeSize"] == 1
-    # The same event read again from the database (not recorded by this call).
-    again = ConsentEvent.objects.select_related("notice").get(pk=event.pk)
+
+
+def test_a_receipt_made_a_moment_later_looks_its_place_up(
+    customer, purposes, monkeypatch, django_assert_max_num_queries
+):
+    event = decide(customer, purposes["newsletter"])
+    monkeypatch.setattr(ledger, "JUST_RECORDED_SECONDS", 0.0)  # the moment has passed
+    assert not ledger.recorded_just_now(event)
+    with django_assert_max_num_queries(3) as captured:
+        receipts.receipt_jws(event)
+    assert any("consents_ledgerleaf" in query["sql"] for query in captured.captured_queries)
+    # Read again from the database, an event is never taken for just recorded.
     monkeypatch.setattr(ledger, "JUST_RECORDED_SECONDS", 60.0)
+    assert ledger.recorded_just_now(event)
+    again = ConsentEvent.objects.select_related("notice").get(pk=event.pk)
     assert not ledger.recorded_just_now(again)
-    payload = receipt_verify(receipts.receipt_jws(again), receipts.public_jwks())
-    assert payload["ledgerSeq"] == 1
