@@ -134,8 +134,9 @@ def verify(
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, problem: dict) -> None:
+    def __init__(self, status: int, problem: dict, retry_after: str | None = None) -> None:
         self.status, self.problem = status, problem
+        self.retry_after = retry_after if (retry_after or "").isdigit() else None
         title = problem.get("title") or problem.get("detail") or ""
         super().__init__(f"{status} {title}".strip())
 
@@ -147,6 +148,18 @@ class Portal:
         self.url, self.key, self.timeout = url.rstrip("/"), key, timeout
 
     def call(self, method: str, path: str, *, params: dict | None = None, body=None) -> dict:
+        """One call; answered 429 (the key's rate limit), it waits Retry-After
+        and tries again, a few times."""
+        for _attempt in range(5):
+            try:
+                return self._call(method, path, params=params, body=body)
+            except ApiError as error:
+                if error.status != 429:
+                    raise
+                time.sleep(min(60, max(1, int(error.retry_after or 1))))
+        return self._call(method, path, params=params, body=body)
+
+    def _call(self, method: str, path: str, *, params: dict | None, body) -> dict:
         url = self.url + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -164,7 +177,7 @@ class Portal:
                 problem = json.loads(error.read() or b"{}")
             except ValueError:
                 problem = {}
-            raise ApiError(error.code, problem) from None
+            raise ApiError(error.code, problem, error.headers.get("Retry-After")) from None
 
     def get(self, path: str, **params) -> dict:
         return self.call("GET", path, params=params)
@@ -535,7 +548,13 @@ def keep_in_step(sync: ConsentSync, every: float, stop: threading.Event) -> None
     while not stop.is_set():
         try:
             changed = sync.sync()
-        except (ApiError, OSError) as error:
+        except ApiError as error:
+            # Refused (a revoked key, a missing scope): asking again at once would
+            # only be refused again.
+            log(f"sync   the portal refused: {error}; trying again in {every:g} s")
+            stop.wait(every)
+            continue
+        except OSError as error:
             if not waited:
                 log(f"sync   the portal is not answering ({error}); trying again every 5 s")
             waited = True

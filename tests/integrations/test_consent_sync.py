@@ -234,6 +234,7 @@ class FakeTasksApi:
         self.calls: list[tuple[str, str, dict]] = []
         self.completed: set[str] = set()
         self.open_tasks = list(open_tasks)
+        self.rate_limited = 0  # GETs answered 429 before the real answer
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -247,6 +248,14 @@ class FakeTasksApi:
 
             def do_GET(self) -> None:
                 fake.calls.append(("GET", self.path, {}))
+                if fake.rate_limited:
+                    fake.rate_limited -= 1
+                    data = b'{"status": 429}'
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
                 if self.path.startswith("/api/v1/rights/tasks"):
                     return self._send(200, {"items": fake.open_tasks})
                 return self._send(200, {"purposes": []})  # the inventory
@@ -436,3 +445,12 @@ def test_an_endpoint_kept_by_the_portal_signs_what_the_script_verifies(db, staff
         webhook_id="msg_p", timestamp=stamp, body=BODY, secrets=endpoint.secrets()
     )
     assert consent_sync.verify([hook.secret], headers, BODY.encode())
+
+
+def test_a_rate_limited_call_waits_retry_after_and_tries_again(fake_portal):
+    fake_portal.rate_limited = 1
+    started = time.monotonic()
+    answer = consent_sync.Portal(fake_portal.url, "clz_x").get("/api/v1/inventory")
+    assert answer == {"purposes": []}
+    assert time.monotonic() - started >= 1
+    assert len(fake_portal.calls) == 2
