@@ -461,29 +461,40 @@ class ConsentSync:
         data = None
         if kind == "erasure":
             held = self.copy.forget(subject)
-            done = "Erased: the shop's copy of this person's consents " + (
+            done = "Erased: this system's copy of the person's consents " + (
                 "was deleted." if held else "held nothing about them."
             )
         elif kind == "copy":
             data = {"consents": self.copy.people.get(subject, {})}
-            done = f"Sent the {len(data['consents'])} consent records the shop holds."
+            done = f"Sent the {len(data['consents'])} consent records this system holds."
         elif kind in ("objection", "restriction"):
-            self.portal.post(f"/api/v1/rights/tasks/{task_id}/acknowledge")
-            for purpose in purposes:
+            # Acknowledged first: the portal shows staff it is in hand.
+            if not self._task_call(task_id, "acknowledge"):
+                self.copy.tasks_done.append(task_id)
+                return f"{kind} task {short(task_id)}: closed in the portal already"
+            stopped = purposes or list(self.copy.people.get(subject, {}))
+            for purpose in stopped:
                 self.copy.set(subject, purpose, allowed=False, source=kind)
             what = "stopped" if kind == "objection" else "restricted"
-            done = f"Processing {what} in the shop for: {', '.join(purposes) or 'all purposes'}."
+            done = f"Processing {what} in this system for: {', '.join(stopped) or 'nothing held'}."
         else:
             return f"a task of kind {kind!r} this script does not know: left open"
         body = {"done": done, **({"data": data} if data is not None else {})}
-        try:
-            self.portal.post(f"/api/v1/rights/tasks/{task_id}/complete", body)
-        except ApiError as error:
-            if error.status != 409:  # 409: completed already, or cancelled
-                raise
-            done = f"not completed: {error.problem.get('detail') or error}"
+        if not self._task_call(task_id, "complete", body):
+            done = "closed in the portal already (completed or cancelled)"
         self.copy.tasks_done.append(task_id)
         return f"{kind} task {short(task_id)}: {done}"
+
+    def _task_call(self, task_id: str, action: str, body: dict | None = None) -> bool:
+        """POST an action on a task; False when the portal answers 409 (the
+        task is completed already, or cancelled)."""
+        try:
+            self.portal.post(f"/api/v1/rights/tasks/{task_id}/{action}", body)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            return False
+        return True
 
     def open_tasks(self) -> int:
         """Tasks whose webhook never arrived. A key without rights:handle, or a

@@ -233,6 +233,7 @@ class FakeTasksApi:
     def __init__(self, open_tasks=()) -> None:
         self.calls: list[tuple[str, str, dict]] = []
         self.completed: set[str] = set()
+        self.cancelled: set[str] = set()
         self.open_tasks = list(open_tasks)
         self.rate_limited = 0  # GETs answered 429 before the real answer
         fake = self
@@ -265,6 +266,8 @@ class FakeTasksApi:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.calls.append(("POST", self.path, body))
                 task = self.path.split("/")[-2]
+                if task in fake.cancelled:
+                    return self._send(409, {"status": 409, "detail": "Cancelled."})
                 if self.path.endswith("/complete"):
                     if task in fake.completed:
                         return self._send(409, {"status": 409, "detail": "Completed already."})
@@ -454,3 +457,12 @@ def test_a_rate_limited_call_waits_retry_after_and_tries_again(fake_portal):
     assert answer == {"purposes": []}
     assert time.monotonic() - started >= 1
     assert len(fake_portal.calls) == 2
+
+
+def test_a_cancelled_objection_task_is_left_alone(receiver, fake_portal):
+    receiver.sync.copy.set("s1", "newsletter", allowed=True)
+    data = assigned("objection", "s1", ["newsletter"])
+    fake_portal.cancelled.add(data["task"])
+    assert deliver(receiver, "rights_request.assigned", data) == 200
+    assert [path.rsplit("/", 1)[1] for _m, path, _b in fake_portal.calls] == ["acknowledge"]
+    assert receiver.sync.copy.allowed("s1", "newsletter")  # nothing to stop any more
