@@ -634,7 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"sync   in step: {changed} changes applied, {len(sync.copy.people)} people held")
         return 0
     host, _, port = args.listen.rpartition(":")
-    server = make_server(sync, (host or "127.0.0.1", int(port)), args.path)
+    try:
+        server = make_server(sync, (host or "127.0.0.1", int(port)), args.path)
+    except OSError as error:
+        log(f"cannot listen on {args.listen}: {error.strerror or error}")
+        return 1
     stop = threading.Event()
     syncer = threading.Thread(target=keep_in_step, args=(sync, args.resync, stop), daemon=True)
     syncer.start()
