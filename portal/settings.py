@@ -626,6 +626,9 @@ WEBHOOK_KEPT_DAYS = env_int("WEBHOOK_KEPT_DAYS", 30, minimum=2)
 # How long a process trusts its list of the event kinds active endpoints want
 # (saving an endpoint clears it in that process at once).
 WEBHOOK_ENDPOINTS_CACHE_SECONDS = env_int("WEBHOOK_ENDPOINTS_CACHE_SECONDS", 2, minimum=0)
+# Where the demo shop's receiver (integrations/examples/consent_sync.py, started
+# by `make run`) listens; seed_demo registers it as a webhook endpoint.
+DEMO_SHOP_WEBHOOK_URL = env_url("DEMO_SHOP_WEBHOOK_URL", "http://127.0.0.1:8001/webhooks/clareza")
 
 LOGGING = {
     "version": 1,

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from consents import ledger
 from consents import services as consent_services
 from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
 from portal import events
@@ -168,6 +169,12 @@ def request_create(
     with transaction.atomic():
         if kind == Kind.ERASURE:
             _erasure_lock(subject_id=subject_id, account=account)
+        if kind in (Kind.OBJECTION, Kind.RESTRICTION):
+            # Taken as a decision takes it: the audience's changes feed reads
+            # objections and restrictions up to a barrier taken under this lock
+            # (integrations.api.selectors._barriers), so none is still being
+            # written behind it.
+            ledger.decision_lock(subject_id)
         request = RightsRequest.objects.create(
             subject_id=subject_id,
             user=account,

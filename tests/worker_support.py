@@ -186,6 +186,8 @@ class DemoProcess(Worker):
         groups = [self.process.pid]
         if match := re.search(r"worker pid (\d+), web pid (\d+)", self.log()):
             groups += [int(match.group(1)), int(match.group(2))]
+        if match := re.search(r"shop pid (\d+)", self.log()):
+            groups.append(int(match.group(1)))
         for group in groups:
             with suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)

@@ -10,14 +10,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Subquery, TextField, Value
+from django.db import connection, transaction
+from django.db.models import (
+    CharField,
+    Exists,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+)
 from django.db.models.functions import Cast, Coalesce, Lower
 
 from consents import ledger
 from consents.models import ConsentEvent, ConsentState, Decision, NewsletterSignup, Purpose
 from integrations.api.compiled import Compiled
 from integrations.api.problems import ApiProblem
+from rights.models import Kind, RightsRequest
 from rights.selectors import limited_pairs, limiting_requests
 
 # The DPV term (and the demo's key) of the data category that is an email address.
@@ -139,17 +150,35 @@ def _encode(kind: str, *parts: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str, kind: str, size: int) -> list[int]:
-    """The numbers of a cursor this API gave, or a 400 problem."""
+def _decode(cursor: str, kind: str, *sizes: int) -> list[int]:
+    """The numbers of a cursor this API gave, or a 400 problem. A kind may
+    have had fewer numbers once (`sizes`): cursors given then still work."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         head, *numbers = raw.split(".")
         values = [int(n) for n in numbers]
     except (binascii.Error, UnicodeDecodeError, ValueError):
         values, head = [], ""
-    if head != kind or len(values) != size or any(v < 0 or v > 2**62 for v in values):
+    if head != kind or len(values) not in sizes or any(v < 0 or v > 2**62 for v in values):
         raise ApiProblem("invalid-cursor")
     return values
+
+
+# Objections and restrictions: a person in one that covers a purpose leaves its
+# audience without a decision in the ledger (a restriction never withdraws).
+LIMITING_KINDS = (Kind.OBJECTION, Kind.RESTRICTION)
+
+
+def _barriers() -> tuple[int, int]:
+    """Where the changes feed may read up to: the ledger's committed barrier
+    and, under the same exclusive lock, the highest rights request id. An
+    objection or a restriction is written holding the ledger lock shared
+    (rights.services.request_create), so none with a lower id is still being
+    written once the lock is ours: the feed cannot pass one unseen."""
+    with transaction.atomic():
+        events = ledger.committed_barrier()
+        requests = RightsRequest.objects.aggregate(m=Max("pk"))["m"] or 0
+    return events, requests
 
 
 @dataclass(frozen=True)
@@ -189,11 +218,12 @@ def audience_page(
     that the changes feed starts from, so that nothing decided during the walk
     is missed: the last page hands it over as `changes_cursor`."""
     if cursor:
-        pid, after, since = _decode(cursor, "a", 3)
+        pid, after, since, *rest = _decode(cursor, "a", 4, 3)
+        since_requests = rest[0] if rest else 0  # a cursor given before requests were followed
         if pid != purpose.pk:
             raise ApiProblem("invalid-cursor", "The cursor belongs to another purpose.")
     else:
-        after, since = 0, ledger.committed_barrier()
+        after, (since, since_requests) = 0, _barriers()
     page = _in_audience(purpose, with_email).filter(pk__gt=after).order_by("pk")
     if connection.vendor == "postgresql":
         # Thousands of rows a page: the subject id comes as text from the
@@ -208,8 +238,9 @@ def audience_page(
         fetched = [(pk, str(subject), email) for pk, subject, email in rows]
     rows = [(subject, address) for _pk, subject, address in fetched]
     if len(fetched) == limit:
-        return AudiencePage(rows, _encode("a", purpose.pk, fetched[-1][0], since), None)
-    return AudiencePage(rows, None, _encode("c", purpose.pk, since))
+        cursor = _encode("a", purpose.pk, fetched[-1][0], since, since_requests)
+        return AudiencePage(rows, cursor, None)
+    return AudiencePage(rows, None, _encode("c", purpose.pk, since, since_requests))
 
 
 @dataclass(frozen=True)
@@ -220,22 +251,38 @@ class ChangesPage:
 
 
 def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: bool) -> ChangesPage:
-    """The people whose decision on the purpose changed since the cursor, each
-    once, with whether they are in the audience now. Events are read only up
-    to the committed barrier (consents.ledger): an event with a lower id that
-    is still being decided cannot appear after the cursor has passed it."""
-    pid, since = _decode(cursor, "c", 2)
+    """The people whose decision on the purpose changed since the cursor, or
+    who made an objection or a restriction covering it since, each once, with
+    whether they are in the audience now. Both are read only up to their
+    barrier (_barriers): one still being written cannot appear behind the
+    cursor once it has passed. A page holds at most `limit` events and
+    `limit` requests."""
+    pid, since, *rest = _decode(cursor, "c", 3, 2)
+    since_requests = rest[0] if rest else 0  # a cursor given before requests were followed
     if pid != purpose.pk:
         raise ApiProblem("invalid-cursor", "The cursor belongs to another purpose.")
-    barrier = ledger.committed_barrier()
+    barrier, requests_barrier = _barriers()
     events = list(
         ConsentEvent.objects.filter(purpose_id=purpose.pk, pk__gt=since, pk__lte=barrier)
         .order_by("pk")
         .values_list("pk", "subject_id")[:limit]
     )
-    more = len(events) == limit
-    next_since = events[-1][0] if more else max(since, barrier)
-    subjects = list(dict.fromkeys(subject for _pk, subject in events))
+    # Lifting one (a restriction answered, an objection refused or withdrawn)
+    # leaves no mark to follow: such a person comes back in the next walk.
+    requests = list(
+        RightsRequest.objects.filter(
+            kind__in=LIMITING_KINDS,
+            purposes=purpose.pk,
+            pk__gt=since_requests,
+            pk__lte=requests_barrier,
+        )
+        .order_by("pk")
+        .values_list("pk", "subject_id")[:limit]
+    )
+    more_events, more_requests = len(events) == limit, len(requests) == limit
+    next_since = events[-1][0] if more_events else max(since, barrier)
+    next_requests = requests[-1][0] if more_requests else max(since_requests, requests_barrier)
+    subjects = list(dict.fromkeys(subject for _pk, subject in [*events, *requests]))
     present = {}
     if subjects:
         present = dict(
@@ -244,7 +291,11 @@ def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: b
             .values_list("subject_id", "email")
         )
     rows = [(s, s in present, present.get(s)) for s in subjects]
-    return ChangesPage(rows, _encode("c", purpose.pk, next_since), more)
+    return ChangesPage(
+        rows,
+        _encode("c", purpose.pk, next_since, next_requests),
+        more_events or more_requests,
+    )
 
 
 # The call log, for the person it concerned ----------------------------------------------

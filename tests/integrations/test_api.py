@@ -315,6 +315,69 @@ def test_changes_come_in_pages(api, purposes, people):
     assert seen == [str(p.subject_id) for p in people[:5]]
 
 
+def changes(api, key, cursor) -> tuple[list[dict], str]:
+    """Every change since the cursor, page by page; returns (items, next cursor)."""
+    items = []
+    while True:
+        response = api.get(f"/api/v1/purposes/{key}/audience/changes", {"cursor": cursor})
+        assert response.status_code == 200, response.content
+        page = response.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not page["more"]:
+            return items, cursor
+
+
+@pytest.mark.parametrize("kind", [Kind.OBJECTION, Kind.RESTRICTION])
+def test_an_objection_or_restriction_after_the_walk_is_a_removal(api, purposes, people, kind):
+    subjects, _emails, cursor = walk(api, "newsletter", limit=100)
+    assert str(people[2].subject_id) in subjects
+    rights_services.request_create(user=people[2], kind=kind, purposes=[purposes["newsletter"]])
+    # One covering another purpose is no change here.
+    rights_services.request_create(
+        user=people[3], kind=kind, purposes=[purposes["recommendations"]]
+    )
+    items, cursor = changes(api, "newsletter", cursor)
+    assert items == [{"subject_id": str(people[2].subject_id), "in_audience": False}]
+    assert changes(api, "newsletter", cursor)[0] == []  # seen once
+    assert str(people[2].subject_id) not in walk(api, "newsletter", limit=100)[0]
+
+
+def test_restrictions_come_in_pages_beside_decisions(api, purposes, people):
+    _subjects, _emails, cursor = walk(api, "newsletter", limit=100)
+    for person in people[:3]:
+        rights_services.request_create(
+            user=person, kind=Kind.RESTRICTION, purposes=[purposes["newsletter"]]
+        )
+    withdraw(people[5], purposes["newsletter"])
+    seen = []
+    while True:
+        page = api.get(
+            "/api/v1/purposes/newsletter/audience/changes", {"cursor": cursor, "limit": 2}
+        ).json()
+        assert len(page["items"]) <= 4  # at most `limit` events and `limit` requests
+        seen += [(item["subject_id"], item["in_audience"]) for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not page["more"]:
+            break
+    assert sorted(seen) == sorted([(str(p.subject_id), False) for p in [*people[:3], people[5]]])
+
+
+def test_a_changes_cursor_given_before_requests_were_followed_still_works(api, purposes, people):
+    import base64
+
+    def old_cursor(*numbers) -> str:
+        raw = ".".join(["c", *map(str, numbers)]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    last = ConsentEvent.objects.order_by("-pk").first().pk
+    rights_services.request_create(
+        user=people[1], kind=Kind.RESTRICTION, purposes=[purposes["newsletter"]]
+    )
+    items, _cursor = changes(api, "newsletter", old_cursor(purposes["newsletter"].pk, last))
+    assert items == [{"subject_id": str(people[1].subject_id), "in_audience": False}]
+
+
 @pytest.mark.parametrize("cursor", ["junk", "YS4xLjI", "Yy4xLjI", "Yy4tMS4y"])
 def test_a_forged_cursor_is_a_400_problem(api, purposes, cursor):
     problem(

@@ -44,6 +44,8 @@ def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "EMAIL_URL": "console://",
         "CELERY_QUEUE": "clareza",
         "PYTHONUNBUFFERED": "1",
+        # The demo shop's receiver: a port of this test's own, not 8001.
+        "DEMO_SHOP_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/webhooks/clareza",
         **extra,
     }
 
@@ -123,6 +125,7 @@ def demo(tmp_path) -> Iterator[DemoProcess]:
             start_new_session=True,
         )
     demo = DemoProcess(process, log, f"http://127.0.0.1:{port}", tmp_path / "demo.sqlite3")
+    demo.env = env
     try:
         yield demo
     finally:
@@ -157,6 +160,28 @@ def test_make_run_sends_a_views_email_from_its_worker_and_stops_it_on_ctrl_c(dem
     # run is a minute after a fresh start, too long to wait for here).
     assert re.search(r"worker \| .*/Beat\] beat: Starting\.\.\.", log)
 
+    # The demo shop hears of a withdrawal: the worker delivers the webhook to
+    # its receiver (integrations/examples/consent_sync.py), which logs it.
+    shop_pid = int(demo.wait_for(r"shop pid (\d+)").group(1))
+    demo.wait_for(r"shop   \| .*in step: \d+ changes applied", timeout=60)
+    withdraw = (
+        "from consents.models import Decision, Method, Purpose; "
+        "from consents.services import consent_record; "
+        "from django.contrib.auth import get_user_model; "
+        "ana = get_user_model().objects.get(email='ana@example.com'); "
+        "consent_record(subject_id=ana.subject_id, purpose=Purpose.objects.get(key='newsletter'), "
+        "decision=Decision.WITHDRAWN, method=Method.PANEL)"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", withdraw],
+        cwd=ROOT,
+        env={**demo.env, "TASK_BROKER": "filesystem"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    demo.wait_for(r"shop   \| .*consent\.withdrawn +subject \w+ newsletter: stopped \(panel\)")
+
     # Ctrl-C in the terminal: SIGINT to the launcher's process group.
     os.killpg(demo.process.pid, signal.SIGINT)
 
@@ -165,6 +190,7 @@ def test_make_run_sends_a_views_email_from_its_worker_and_stops_it_on_ctrl_c(dem
     # Nothing is left: not the worker, its pool or beat, not runserver or its reloader.
     assert live_group_members(worker_pid) == []
     assert live_group_members(web_pid) == []
+    assert live_group_members(shop_pid) == []
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{demo.url}/health/live/", timeout=2)  # noqa: S310
 

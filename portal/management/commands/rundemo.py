@@ -1,11 +1,14 @@
 """`make run`: the web server and a Celery worker (with the periodic tasks) side
-by side, as production runs them, and both stopped together.
+by side, as production runs them, and stopped together.
 
 Without REDIS_URL the worker's broker is kombu's filesystem transport
 (TASK_BROKER=filesystem, files under VAR_DIR), so the demo needs no server.
-Each child runs in a process group of its own, so that stopping one reaches its
-pool or autoreloader children too; Ctrl-C, SIGTERM or SIGHUP here, or either
-child ending, stops both.
+Once seed_demo has registered the demo shop (integrations.demo_shop), a third
+child is its webhook receiver (integrations/examples/consent_sync.py), marked
+`shop   |`. Each child runs in a process group of its own, so that stopping one
+reaches its pool or autoreloader children too; Ctrl-C, SIGTERM or SIGHUP here,
+or the web server or the worker ending, stops them all (the shop ending alone
+does not).
 """
 
 from __future__ import annotations
@@ -56,9 +59,13 @@ class Command(BaseCommand):
         previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
         children: dict[str, subprocess.Popen] = {}
         relays: list[threading.Thread] = []
+        shop_ended = False
         try:
             children["worker"] = self._spawn(self._worker_command(concurrency), env)
             children["web"] = self._spawn(self._web_command(addrport, noreload), env)
+            shop = self._shop_command(addrport)
+            if shop:
+                children["shop"] = self._spawn(shop, env)
             for name, child in children.items():
                 relays.append(
                     threading.Thread(
@@ -66,13 +73,17 @@ class Command(BaseCommand):
                     )
                 )
                 relays[-1].start()
-            self.stdout.write(
-                f"rundemo: worker pid {children['worker'].pid}, web pid {children['web'].pid}; "
-                "Ctrl-C stops both."
-            )
+            pids = ", ".join(f"{name} pid {child.pid}" for name, child in children.items())
+            self.stdout.write(f"rundemo: {pids}; Ctrl-C stops them all.")
             self.stdout.flush()
             while not self._stop_requested.is_set():
                 ended = [name for name, child in children.items() if child.poll() is not None]
+                if "shop" in ended and not shop_ended:
+                    # The shop is an example beside the portal (its port may be
+                    # taken): the portal goes on without it.
+                    shop_ended = True
+                    self.stderr.write("rundemo: the demo shop ended; the portal goes on.")
+                ended = [name for name in ended if name != "shop"]
                 if ended:
                     self.stderr.write(f"rundemo: {ended[0]} ended; stopping the rest.")
                     break
@@ -120,6 +131,21 @@ class Command(BaseCommand):
     def _web_command(self, addrport: str, noreload: bool) -> list[str]:
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runserver", addrport]
         return [*command, "--noreload"] if noreload else command
+
+    def _shop_command(self, addrport: str) -> list[str] | None:
+        """The demo shop's receiver (integrations/examples/consent_sync.py), once
+        seed_demo has registered it, calling the API where runserver listens;
+        its copy is kept in step every minute."""
+        config = settings.VAR_DIR / "demo-shop.json"
+        if not config.exists():
+            return None
+        host, _, port = addrport.rpartition(":")
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104 - not a bind
+        script = settings.BASE_DIR / "integrations" / "examples" / "consent_sync.py"
+        return [
+            sys.executable, str(script), "--config", str(config),
+            "--portal", f"http://{host}:{port}", "--resync", "60",
+        ]  # fmt: skip
 
     def _spawn(self, command: list[str], env: dict[str, str]) -> subprocess.Popen:
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments

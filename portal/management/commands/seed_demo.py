@@ -86,6 +86,15 @@ class Command(BaseCommand):
         from insight.rollup import insight_refresh
 
         self.stdout.write(f"  insight: {insight_refresh()[0]:,} decisions folded into the figures")
+        # The demo shop: a connected system whose receiver `make run` starts (rundemo).
+        from integrations.demo_shop import config_path
+        from integrations.demo_shop import seed as seed_demo_shop
+
+        shop_endpoint, shop_key = seed_demo_shop()
+        self.stdout.write(
+            f"  demo shop: webhooks to {shop_endpoint.url}, API key {shop_key.prefix}…, "
+            f"both in {config_path()}"
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 "Demo logins (password for all: "
