@@ -35,7 +35,7 @@ def test_it_registers_the_shop_and_writes_its_secrets_for_the_owner_only(var_dir
     written = config(var_dir)
     assert stat.S_IMODE((var_dir / "demo-shop.json").stat().st_mode) == 0o600
     assert endpoint.url == "http://127.0.0.1:8001/webhooks/clareza"
-    assert written["webhook_secret"] == [endpoint.secret]
+    assert written["webhook_secret"] == [endpoint.secret()]
     assert secret_hash(written["api_key"]) == key.secret_hash
     assert sorted(key.scopes) == ["audience:read", "consents:read", "rights:handle"]
     assert written["portal"] == "http://127.0.0.1:8000"
