@@ -15,6 +15,8 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from integrations import systems
         from integrations.webhooks import setup as webhooks_setup
 
         webhooks_setup.ready()
+        systems.register()

@@ -18,6 +18,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "key-revoked": (401, "The API key was revoked"),
     "key-expired": (401, "The API key has expired"),
     "insufficient-scope": (403, "The API key lacks the scope this operation needs"),
+    "not-a-system": (403, "The API key speaks for no connected system"),
     "not-found": (404, "Not found"),
     "unknown-subject": (404, "No such person"),
     "unknown-purpose": (404, "No such purpose"),
@@ -25,6 +26,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "purpose-retired": (409, "The purpose is no longer offered"),
     "not-on-consent": (422, "The purpose does not rest on consent"),
     "no-notice": (409, "The purpose has no published notice"),
+    "task-closed": (409, "The task is already completed, failed or cancelled"),
     "validation": (422, "The request does not match the schema"),
     "rate-limited": (429, "Too many requests for this API key"),
 }
