@@ -317,11 +317,9 @@ def _audit(task: SystemTask, action: str, *, acting_user, **details) -> None:
     )
 
 
-def task_acknowledge(
-    *, task: SystemTask, acting_user=None, api_key_id: int | None = None
-) -> SystemTask:
-    """The system says it has the task in hand. Again: nothing changes."""
-    _who(acting_user, api_key_id)
+def task_acknowledge(*, task: SystemTask, api_key_id: int) -> SystemTask:
+    """The system (its key) says it has the task in hand. Again: nothing
+    changes. (Staff have nothing to acknowledge: they record the outcome.)"""
     with transaction.atomic():
         _request, locked = _locked(task)
         if locked.status == Status.ACKNOWLEDGED:
@@ -544,6 +542,9 @@ def seed_demo_systems(
     whose tasks a person carries out and records in the admin."""
     from consents.models import DataCategory
 
+    if shop_key is not None and ApiScope.RIGHTS_HANDLE not in shop_key.scopes:
+        # The shop could not answer its tasks: say so now, not at its first call.
+        raise SystemsError("the demo shop's API key needs the scope rights:handle")
     specs = [
         (
             "shop",

@@ -123,6 +123,8 @@ def test_staff_declare_a_system_in_the_admin_with_its_audit_row(staff_client, st
     entry = AuditEntry.objects.get(action=AuditAction.SYSTEM_SAVE)
     assert entry.actor_id == staff.pk and entry.target.endswith(":email-platform")
     assert staff_client.get("/admin/integrations/connectedsystem/").status_code == 200
+    page = staff_client.get(f"/admin/integrations/connectedsystem/{system.pk}/change/")
+    assert page.status_code == 200 and b"email-platform" in page.content
 
 
 def test_a_systems_key_must_hold_the_rights_scope(staff, purposes):
