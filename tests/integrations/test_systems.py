@@ -516,3 +516,60 @@ def test_recording_needs_a_text_and_a_json_object(world, customer, staff_client)
     assert failed.status_code == 302
     crm.refresh_from_db()
     assert crm.status == Task.FAILED and crm.failure == "CRM offline."
+
+
+def test_two_systems_confirming_at_once_complete_the_request(
+    flushed_after, staff, receiver, customer
+):
+    """Each confirmation locks the request before its task: the second waits for
+    the first to commit, then sees it, and completes the request. Locking only
+    the task, each would see the other still open, and the request would wait
+    for ever."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    from consents.demo import seed_inventory
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite locks the whole database")
+    seed_inventory()
+    world = World(staff, receiver)
+    request = rights_services.account_close(user=customer)
+    rights_services.erasures_due(now=request.erase_after + timedelta(minutes=1))
+    tasks = tasks_of(request)
+    first_done, release, errors = threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                systems.task_complete(task=tasks["shop"], done="Deleted.", api_key_id=world.key.pk)
+                first_done.set()
+                release.wait(10)
+        except Exception as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        try:
+            systems.task_complete(task=tasks["crm"], done="Deleted.", acting_user=staff)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    one, two = threading.Thread(target=first), threading.Thread(target=second)
+    one.start()
+    try:
+        assert first_done.wait(10)
+        two.start()
+        two.join(0.5)
+        assert two.is_alive()  # waiting for the request's row
+    finally:
+        release.set()
+        one.join(10)
+        two.join(10)
+    assert not errors
+    request.refresh_from_db()
+    assert request.status == RequestStatus.DONE
