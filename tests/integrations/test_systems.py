@@ -573,3 +573,9 @@ def test_two_systems_confirming_at_once_complete_the_request(
     assert not errors
     request.refresh_from_db()
     assert request.status == RequestStatus.DONE
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(world, client, purposes):
+    body = problem(call(client, "get", f"{TASKS}?stat=all", world.secret), 422, "validation")
+    assert body["errors"] == [{"loc": ["query", "stat"], "msg": "Unknown parameter"}]
+    assert call(client, "get", f"{TASKS}?status=all&limit=5", world.secret).status_code == 200
