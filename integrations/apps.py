@@ -15,8 +15,10 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from integrations import systems
         from integrations.api import setup as api_setup
         from integrations.webhooks import setup as webhooks_setup
 
         api_setup.ready()
         webhooks_setup.ready()
+        systems.register()

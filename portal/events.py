@@ -35,6 +35,9 @@ POLICY_VERSION_PUBLISHED = "policy.version_published"
 RIGHTS_REQUEST_OPENED = "rights_request.opened"
 RIGHTS_REQUEST_DUE = "rights_request.due"
 RIGHTS_REQUEST_COMPLETED = "rights_request.completed"
+# Sent only to the connected system a request's task is assigned to, at its own
+# endpoint (integrations.systems), never published to every endpoint.
+RIGHTS_REQUEST_ASSIGNED = "rights_request.assigned"
 ACCOUNT_ERASED = "account.erased"
 
 # Every kind, in the order staff see them, with what it means.
@@ -48,6 +51,9 @@ KINDS = {
     RIGHTS_REQUEST_OPENED: _("Rights request opened"),
     RIGHTS_REQUEST_DUE: _("Rights request due soon or overdue (daily)"),
     RIGHTS_REQUEST_COMPLETED: _("Rights request completed"),
+    RIGHTS_REQUEST_ASSIGNED: _(
+        "Rights request assigned to a connected system (sent to that system's endpoint only)"
+    ),
     ACCOUNT_ERASED: _("Account erased"),
 }
 

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 from consents.models import NewsletterSignup
 from portal.admin import UserAdmin as PortalUserAdmin
 from portal.models import User
-from rights import audit, selectors, services
+from rights import audit, selectors, services, waiting
 from rights.forms import ReasonForm, StaffRequestForm
 from rights.models import AuditAction, AuditEntry, RightsRequest
 
@@ -143,6 +143,8 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "item": rights_request,
             "urgency": selectors.urgency(rights_request),
             "purposes": list(rights_request.purposes.all()),
+            "systems": waiting.listed(rights_request.pk),
+            "waiting_on": waiting.waiting_on(rights_request.pk),
             "form": form,
             "can_change": can_change,
             "opts": self.model._meta,

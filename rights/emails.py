@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import formats, timezone, translation
 
 from portal.mail import outbound_email_queue, render_email
+from rights import waiting
 from rights.models import RightsRequest
 
 
@@ -66,6 +67,7 @@ def request_done(*, request: RightsRequest) -> None:
 def requests_due(*, requests: list[RightsRequest], now) -> None:
     """To the DPO: the open requests overdue or due soon, earliest first."""
     language = settings.LANGUAGE_CODE
+    systems = waiting.waiting_on_many(r.pk for r in requests)
     with translation.override(language):
         rows = [
             {
@@ -74,6 +76,7 @@ def requests_due(*, requests: list[RightsRequest], now) -> None:
                 "jurisdiction": r.get_jurisdiction_display(),
                 "due": formats.date_format(timezone.localtime(r.due_at), "DATETIME_FORMAT"),
                 "overdue": r.due_at <= now,
+                "waiting": ", ".join(systems.get(r.pk, [])),
                 "url": settings.SITE_URL
                 + reverse("admin:rights_rightsrequest_change", args=[r.pk]),
             }

@@ -9,9 +9,12 @@ end to end.
   rights/export_sections.py) into a `.part` file under RIGHTS_EXPORT_ROOT,
   row by row, reporting progress and keeping its lease, then renames it into
   place. Ready: the access request is completed and the person emailed, in
-  their language, through the outbox. A failed attempt leaves nothing on disk
-  and is retried by the outbox with backoff; after the last one the copy is
-  `failed`, which the person reads, and the access request stays open for staff.
+  their language, through the outbox. When the request also reached the
+  company's connected systems (rights.waiting), it completes only with a copy
+  built after the last of them answered: export_refresh queues that copy.
+  A failed attempt leaves nothing on disk and is retried by the outbox with
+  backoff; after the last one the copy is `failed`, which the person reads,
+  and the access request stays open for staff.
 - export_download_token / export_downloadable: the download link is signed
   and stops working after RIGHTS_EXPORT_DAYS, when the retention task deletes
   the file (the Housekeeping rule "data-exports"); the view also requires a
@@ -44,7 +47,7 @@ from django.utils.translation import gettext as _
 from portal import artifacts, outbox
 from portal.mail import outbound_email_queue, render_email
 from portal.models import OutboxItem
-from rights import export_sections, services
+from rights import export_sections, services, waiting
 from rights.models import (
     OPEN_EXPORT_STATUSES,
     OPEN_STATUSES,
@@ -143,13 +146,38 @@ def export_request(*, user, details: str = "", jurisdiction: str = "", purposes=
                 )
         except IntegrityError:  # a second tab won the race
             raise ExportError(_("A copy of your data is already being prepared.")) from None
-        outbox.outbox_queue(
-            kind=EXPORT_KIND,
-            topic=EXPORT_KIND,
-            subject_id=user.subject_id,
-            payload={"export": str(export.uuid)},
-            dedupe_key=str(export.uuid),
-        )
+        _queue(export)
+    return export
+
+
+def _queue(export: DataExport) -> None:
+    outbox.outbox_queue(
+        kind=EXPORT_KIND,
+        topic=EXPORT_KIND,
+        subject_id=export.subject_id,
+        payload={"export": str(export.uuid)},
+        dedupe_key=str(export.uuid),
+    )
+
+
+def export_refresh(*, request: RightsRequest) -> DataExport | None:
+    """Every connected system has answered an access request the person made
+    from the portal: a fresh copy, with what they returned, in the caller's
+    transaction. None when the request has no copy (staff answer it) or when
+    a copy is on its way already (_ready sees whether it holds every answer)."""
+    if not request.exports.exists():
+        return None
+    if DataExport.objects.filter(
+        subject_id=request.subject_id, status__in=OPEN_EXPORT_STATUSES
+    ).exists():
+        return None
+    export = DataExport.objects.create(
+        subject_id=request.subject_id,
+        user=request.user,
+        request=request,
+        language=(request.user.language if request.user else "") or request.language,
+    )
+    _queue(export)
     return export
 
 
@@ -440,7 +468,7 @@ def _ready(export: DataExport, *, size: int, digest: str) -> DataExport | None:
         )
         _expire(older, now=now)
         request = RightsRequest.objects.select_for_update().get(pk=locked.request_id)
-        if request.status in OPEN_STATUSES:
+        if request.status in OPEN_STATUSES and not _waits_for_systems(request, locked):
             with translation.override(locked.language):
                 request.answer = _("We prepared a copy of your data on %(date)s.") % {
                     "date": formats.date_format(timezone.localtime(now), "DATE_FORMAT")
@@ -450,6 +478,19 @@ def _ready(export: DataExport, *, size: int, digest: str) -> DataExport | None:
             request.save(update_fields=["answer", "status", "closed_at"])
         _email_ready(locked)
     return locked
+
+
+def _waits_for_systems(request: RightsRequest, export: DataExport) -> bool:
+    """Whether the request must stay open after this copy: a connected system
+    has not answered yet (the last answer queues a fresh copy), or answered
+    after this copy began (so it is not in it: a fresh copy is queued now)."""
+    if waiting.waiting_on(request.pk):
+        return True
+    last = waiting.last_answer_at(request.pk)
+    if last is not None and export.started_at is not None and last > export.started_at:
+        export_refresh(request=request)
+        return True
+    return False
 
 
 def _email_ready(export: DataExport) -> None:

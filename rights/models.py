@@ -193,7 +193,12 @@ class RightsRequest(models.Model):
     @property
     def is_pending_erasure(self) -> bool:
         """An erasure in its grace period: the person can still cancel it."""
-        return self.kind == Kind.ERASURE and self.is_open and self.erase_after is not None
+        return (
+            self.kind == Kind.ERASURE
+            and self.is_open
+            and self.erase_after is not None
+            and self.erased_at is None
+        )
 
 
 class ExportStatus(models.TextChoices):
@@ -350,6 +355,10 @@ class AuditAction(models.TextChoices):
     WEBHOOK_SECRET_ROTATE = "webhook_secret_rotate", _("Rotated a webhook endpoint's secret")
     WEBHOOK_ENDPOINT_ENABLE = "webhook_endpoint_enable", _("Re-enabled a webhook endpoint")
     WEBHOOK_REPLAY = "webhook_replay", _("Replayed a webhook delivery")
+    # Connected systems (integrations.systems).
+    SYSTEM_SAVE = "system_save", _("Saved a connected system")
+    SYSTEM_TASK_COMPLETE = "system_task_complete", _("Recorded what a system did for a request")
+    SYSTEM_TASK_FAIL = "system_task_fail", _("Reported that a system could not do a request")
 
 
 READ_ACTIONS = [

@@ -28,7 +28,7 @@ from consents import ledger
 from consents import services as consent_services
 from consents.models import ConsentState, Decision, LegalBasis, Method, NewsletterSignup, Purpose
 from portal import events
-from rights import audit, deadlines, emails, erasure
+from rights import audit, deadlines, emails, erasure, waiting
 from rights.models import (
     KINDS_WITH_PURPOSES,
     OPEN_STATUSES,
@@ -196,6 +196,9 @@ def request_create(
         if kind == Kind.ERASURE:
             _erasure_schedule(request, now=now)
         _publish(events.RIGHTS_REQUEST_OPENED, request, at=now)
+        if kind != Kind.ERASURE:
+            # An erasure reaches the other systems when it is carried out.
+            waiting.reach(request, emails=[address], now=now)
         if acting_user is not None:
             audit.record(
                 acting_user=acting_user,
@@ -239,7 +242,10 @@ def pending_erasure(*, subject_id: uuid.UUID) -> RightsRequest | None:
     """The person's erasure still in its grace period, if any."""
     return (
         RightsRequest.objects.filter(
-            subject_id=subject_id, kind=Kind.ERASURE, status__in=OPEN_STATUSES
+            subject_id=subject_id,
+            kind=Kind.ERASURE,
+            status__in=OPEN_STATUSES,
+            erased_at__isnull=True,
         )
         .order_by("-received_at")
         .first()
@@ -343,6 +349,7 @@ def erasure_cancel(
         locked.closed_at = now
         locked.closed_by = None
         locked.save(update_fields=["status", "closed_at", "closed_by"])
+        waiting.closed([locked.pk], now=now)
     if user is not None:
         user.closed_at = None
     return locked
@@ -379,7 +386,13 @@ def erasure_carry_out(
     ledger gets a withdrawal for every standing grant (it is never edited),
     every registered holder removes what it keeps, the person's other open
     requests end, and this request stays as the proof, with nothing personal.
-    Without acting_user (the beat task) only once the grace period is over."""
+    Without acting_user (the beat task) only once the grace period is over.
+
+    The erasure then reaches the company's connected systems (rights.waiting;
+    integrations.systems sends it), with the addresses the person was known by
+    for a person doing a manual task: when some must still confirm, the
+    request stays open, in progress, and completes when the last of them
+    does (request_systems_answered)."""
     if acting_user is not None:
         _staff(acting_user)
     now = now or timezone.now()
@@ -388,6 +401,8 @@ def erasure_carry_out(
         if locked.kind != Kind.ERASURE:
             raise RightsError(_("This is not an erasure."))
         _open(locked)
+        if locked.erased_at is not None:
+            raise RightsError(_("This person's data was already erased."))
         if acting_user is None and (locked.erase_after is None or locked.erase_after > now):
             raise RightsError(_("The grace period has not ended yet."))
         person = erasure.person_for(
@@ -395,38 +410,45 @@ def erasure_carry_out(
         )
         method = _erasure_method(locked, acting_user)
         withdrawn = sum(_withdraw_all(subject_id=s, method=method) for s in person.subject_ids)
-        RightsRequest.objects.filter(
+        others = RightsRequest.objects.filter(
             subject_id__in=person.subject_ids, status__in=OPEN_STATUSES
-        ).exclude(pk=locked.pk).update(status=Status.CANCELLED, closed_at=now)
+        ).exclude(pk=locked.pk)
+        ended = list(others.values_list("pk", flat=True))
+        others.update(status=Status.CANCELLED, closed_at=now)
+        waiting.closed(ended, now=now)
         counts = erasure.erase(person)
         locked.email = ""
         locked.user = None
         locked.details = ""
         locked.answer = ""
         locked.erased_at = now
-        locked.status = Status.DONE
-        locked.closed_at = now
-        locked.closed_by = acting_user
-        locked.save(
-            update_fields=[
-                "email", "user", "details", "answer", "erased_at", "status", "closed_at",
-                "closed_by",
-            ]
-        )  # fmt: skip
+        locked.save(update_fields=["email", "user", "details", "answer", "erased_at"])
         for subject_id in person.subject_ids:
             events.publish(
                 events.ACCOUNT_ERASED,
                 {"subject_id": str(subject_id), "request_id": str(locked.uuid)},
                 at=now,
             )
-        _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=now)
+        waiting.reach(locked, emails=person.emails, now=now)
+        systems = waiting.waiting_on(locked.pk)
+        if systems:
+            # Erased here; the request waits for the company's other systems.
+            locked.status = Status.IN_PROGRESS
+            locked.save(update_fields=["status"])
+        else:
+            locked.status = Status.DONE
+            locked.closed_at = now
+            locked.closed_by = acting_user
+            locked.save(update_fields=["status", "closed_at", "closed_by"])
+            _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=now)
         if acting_user is not None:
             _audit(locked, AuditAction.ERASURE_CARRY_OUT, acting_user=acting_user)
     logger.info(
-        "erasure %s carried out: %d grants withdrawn; %s",
+        "erasure %s carried out: %d grants withdrawn; %s; waiting for %s",
         locked.uuid,
         withdrawn,
         ", ".join(f"{key}={count}" for key, count in counts.items()),
+        ", ".join(systems) or "no other system",
     )
     return locked
 
@@ -437,7 +459,10 @@ def erasures_due(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     due = list(
         RightsRequest.objects.filter(
-            kind=Kind.ERASURE, status__in=OPEN_STATUSES, erase_after__lte=now
+            kind=Kind.ERASURE,
+            status__in=OPEN_STATUSES,
+            erase_after__lte=now,
+            erased_at__isnull=True,
         )
         .order_by("erase_after", "pk")
         .values_list("pk", flat=True)
@@ -593,6 +618,7 @@ def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> Right
         if locked.kind == Kind.ERASURE and locked.user_id is not None:
             # A refused erasure (a legal reason to keep the data) leaves the account open.
             get_user_model().objects.filter(pk=locked.user_id).update(closed_at=None)
+        waiting.closed([locked.pk], now=locked.closed_at)
         emails.request_refused(request=locked)
         _audit(locked, AuditAction.REQUEST_REFUSE, acting_user=acting_user)
     return locked
@@ -605,6 +631,7 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
     with transaction.atomic():
         locked = _locked(request)
         _open(locked)
+        _systems_confirmed(locked)
         if locked.kind == Kind.ERASURE:
             raise RightsError(
                 _(
@@ -620,6 +647,52 @@ def request_complete(*, request: RightsRequest, acting_user, answer: str = "") -
     return locked
 
 
+def _systems_confirmed(request: RightsRequest) -> None:
+    """A request is complete only when every connected system it reached has
+    confirmed (rights.waiting)."""
+    systems = waiting.waiting_on(request.pk)
+    if systems:
+        raise RightsError(
+            _(
+                "Not every system has confirmed yet. Still waiting for: %(systems)s. "
+                "The request can be completed when they have."
+            )
+            % {"systems": ", ".join(systems)}
+        )
+
+
+def request_systems_answered(
+    *, request: RightsRequest, acting_user=None, now: datetime | None = None
+) -> RightsRequest:
+    """The last connected system a request reached has confirmed (called by
+    integrations.systems, in its transaction, with the staff member who
+    recorded it, or none for a system's own API call). The request completes
+    when the portal's own part is done too: an erasure already carried out
+    here is done now; a copy gets a fresh ZIP with every system's answer, and
+    completes when that is ready (rights.exports). An objection, a restriction
+    or a request staff entered waits for staff's answer (request_complete)."""
+    if acting_user is not None:
+        _staff(acting_user)
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = _locked(request)
+        if locked.status not in OPEN_STATUSES or waiting.waiting_on(locked.pk):
+            return locked
+        if locked.kind == Kind.ERASURE and locked.erased_at is not None:
+            locked.status = Status.DONE
+            locked.closed_at = now
+            locked.closed_by = acting_user
+            locked.save(update_fields=["status", "closed_at", "closed_by"])
+            _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=now)
+            if acting_user is not None:
+                _audit(locked, AuditAction.REQUEST_COMPLETE, acting_user=acting_user)
+        elif locked.kind == Kind.ACCESS:
+            from rights import exports
+
+            exports.export_refresh(request=locked)
+    return locked
+
+
 def request_cancel(*, request: RightsRequest, user) -> RightsRequest:
     """The person withdraws their own open request (an objection or a
     restriction stops having effect; an erasure, only in its grace period,
@@ -632,6 +705,7 @@ def request_cancel(*, request: RightsRequest, user) -> RightsRequest:
             raise RightsError(_("This request is not yours."))
         _open(locked)
         _close(locked, Status.CANCELLED, acting_user=None, fields=[])
+        waiting.closed([locked.pk], now=locked.closed_at)
     return locked
 
 

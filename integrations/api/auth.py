@@ -4,6 +4,7 @@ limit (consents.ratelimit, the cache every other limit uses)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,37 @@ _keys = Compiled(
     ),
     "0" * 64,
 )
+
+
+@functools.cache
+def _query_parameters() -> dict[str, frozenset[str]]:
+    """The query parameters each operation's document allows, by operation id
+    (which is also its URL name), read once per process."""
+    from integrations.api.views import api
+
+    allowed = {}
+    for item in api.get_openapi_schema().get("paths", {}).values():
+        for operation in item.values():
+            names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+            allowed[operation.get("operationId", "")] = frozenset(names)
+    return allowed
+
+
+def _known_query_only(request) -> None:
+    """The document allows no other query parameter: a misspelt one (?limt=10)
+    is refused, not silently ignored."""
+    if not request.GET:
+        return
+    match = request.resolver_match
+    allowed = _query_parameters().get(match.url_name if match else "")
+    if allowed is None:
+        return
+    unknown = sorted(set(request.GET) - allowed)
+    if unknown:
+        raise ApiProblem(
+            "validation",
+            errors=[{"loc": ["query", name], "msg": "Unknown parameter"} for name in unknown],
+        )
 
 
 class KeyAuth(HttpBearer):
@@ -88,6 +120,7 @@ class KeyAuth(HttpBearer):
                 f"Retry in {wait} seconds.",
                 headers={"Retry-After": str(wait)},
             )
+        _known_query_only(request)
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_GRANULARITY:
             # Compare-and-set: concurrent calls write it once.
             ApiKey.objects.filter(pk=key.pk, last_used_at=key.last_used_at).update(last_used_at=now)

@@ -20,6 +20,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "key-revoked": (401, gettext_noop("The API key was revoked")),
     "key-expired": (401, gettext_noop("The API key has expired")),
     "insufficient-scope": (403, gettext_noop("The API key lacks the scope this operation needs")),
+    "not-a-system": (403, gettext_noop("The API key speaks for no connected system")),
     "not-found": (404, gettext_noop("Not found")),
     "unknown-subject": (404, gettext_noop("No such person")),
     "unknown-purpose": (404, gettext_noop("No such purpose")),
@@ -27,6 +28,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "purpose-retired": (409, gettext_noop("The purpose is no longer offered")),
     "not-on-consent": (422, gettext_noop("The purpose does not rest on consent")),
     "no-notice": (409, gettext_noop("The purpose has no published notice")),
+    "task-closed": (409, gettext_noop("The task is already completed, failed or cancelled")),
     "validation": (422, gettext_noop("The request does not match the schema")),
     "rate-limited": (429, gettext_noop("Too many requests for this API key")),
 }

@@ -25,6 +25,7 @@ from consents.views import privacy_document
 from integrations.api import selectors, services
 from integrations.api.auth import KeyAuth
 from integrations.api.problems import MEDIA_TYPE, ApiProblem, Problem, problem_response
+from integrations.api.rights import router as rights_router
 from integrations.models import ApiScope
 
 DESCRIPTION = """\
@@ -416,3 +417,8 @@ def audience_changes(request: HttpRequest, key: PurposeKey, params: Query[Change
 )
 def inventory(request: HttpRequest):
     return privacy_document()
+
+
+# Rights requests assigned to a connected system ---------------------------------------
+
+api.add_router("/v1/rights", rights_router)

@@ -46,7 +46,7 @@ def unseal(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("integrations", "0002_webhooks"),
+        ("integrations", "0003_connected_systems"),
     ]
 
     operations = [

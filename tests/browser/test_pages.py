@@ -109,6 +109,12 @@ PAGES = [
     ("staff", "/admin/insight/release/{release_id}/change/"),
     ("staff", "/admin/insight/privacybudget/"),
     ("staff", "/admin/insight/privacybudget/add/"),
+    ("staff", "/admin/rights/rightsrequest/{request_id}/change/"),
+    ("staff", "/admin/integrations/connectedsystem/"),
+    ("staff", "/admin/integrations/connectedsystem/{system_id}/change/"),
+    ("staff", "/admin/integrations/systemtask/?progress=waiting"),
+    # A manual task: its addresses, and the forms to record it or report a failure.
+    ("staff", "/admin/integrations/systemtask/{task_id}/change/"),
 ]
 LANGUAGES = ["en", "pt-br"]
 WIDTHS = {"1280": DESKTOP, "360": PHONE}
@@ -216,8 +222,12 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
     release = release_make(period="month", epsilon="1", acting_user=sofia)
     from insight import evidence
     from insight.services import evidence_request
+    from integrations.systems import seed_demo_systems
     from portal import outbox
+    from rights import services as rights_services
 
+    _shop, crm = seed_demo_systems()
+    copy = rights_services.request_create(user=ana, kind="access")
     today = timezone.localdate()
     export = evidence_request(acting_user=sofia, date_from=today, date_to=today)
     outbox.outbox_send(kind=evidence.EVIDENCE_KIND)
@@ -239,6 +249,9 @@ def build_site() -> tuple[dict[str, object], dict[str, str]]:
         "policy_id": policy.pk,
         "published_id": v2.pk,
         "draft_id": v3.pk,
+        "request_id": copy.pk,
+        "system_id": crm.pk,
+        "task_id": crm.tasks.get(request=copy).pk,
     }
     return names, secrets
 

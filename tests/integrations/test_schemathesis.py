@@ -14,9 +14,13 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from integrations.api.rights import EXAMPLE_TASK
+from integrations.api.services import secret_hash
 from integrations.api.views import EXAMPLE_PURPOSE, EXAMPLE_SUBJECT
-from integrations.models import ApiScope
+from integrations.models import ApiKey, ApiScope, ConnectedSystem, SystemTask
 from portal.wsgi import application
+from rights import services as rights_services
+from rights.models import Kind
 from tests.integrations.conftest import grant, make_key
 
 
@@ -39,7 +43,20 @@ def full_key(_wsgi_keeps_the_test_connection, staff, customer, purposes, setting
     customer.subject_id = uuid.UUID(EXAMPLE_SUBJECT)
     customer.save(update_fields=["subject_id"])
     grant(customer, purposes[EXAMPLE_PURPOSE])
-    return make_key(staff, list(ApiScope.values))
+    secret = make_key(staff, list(ApiScope.values))
+    # The key speaks for a system with a task of the id the document's examples
+    # name, so that the rights operations reach real answers too.
+    request = rights_services.request_create(user=customer, kind=Kind.ACCESS)
+    system = ConnectedSystem.objects.create(
+        name="Shop",
+        key="shop",
+        kinds=["copy"],
+        api_key=ApiKey.objects.get(secret_hash=secret_hash(secret)),
+    )
+    SystemTask.objects.create(
+        uuid=uuid.UUID(EXAMPLE_TASK), request=request, system=system, kind="copy"
+    )
+    return secret
 
 
 # Loaded at collection, through the WSGI app: the document needs no database.

@@ -95,6 +95,12 @@ class Command(BaseCommand):
             f"  demo shop: webhooks to {shop_endpoint.url}, API key {shop_key.prefix}…, "
             f"both in {config_path()}"
         )
+        # The company's connected systems that rights requests reach: the shop
+        # (by webhook, answering through the API) and a CRM a person updates.
+        from integrations.systems import seed_demo_systems
+
+        systems = seed_demo_systems(shop_endpoint=shop_endpoint, shop_key=shop_key)
+        self.stdout.write("  connected systems: " + ", ".join(system.name for system in systems))
         self.stdout.write(
             self.style.SUCCESS(
                 "Demo logins (password for all: "
