@@ -517,7 +517,7 @@ def register() -> None:
             _copy_section,
             count=lambda person: _copy_rows(person).count(),
         ),
-        after="staff_access",
+        after="api_calls",
     )
     # The system's answers can only be cleared after the request is emptied:
     # the key sorts before "rights-requests" to no harm, both run in one transaction.

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
+from django.utils.translation import gettext_noop
 from ninja import Field, Path, Query, Router, Schema
 
 from integrations import systems
@@ -31,19 +32,25 @@ TEXT = r"^[^\x00]*$"  # PostgreSQL stores no NUL in text
 
 
 class TaskOut(Schema):
-    id: uuid.UUID = Field(description="The task's id.")
-    request: uuid.UUID = Field(description="The rights request's id.")
+    id: uuid.UUID = Field(description=gettext_noop("The task's id."))
+    request: uuid.UUID = Field(description=gettext_noop("The rights request's id."))
     kind: Literal["copy", "erasure", "objection", "restriction"]
-    subject_id: uuid.UUID = Field(description="The person, by the portal's opaque id.")
-    purposes: list[str] = Field(
-        description="For an objection or a restriction: the purposes' keys it concerns."
+    subject_id: uuid.UUID = Field(
+        description=gettext_noop("The person, by the portal's opaque id.")
     )
-    due_at: datetime = Field(description="The request's deadline, which covers every system.")
+    purposes: list[str] = Field(
+        description=gettext_noop(
+            "For an objection or a restriction: the purposes' keys it concerns."
+        )
+    )
+    due_at: datetime = Field(
+        description=gettext_noop("The request's deadline, which covers every system.")
+    )
     status: Literal["open", "acknowledged", "completed", "failed", "cancelled"]
     acknowledged_at: datetime | None
     completed_at: datetime | None
-    done: str = Field(description="What the system said it did.")
-    failure: str = Field(description="Why it could not, when it reported a failure.")
+    done: str = Field(description=gettext_noop("What the system said it did."))
+    failure: str = Field(description=gettext_noop("Why it could not, when it reported a failure."))
 
 
 class TaskList(Schema):
@@ -52,9 +59,14 @@ class TaskList(Schema):
 
 class TasksParams(Schema):
     status: Literal["open", "all"] = Field(
-        "open", description="open: every task not yet completed or cancelled (failed included)."
+        "open",
+        description=gettext_noop(
+            "open: every task not yet completed or cancelled (failed included)."
+        ),
     )
-    limit: int = Field(500, ge=1, le=1000, description="At most this many, earliest due first.")
+    limit: int = Field(
+        500, ge=1, le=1000, description=gettext_noop("At most this many, earliest due first.")
+    )
 
 
 class CompleteIn(Schema):
@@ -62,12 +74,14 @@ class CompleteIn(Schema):
         min_length=1,
         max_length=systems.DONE_MAX,
         pattern=TEXT,
-        description="What was done, in words a person reads.",
+        description=gettext_noop("What was done, in words a person reads."),
         examples=["Deleted the customer record and 3 orders' addresses."],
     )
     data: dict[str, Any] | None = Field(
         None,
-        description="For a copy: what the system holds about the person (any JSON object).",
+        description=gettext_noop(
+            "For a copy: what the system holds about the person (any JSON object)."
+        ),
         examples=[{"orders": [{"id": "A-1001", "total": "42.00"}]}],
     )
 
@@ -142,8 +156,8 @@ def _answer(call):
     auth=AUTH,
     operation_id="rights_tasks",
     url_name="rights_tasks",
-    summary="The tasks rights requests gave this system",
-    description="Only the calling key's system's tasks, earliest due first.",
+    summary=gettext_noop("The tasks rights requests gave this system"),
+    description=gettext_noop("Only the calling key's system's tasks, earliest due first."),
     openapi_extra=EXTRA,
 )
 def rights_tasks(request: HttpRequest, params: Query[TasksParams]):
@@ -159,7 +173,7 @@ def rights_tasks(request: HttpRequest, params: Query[TasksParams]):
     auth=AUTH,
     operation_id="rights_task",
     url_name="rights_task",
-    summary="One task of this system",
+    summary=gettext_noop("One task of this system"),
     openapi_extra=EXTRA,
 )
 def rights_task(request: HttpRequest, task: TaskId):
@@ -172,8 +186,10 @@ def rights_task(request: HttpRequest, task: TaskId):
     auth=AUTH,
     operation_id="rights_task_acknowledge",
     url_name="rights_task_acknowledge",
-    summary="Say that the system has the task in hand",
-    description="Again on an acknowledged task: no change. On a closed or failed one: 409.",
+    summary=gettext_noop("Say that the system has the task in hand"),
+    description=gettext_noop(
+        "Again on an acknowledged task: no change. On a closed or failed one: 409."
+    ),
     openapi_extra=EXTRA,
 )
 def rights_task_acknowledge(request: HttpRequest, task: TaskId):
@@ -188,8 +204,8 @@ def rights_task_acknowledge(request: HttpRequest, task: TaskId):
     auth=AUTH,
     operation_id="rights_task_complete",
     url_name="rights_task_complete",
-    summary="Record what was done (and, for a copy, what the system holds)",
-    description=(
+    summary=gettext_noop("Record what was done (and, for a copy, what the system holds)"),
+    description=gettext_noop(
         "Completing a completed or cancelled task: 409 task-closed. When it is the "
         "request's last task, the request completes once the portal's part is done."
     ),
@@ -211,8 +227,8 @@ def rights_task_complete(request: HttpRequest, task: TaskId, body: CompleteIn):
     auth=AUTH,
     operation_id="rights_task_fail",
     url_name="rights_task_fail",
-    summary="Report that the system could not do it, and why",
-    description="The request still waits for the system; staff see the failure.",
+    summary=gettext_noop("Report that the system could not do it, and why"),
+    description=gettext_noop("The request still waits for the system; staff see the failure."),
     openapi_extra=EXTRA,
 )
 def rights_task_fail(request: HttpRequest, task: TaskId, body: FailIn):
