@@ -711,7 +711,8 @@ def _record_in_database(
             notice_id=notice.pk if notice is not None else None,
             policy_version_id=policy_version_id,
             policy_hash=policy_hash,
-            day=timezone.localdate(),
+            # Today in the portal's time zone (no request activates another one).
+            day=timezone.localdate(timezone=timezone.get_default_timezone()),
             allow_retired=allow_retired,
             reconfirm=reconfirm,
             uuid=event_uuid,
@@ -726,8 +727,9 @@ def _record_in_database(
             _decision_refused(decided.status, purpose)
         if decided.decision == Decision.WITHDRAWN:
             personal_data.erase_unneeded(subject_id=subject_id)
-        event = ConsentEvent(
-            pk=decided.event_id,
+        event = ledger.event_as_read(
+            id=decided.event_id,
+            seq=None,
             uuid=event_uuid,
             subject_id=subject_id,
             purpose=purpose,
@@ -742,8 +744,6 @@ def _record_in_database(
             prev_hash="",
             hash=decided.hash,
         )
-        event._state.adding = False
-        event._state.db = transaction.get_connection().alias
         event._ledger_policy_hash = decided.policy_hash or ""
         ledger.mark_recorded(event)
         if not alone:
