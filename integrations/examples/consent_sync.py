@@ -473,7 +473,9 @@ class ConsentSync:
             )
         elif kind == "copy":
             data = {"consents": self.copy.people.get(subject, {})}
-            done = f"Sent the {len(data['consents'])} consent records this system holds."
+            count = len(data["consents"])
+            records = "record" if count == 1 else "records"
+            done = f"Sent the {count} consent {records} this system holds."
         elif kind in ("objection", "restriction"):
             # Acknowledged first: the portal shows staff it is in hand.
             if not self._task_call(task_id, "acknowledge"):
