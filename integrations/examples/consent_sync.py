@@ -71,10 +71,17 @@ WITHDRAWING = {
 }
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def log(line: str) -> None:
-    """One readable line per thing that happened, on stdout."""
+    """One readable line per thing that happened, on stdout, in one write:
+    print() writes the text and its newline apart, and the receiver's threads
+    and the syncer's then ran two lines together (seen under `make run`)."""
     stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")  # noqa: UP017 - 3.9 has no UTC
-    print(f"{stamp} {line}", flush=True)
+    with _LOG_LOCK:
+        sys.stdout.write(f"{stamp} {line}\n")
+        sys.stdout.flush()
 
 
 def short(subject: str | None) -> str:
@@ -466,7 +473,9 @@ class ConsentSync:
             )
         elif kind == "copy":
             data = {"consents": self.copy.people.get(subject, {})}
-            done = f"Sent the {len(data['consents'])} consent records this system holds."
+            count = len(data["consents"])
+            records = "record" if count == 1 else "records"
+            done = f"Sent the {count} consent {records} this system holds."
         elif kind in ("objection", "restriction"):
             # Acknowledged first: the portal shows staff it is in hand.
             if not self._task_call(task_id, "acknowledge"):

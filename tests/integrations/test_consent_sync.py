@@ -466,3 +466,28 @@ def test_a_cancelled_objection_task_is_left_alone(receiver, fake_portal):
     assert deliver(receiver, "rights_request.assigned", data) == 200
     assert [path.rsplit("/", 1)[1] for _m, path, _b in fake_portal.calls] == ["acknowledge"]
     assert receiver.sync.copy.allowed("s1", "newsletter")  # nothing to stop any more
+
+
+def test_each_line_is_written_whole_whatever_thread_logs_it(monkeypatch):
+    """Under `make run` the syncer's line and a webhook's ran together as one."""
+    writes: list[str] = []
+
+    class Slow:
+        def write(self, text: str) -> None:
+            writes.append(text)
+            time.sleep(0.001)  # room for another thread between two writes
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr("sys.stdout", Slow())
+    threads = [
+        threading.Thread(target=lambda n=n: [consent_sync.log(f"t{n} {i}") for i in range(20)])
+        for n in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(writes) == 80
+    assert all(text.endswith("\n") and text.count("\n") == 1 for text in writes)

@@ -183,6 +183,33 @@ def test_make_run_sends_a_views_email_from_its_worker_and_stops_it_on_ctrl_c(dem
         timeout=60,
     )
     demo.wait_for(r"shop   \| .*consent\.withdrawn +subject \w+ newsletter: stopped \(panel\)")
+
+    # Staff delete João's account in the admin (the erasure at once): the shop
+    # forgets him and completes its task through the API; the CRM's waits.
+    erase = (
+        "from django.contrib.auth import get_user_model; "
+        "from rights.services import user_erase; User = get_user_model(); "
+        "user_erase(user=User.objects.get(email='joao@example.com'), "
+        "acting_user=User.objects.get(email='staff@example.com'))"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", erase],
+        cwd=ROOT,
+        env={**demo.env, "TASK_BROKER": "filesystem"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    demo.wait_for(
+        r"shop   \| .*rights_request\.assigned +subject \w+: erasure task \w+: Erased", timeout=60
+    )
+    with sqlite3.connect(demo.database) as db:
+        tasks = db.execute(
+            "SELECT s.key, t.status, r.status FROM integrations_systemtask t "
+            "JOIN integrations_connectedsystem s ON s.id = t.system_id "
+            "JOIN rights_rightsrequest r ON r.id = t.request_id ORDER BY s.key"
+        ).fetchall()
+    assert tasks == [("crm", "open", "in_progress"), ("shop", "completed", "in_progress")]
     # The sealer, every few seconds in the worker, trusts the seed's checkpoint.
     assert "LedgerIntegrityError" not in demo.log()
 
