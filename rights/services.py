@@ -436,11 +436,7 @@ def erasure_carry_out(
             locked.status = Status.IN_PROGRESS
             locked.save(update_fields=["status"])
         else:
-            locked.status = Status.DONE
-            locked.closed_at = now
-            locked.closed_by = acting_user
-            locked.save(update_fields=["status", "closed_at", "closed_by"])
-            _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=now)
+            _done(locked, acting_user=acting_user, now=now)
         if acting_user is not None:
             _audit(locked, AuditAction.ERASURE_CARRY_OUT, acting_user=acting_user)
     logger.info(
@@ -537,6 +533,16 @@ def _locked(request: RightsRequest) -> RightsRequest:
 def _open(request: RightsRequest) -> None:
     if request.status not in OPEN_STATUSES:
         raise RightsError(_("This request is already closed."))
+
+
+def _done(request: RightsRequest, *, acting_user, now: datetime) -> None:
+    """A request whose every part is done (the portal's and every connected
+    system's) is completed, and says so to the webhooks."""
+    request.status = Status.DONE
+    request.closed_at = now
+    request.closed_by = acting_user
+    request.save(update_fields=["status", "closed_at", "closed_by"])
+    _publish(events.RIGHTS_REQUEST_COMPLETED, request, at=now)
 
 
 def _close(request: RightsRequest, status: str, *, acting_user, fields: list[str]) -> None:
@@ -679,11 +685,7 @@ def request_systems_answered(
         if locked.status not in OPEN_STATUSES or waiting.waiting_on(locked.pk):
             return locked
         if locked.kind == Kind.ERASURE and locked.erased_at is not None:
-            locked.status = Status.DONE
-            locked.closed_at = now
-            locked.closed_by = acting_user
-            locked.save(update_fields=["status", "closed_at", "closed_by"])
-            _publish(events.RIGHTS_REQUEST_COMPLETED, locked, at=now)
+            _done(locked, acting_user=acting_user, now=now)
             if acting_user is not None:
                 _audit(locked, AuditAction.REQUEST_COMPLETE, acting_user=acting_user)
         elif locked.kind == Kind.ACCESS:

@@ -32,18 +32,9 @@ from rights.models import AuditAction, AuditEntry, DataExport, ExportStatus, Kin
 from rights.models import Status as RequestStatus
 from tests.integrations.conftest import bearer
 from tests.integrations.test_webhooks import send_all, verified
-from tests.integrations.webhook_receiver import Receiver
 
 PROBLEM = "application/problem+json"
 TASKS = "/api/v1/rights/tasks"
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    server = Receiver()
-    yield server
-    server.close()
 
 
 class World:

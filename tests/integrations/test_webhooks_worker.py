@@ -18,7 +18,6 @@ from integrations.models import WebhookDelivery
 from integrations.webhooks import services
 from portal import events
 from portal.celery import app as celery_app
-from tests.integrations.webhook_receiver import Receiver
 from tests.worker_support import (
     NEEDS_REDIS,
     default_queue,
@@ -35,14 +34,6 @@ def queue() -> Iterator[str]:
     skip_unless_postgresql()
     with default_queue(new_queue_name()) as name:
         yield name
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @needs_redis
