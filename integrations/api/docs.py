@@ -23,6 +23,7 @@ _WORDS = (
     gettext_noop("Not Found"),
     gettext_noop("Conflict"),
     gettext_noop("Unprocessable Entity"),
+    gettext_noop("Unprocessable Content"),  # 422's phrase from Python 3.13 (RFC 9110)
     gettext_noop("Too Many Requests"),
     gettext_noop("path"),
     gettext_noop("query"),
