@@ -57,6 +57,11 @@ class ConnectedSystemForm(forms.ModelForm):
         ]
         widgets = {"data_categories": forms.CheckboxSelectMultiple}
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # In the staff member's language (name_pt in Portuguese), not always English.
+        self.fields["data_categories"].label_from_instance = lambda category: category.display_name
+
 
 @admin.register(ConnectedSystem)
 class ConnectedSystemAdmin(admin.ModelAdmin):

@@ -214,14 +214,23 @@ def _cell_html(value: object, column: export_sections.Column, language: str) -> 
         if isinstance(value, dict):
             lines = []
             for name, item in value.items():
-                if isinstance(item, list):
-                    item = ", ".join(str(v) for v in item)
-                lines.append(f"<b>{html.escape(str(name))}</b>: {html.escape(str(item))}")
+                lines.append(f"<b>{html.escape(str(name))}</b>: {html.escape(_json_text(item))}")
             return "<br>".join(lines)
         text = json.dumps(value, ensure_ascii=False)
     else:
         text = str(value)
     return html.escape(text)
+
+
+def _json_text(item: object) -> str:
+    """One value of a JSON object, for reading: a string as it is, a list of
+    plain values joined, anything else as JSON (never Python's repr, whose
+    quotes and True/None a person would not expect)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and all(type(v) in (str, int, float) for v in item):
+        return ", ".join(str(v) for v in item)
+    return json.dumps(item, ensure_ascii=False)
 
 
 class _Progress(artifacts.Progress):
