@@ -485,7 +485,9 @@ def _ready(export: DataExport, *, size: int, digest: str) -> DataExport | None:
             request.status = Status.DONE
             request.closed_at = now
             request.save(update_fields=["answer", "status", "closed_at"])
-        _email_ready(locked)
+        # Still open: the connected systems have not all answered, and this copy
+        # holds only the portal's part (a complete one follows).
+        _email_ready(locked, incomplete=request.status in OPEN_STATUSES)
     return locked
 
 
@@ -502,7 +504,7 @@ def _waits_for_systems(request: RightsRequest, export: DataExport) -> bool:
     return False
 
 
-def _email_ready(export: DataExport) -> None:
+def _email_ready(export: DataExport, *, incomplete: bool = False) -> None:
     from django.urls import reverse
 
     user = export.user
@@ -515,6 +517,7 @@ def _email_ready(export: DataExport) -> None:
             "expires": formats.date_format(timezone.localtime(export.expires_at), "DATE_FORMAT"),
             "days": settings.RIGHTS_EXPORT_DAYS,
             "requests_url": settings.SITE_URL + reverse("me_requests") + "#copy",
+            "incomplete": incomplete,
         }
     subject, text, body_html = render_email(
         "emails/rights_export_ready", context, language=language

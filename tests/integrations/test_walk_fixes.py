@@ -14,6 +14,7 @@ from rights import exports
 from rights.models import DataExport, ExportStatus
 from tests.integrations import test_systems
 from tests.integrations.test_systems import TASKS, build_copies, call, record_in_admin, tasks_of
+from tests.rights.conftest import emails
 
 world = test_systems.world  # the shop (webhook + key) and the manual CRM
 staff_client = test_systems.staff_client
@@ -25,7 +26,8 @@ def test_a_copy_ready_before_the_systems_answered_says_it_is_not_complete(
     world, customer, staff_client
 ):
     """A copy is built at once and is downloadable, while the request waits
-    for the shop and the CRM: the page says so instead of only 'ready'."""
+    for the shop and the CRM: the page and the email say so instead of only
+    'ready'."""
     person = Client()
     person.force_login(customer)
     export = exports.export_request(user=customer)
@@ -33,6 +35,9 @@ def test_a_copy_ready_before_the_systems_answered_says_it_is_not_complete(
     page = person.get("/me/requests/")
     assert b'id="copy-download"' in page.content
     assert INCOMPLETE in page.content
+    (mail,) = emails("emails/rights_export_ready")  # says so too
+    for body in (mail.payload["body_text"], mail.payload["body_html"]):
+        assert "only what this portal keeps" in body
 
     tasks = tasks_of(export.request)
     call(person, "post", f"{TASKS}/{tasks['shop'].uuid}/complete", world.secret, {"done": "Done."})
@@ -41,6 +46,9 @@ def test_a_copy_ready_before_the_systems_answered_says_it_is_not_complete(
     page = person.get("/me/requests/")
     assert b'id="copy-download"' in page.content
     assert INCOMPLETE not in page.content
+    complete = [m for m in emails("emails/rights_export_ready") if m.pk != mail.pk]
+    assert len(complete) == 1
+    assert "only what this portal keeps" not in complete[0].payload["body_text"]
 
 
 def test_the_summary_shows_a_systems_answer_as_json_and_its_calls_in_words(
