@@ -104,3 +104,19 @@ def test_the_admin_pages_of_systems_and_endpoints_read_in_portuguese(world, staf
     assert "Falhando desde" in text and "Criada por" in text
     page = staff_client.get("/admin/integrations/webhookendpoint/")
     assert "Failing since" not in page.content.decode()
+
+
+def test_a_tasks_page_shows_what_the_system_holds_as_json(world, customer, staff_client):
+    export = exports.export_request(user=customer)
+    shop = tasks_of(export.request)["shop"]
+    answer = {"consents": {"newsletter": {"allowed": True, "note": "<b>x</b>", "until": None}}}
+    done = call(
+        Client(), "post", f"{TASKS}/{shop.uuid}/complete", world.secret,
+        {"done": "Sent.", "data": answer},
+    )  # fmt: skip
+    assert done.status_code == 200, done.content
+    page = staff_client.get(f"/admin/integrations/systemtask/{shop.pk}/change/")
+    text = page.content.decode()
+    assert "&quot;allowed&quot;: true" in text and "&quot;until&quot;: null" in text
+    assert "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "True" not in text and "&#x27;allowed&#x27;" not in text
