@@ -120,3 +120,18 @@ def test_a_tasks_page_shows_what_the_system_holds_as_json(world, customer, staff
     assert "&quot;allowed&quot;: true" in text and "&quot;until&quot;: null" in text
     assert "&lt;b&gt;x&lt;/b&gt;" in text
     assert "True" not in text and "&#x27;allowed&#x27;" not in text
+
+
+def test_recording_a_task_closed_meanwhile_says_why_nothing_was_saved(
+    world, customer, staff_client
+):
+    """Two tabs on one manual task: the second 'Record what was done' is refused,
+    and the page says so (its form is gone, so its error was shown nowhere)."""
+    export = exports.export_request(user=customer)
+    crm = tasks_of(export.request)["crm"]
+    assert record_in_admin(staff_client, crm, done="From the first tab.").status_code == 302
+    page = record_in_admin(staff_client, crm, done="From the second tab.")
+    assert page.status_code == 400
+    assert "This task is already completed." in page.content.decode()
+    crm.refresh_from_db()
+    assert crm.done == "From the first tab."
