@@ -57,6 +57,11 @@ class ConnectedSystemForm(forms.ModelForm):
         ]
         widgets = {"data_categories": forms.CheckboxSelectMultiple}
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # In the staff member's language (name_pt in Portuguese), not always English.
+        self.fields["data_categories"].label_from_instance = lambda category: category.display_name
+
 
 @admin.register(ConnectedSystem)
 class ConnectedSystemAdmin(admin.ModelAdmin):
@@ -251,6 +256,8 @@ class SystemTaskAdmin(admin.ModelAdmin):
             "title": str(task),
             "opts": self.model._meta,
             "task": task,
+            # As JSON, the way the system sent it (not Python's repr: True, None, 'quotes')
+            "data_json": json.dumps(task.data, ensure_ascii=False, indent=2, sort_keys=True),
             "purposes": list(task.request.purposes.all()),
             "request_url": reverse("admin:rights_rightsrequest_change", args=[task.request.pk]),
             "overdue": task.is_waiting and task.request.due_at <= timezone.now(),

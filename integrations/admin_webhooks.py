@@ -64,17 +64,19 @@ class RotateForm(forms.Form):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = WebhookEndpointForm
-    list_display = ["name", "url", "state", "failing_since", "created_at"]
+    list_display = ["name", "url", "state", "failing_since_display", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "url"]
+    # The model's uuid, previous_secret_until, failing_since and created_by have
+    # no verbose names (their labels would stay English): shown through methods.
     readonly_fields = [
-        "uuid",
+        "uuid_display",
         "secret_hint",
-        "previous_secret_until",
+        "previous_secret_until_display",
         "disabled_at",
-        "failing_since",
+        "failing_since_display",
         "created_at",
-        "created_by",
+        "created_by_display",
     ]
     change_form_template = "admin/integrations/webhookendpoint/change_form.html"
 
@@ -85,6 +87,22 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else []
+
+    @admin.display(description=_("identifier"))
+    def uuid_display(self, obj: WebhookEndpoint):
+        return obj.uuid
+
+    @admin.display(description=_("previous secret valid until"))
+    def previous_secret_until_display(self, obj: WebhookEndpoint):
+        return obj.previous_secret_until
+
+    @admin.display(description=_("failing since"), ordering="failing_since")
+    def failing_since_display(self, obj: WebhookEndpoint):
+        return obj.failing_since
+
+    @admin.display(description=_("created by"))
+    def created_by_display(self, obj: WebhookEndpoint):
+        return obj.created_by
 
     @admin.display(description=_("state"))
     def state(self, obj: WebhookEndpoint) -> str:

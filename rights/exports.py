@@ -214,14 +214,23 @@ def _cell_html(value: object, column: export_sections.Column, language: str) -> 
         if isinstance(value, dict):
             lines = []
             for name, item in value.items():
-                if isinstance(item, list):
-                    item = ", ".join(str(v) for v in item)
-                lines.append(f"<b>{html.escape(str(name))}</b>: {html.escape(str(item))}")
+                lines.append(f"<b>{html.escape(str(name))}</b>: {html.escape(_json_text(item))}")
             return "<br>".join(lines)
         text = json.dumps(value, ensure_ascii=False)
     else:
         text = str(value)
     return html.escape(text)
+
+
+def _json_text(item: object) -> str:
+    """One value of a JSON object, for reading: a string as it is, a list of
+    plain values joined, anything else as JSON (never Python's repr, whose
+    quotes and True/None a person would not expect)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, list) and all(type(v) in (str, int, float) for v in item):
+        return ", ".join(str(v) for v in item)
+    return json.dumps(item, ensure_ascii=False)
 
 
 class _Progress(artifacts.Progress):
@@ -476,7 +485,9 @@ def _ready(export: DataExport, *, size: int, digest: str) -> DataExport | None:
             request.status = Status.DONE
             request.closed_at = now
             request.save(update_fields=["answer", "status", "closed_at"])
-        _email_ready(locked)
+        # Still open: the connected systems have not all answered, and this copy
+        # holds only the portal's part (a complete one follows).
+        _email_ready(locked, incomplete=request.status in OPEN_STATUSES)
     return locked
 
 
@@ -493,7 +504,7 @@ def _waits_for_systems(request: RightsRequest, export: DataExport) -> bool:
     return False
 
 
-def _email_ready(export: DataExport) -> None:
+def _email_ready(export: DataExport, *, incomplete: bool = False) -> None:
     from django.urls import reverse
 
     user = export.user
@@ -506,6 +517,7 @@ def _email_ready(export: DataExport) -> None:
             "expires": formats.date_format(timezone.localtime(export.expires_at), "DATE_FORMAT"),
             "days": settings.RIGHTS_EXPORT_DAYS,
             "requests_url": settings.SITE_URL + reverse("me_requests") + "#copy",
+            "incomplete": incomplete,
         }
     subject, text, body_html = render_email(
         "emails/rights_export_ready", context, language=language

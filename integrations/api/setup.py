@@ -11,6 +11,11 @@ OPERATION_LABELS = {
     "consents_by_subject": _("Read your consents"),
     "consents_by_email": _("Looked you up by your email address and read your consents"),
     "decision_record": _("Recorded a decision you made elsewhere (checkout, call centre, store)"),
+    # A connected system's calls about one of its tasks for a request of yours
+    "rights_task": _("Read what it was asked to do for one of your requests"),
+    "rights_task_acknowledge": _("Said it had one of your requests in hand"),
+    "rights_task_complete": _("Reported what it did for one of your requests"),
+    "rights_task_fail": _("Reported that it could not carry out one of your requests, and why"),
 }
 
 
