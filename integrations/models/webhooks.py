@@ -70,11 +70,20 @@ class WebhookEndpoint(models.Model):
     def _context(self, field: str) -> str:
         return f"{self.uuid}:{field}"
 
-    def secrets_seal(self, *, secret: str, previous: str = "") -> None:
-        """Seal a new secret (and the one it replaces, while it overlaps) onto
-        this instance; the caller saves secret_sealed, previous_secret_sealed
-        and secret_hint."""
+    # What secrets_seal() sets: the fields a caller saves after it.
+    SEALED_FIELDS = [
+        "secret_sealed",
+        "previous_secret_sealed",
+        "previous_secret_until",
+        "secret_hint",
+    ]
+
+    def secrets_seal(self, *, secret: str, previous: str = "", previous_until=None) -> None:
+        """Seal a new secret (and the one it replaces, signing beside it until
+        `previous_until`) onto this instance; the caller saves SEALED_FIELDS."""
         from integrations.webhooks import sealing
+
+        self.previous_secret_until = previous_until if previous else None
 
         self.secret_sealed = sealing.seal(secret, context=self._context("secret"))
         self.previous_secret_sealed = sealing.seal(

@@ -152,16 +152,8 @@ def endpoint_secret_rotate(
             # is the way out (the receiver gets the new secret).
             previous, overlap_hours = "", 0
         # Both sealed afresh, with the newest sealing key.
-        locked.secrets_seal(secret=secret, previous=previous)
-        locked.previous_secret_until = until if overlap_hours else None
-        locked.save(
-            update_fields=[
-                "secret_sealed",
-                "previous_secret_sealed",
-                "previous_secret_until",
-                "secret_hint",
-            ]
-        )
+        locked.secrets_seal(secret=secret, previous=previous, previous_until=until)
+        locked.save(update_fields=WebhookEndpoint.SEALED_FIELDS)
         _audit(
             acting_user,
             AuditAction.WEBHOOK_SECRET_ROTATE,
@@ -215,17 +207,10 @@ def secrets_reseal() -> dict[str, int]:
                 previous = locked.previous_secret() if overlapping else ""
             except sealing.SealError:
                 continue
-            locked.secrets_seal(secret=secret, previous=previous)
-            if not previous:
-                locked.previous_secret_until = None
-            locked.save(
-                update_fields=[
-                    "secret_sealed",
-                    "previous_secret_sealed",
-                    "previous_secret_until",
-                    "secret_hint",
-                ]
+            locked.secrets_seal(
+                secret=secret, previous=previous, previous_until=locked.previous_secret_until
             )
+            locked.save(update_fields=WebhookEndpoint.SEALED_FIELDS)
     return sealing_keys_in_use()
 
 
