@@ -173,6 +173,15 @@ DATABASES = {
         "CONN_HEALTH_CHECKS": True,
     }
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The one statement Clareza asks to prepare, a decision's call
+    # (consents.ledger.decide), is then planned once per connection rather than
+    # once per decision; Django's own statements bind on the client and are never
+    # prepared. Off (0) behind a pooler in transaction mode that cannot keep
+    # prepared statements (PgBouncer before 1.21).
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "prepare_threshold", 5 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")

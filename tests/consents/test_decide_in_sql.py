@@ -367,3 +367,40 @@ def test_no_grant_slips_past_a_retirement_under_way(monkeypatch, in_database):
         retiring.join(timeout=30)
     assert errors == []
     assert not ConsentEvent.objects.filter(purpose__key="product-research").exists()
+
+
+def _prepared_decisions() -> list[tuple[int, int]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%%consents_decide(%%'"
+        )
+        return cursor.fetchall()
+
+
+def _grant(purpose) -> None:
+    assert consent_record(
+        subject_id=uuid.uuid4(), purpose=purpose, decision=Decision.GRANTED, method=Method.PANEL
+    )
+
+
+@needs_postgres
+def test_the_decisions_call_is_prepared_once_per_connection(purposes):
+    for _ in range(3):
+        _grant(purposes["newsletter"])
+    (plans,) = _prepared_decisions()  # one statement, planned from its name each time
+    assert sum(plans) >= 2
+
+
+@needs_postgres
+def test_the_decisions_call_is_not_prepared_when_the_connection_forbids_it(purposes):
+    connection.ensure_connection()
+    raw = connection.connection
+    kept, raw.prepare_threshold = raw.prepare_threshold, None  # DATABASE_PREPARED_STATEMENTS=0
+    try:
+        before = _prepared_decisions()  # [] unless an earlier test on this connection made it
+        _grant(purposes["newsletter"])
+        _grant(purposes["newsletter"])
+        assert _prepared_decisions() == before
+    finally:
+        raw.prepare_threshold = kept

@@ -218,3 +218,27 @@ def test_the_database_connection_lifetime_follows_debug_unless_set(env, expected
     result = _start(env, "shell", "-c", PRINT_CONNECTION)
     assert result.returncode == 0, result.stderr
     assert expected in result.stdout.splitlines()
+
+
+PRINT_PREPARE = (
+    "from django.conf import settings; "
+    "print('PREPARE', settings.DATABASES['default']['OPTIONS'].get('prepare_threshold', '-'))"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DATABASE_URL": "postgres://u@db.local/shop"}, "PREPARE 5"),
+        (
+            {"DATABASE_URL": "postgres://u@db.local/shop", "DATABASE_PREPARED_STATEMENTS": "0"},
+            "PREPARE None",
+        ),
+        ({"DATABASE_URL": "sqlite:///var/x.sqlite3"}, "PREPARE -"),
+    ],
+    ids=["postgresql", "behind-a-pooler", "sqlite"],
+)
+def test_prepared_statements_are_allowed_on_postgresql_unless_switched_off(env, expected):
+    result = _start({"DEBUG": "1", **env}, "shell", "-c", PRINT_PREPARE)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout.splitlines()
