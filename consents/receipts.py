@@ -9,9 +9,12 @@ import bisect
 import functools
 import json
 import logging
+import secrets
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connection
+from django.dispatch import receiver
 from django.urls import get_script_prefix, get_urlconf, reverse
 from joserfc import jws
 from joserfc.jwk import ECKey, KeySet
@@ -30,7 +33,14 @@ from consents.models import (
 )
 
 logger = logging.getLogger(__name__)
-__all__ = ["ReceiptSigner", "public_jwks", "receipt_jws", "receipt_payload", "receipt_verify"]
+__all__ = [
+    "ReceiptSigner",
+    "public_jwks",
+    "receipt_json",
+    "receipt_jws",
+    "receipt_payload",
+    "receipt_verify",
+]
 COLLECTION_METHODS = {
     "signup": "web form: sign-up",
     "newsletter": "web form: newsletter, confirmed by email (double opt-in)",
@@ -78,30 +88,128 @@ def receipt_payload(
     notice_ok: bool | None = None,
 ) -> dict:
     """Kantara CR v1.1 for one event (`event` with purpose, notice and the
-    purpose's data categories prefetched), plus the ledger position that proves it.
+    purpose's data categories prefetched), plus the ledger position that proves it:
+    what receipt_json gives, as a dict."""
+    return json.loads(
+        receipt_json(event, language=language, key=key, position=position, notice_ok=notice_ok)
+    )
+
+
+def receipt_json(
+    event: ConsentEvent,
+    *,
+    language: str = "en",
+    key: ECKey | None = None,
+    position: dict | None = None,
+    notice_ok: bool | None = None,
+) -> str:
+    """The receipt's payload as the JSON text that is signed.
     ReceiptUnavailable when the notice text or the event no longer match
     their hashes: the portal's signature never covers a rewritten text.
     `position` and `notice_ok`: already worked out by a ReceiptSigner."""
     if not ledger.event_intact(event, notice_ok=notice_ok):
         logger.critical("No receipt signed for event %s: it fails its integrity check", event.uuid)
         raise ReceiptUnavailable(str(event.uuid))
-    content = event.notice.content
-    notice_text = event.notice.text(language)
-    # Everything below comes from the notice the person read, not today's inventory.
-    sensitive = notice_text.get("sensitive_data_categories", [])
-    basis = legal_basis_codes(content["legal_basis"], sensitive=bool(sensitive))
     site = settings.SITE_URL
     paths = _receipt_paths()
     key = key or signing_key()
+    template = _template(event.notice, language, key, site, paths)
+    return template.fill(
+        (
+            int(event.created_at.timestamp()),
+            COLLECTION_METHODS.get(event.method, event.method),
+            str(event.uuid),
+            str(event.subject_id),
+            event.decision,
+            event.decision == Decision.GRANTED,
+            event.policy_version_id,
+        ),
+        position if position is not None else _ledger_position(event, site, paths),
+    )
+
+
+# What differs from one receipt of a notice to the next, in the order of _shape.
+_PER_EVENT = (
+    "consentTimestamp",
+    "collectionMethod",
+    "consentReceiptID",
+    "piiPrincipalId",
+    "decision",
+    "consented",
+    "policyVersion",
+)
+_MARK = f"clareza-receipt-{secrets.token_hex(8)}-"  # no notice's text can hold it
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class _Template:
+    """A notice's receipt as JSON text with a gap for each value of _PER_EVENT
+    and the ledger position last: filling it gives the bytes json.dumps would
+    give for the whole payload, and a decision's receipt encodes seven values
+    rather than the notice's texts, the controller and the key each time."""
+
+    def __init__(self, shape: dict) -> None:
+        text = _encode(shape)
+        assert text.endswith("}")
+        self.chunks: list[str] = []
+        for name in _PER_EVENT:
+            before, gap, text = text.partition(_encode(_MARK + name))
+            assert gap, name
+            self.chunks.append(before)
+        self.chunks.append(text[:-1])  # the position's keys follow the last value
+
+    def fill(self, values: tuple, position: dict) -> str:
+        parts = []
+        for chunk, value in zip(self.chunks, values, strict=False):
+            parts.append(chunk)
+            parts.append(_encode(value))
+        parts.append(self.chunks[-1])
+        parts.append("," + _encode(position)[1:])
+        return "".join(parts)
+
+
+_templates: dict[tuple, _Template] = {}
+
+
+@receiver(setting_changed)
+def _forget_templates(**kwargs) -> None:
+    _templates.clear()  # the controller, the site: a test may change them
+
+
+def _template(notice, language: str, key: ECKey, site: str, paths: dict[str, str]) -> _Template:
+    """The notice's template, made once per notice, language, key and paths
+    (notices are never changed: a trigger refuses it; the hash is in the key
+    all the same, for databases that give a rolled-back id again)."""
+    cache_key = (notice.pk, notice.content_hash, language, key.kid, site, tuple(paths.values()))
+    template = _templates.get(cache_key)
+    if template is None:
+        if len(_templates) >= 1000:
+            _templates.clear()
+        marks = {name: _MARK + name for name in _PER_EVENT}
+        template = _Template(
+            _shape(notice, language=language, key=key, site=site, paths=paths, event=marks)
+        )
+        _templates[cache_key] = template
+    return template
+
+
+def _shape(notice, *, language: str, key: ECKey, site: str, paths: dict, event: dict) -> dict:
+    """The payload but for the ledger position, the event's own values
+    taken from `event` (by the names of _PER_EVENT)."""
+    content = notice.content
+    notice_text = notice.text(language)
+    # Everything below comes from the notice the person read, not today's inventory.
+    sensitive = notice_text.get("sensitive_data_categories", [])
+    basis = legal_basis_codes(content["legal_basis"], sensitive=bool(sensitive))
     return {
         "version": "KI-CR-v1.1.0",
         "jurisdiction": "BR; EU",
-        "consentTimestamp": int(event.created_at.timestamp()),
-        "collectionMethod": COLLECTION_METHODS.get(event.method, event.method),
-        "consentReceiptID": str(event.uuid),
+        "consentTimestamp": event["consentTimestamp"],
+        "collectionMethod": event["collectionMethod"],
+        "consentReceiptID": event["consentReceiptID"],
         "publicKey": key.as_dict(private=False),
         "language": language,
-        "piiPrincipalId": str(event.subject_id),
+        "piiPrincipalId": event["piiPrincipalId"],
         "piiControllers": [
             {
                 "piiController": settings.CONTROLLER_NAME,
@@ -121,11 +229,11 @@ def receipt_payload(
                         "purpose": notice_text["name"],
                         "purposeCategory": [content["dpv_code"]] if content.get("dpv_code") else [],
                         "consentType": "EXPLICIT"
-                        if event.notice.content["legal_basis"] == LegalBasis.CONSENT
+                        if content["legal_basis"] == LegalBasis.CONSENT
                         else "NOT APPLICABLE",
                         "piiCategory": notice_text["data_categories"],
                         "primaryPurpose": False,
-                        "termination": f"P{event.notice.content['retention_days']}D after "
+                        "termination": f"P{content['retention_days']}D after "
                         "last use, or on withdrawal",
                         "thirdPartyDisclosure": bool(notice_text["recipients"]),
                         "thirdPartyName": notice_text["recipients"],
@@ -142,12 +250,11 @@ def receipt_payload(
             "lgpd": basis["lgpd"],
             "dpv": basis["dpv"],
         },
-        "decision": event.decision,
-        "consented": event.decision == Decision.GRANTED,
-        "noticeVersion": event.notice.version,
-        "noticeHash": event.notice.content_hash,
-        "policyVersion": event.policy_version_id,
-        **(position if position is not None else _ledger_position(event, site, paths)),
+        "decision": event["decision"],
+        "consented": event["consented"],
+        "noticeVersion": notice.version,
+        "noticeHash": notice.content_hash,
+        "policyVersion": event["policyVersion"],
     }
 
 
@@ -207,14 +314,14 @@ def _position(event, site: str, paths: dict[str, str], *, place, covering, proof
     }
 
 
-def _signed(payload: dict, key: ECKey) -> str:
+def _signed(payload: str, key: ECKey) -> str:
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": "JWT", "cty": "kantara-cr+json"}
-    return jws_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key)
+    return jws_compact(header, payload.encode(), key)
 
 
 def receipt_jws(event: ConsentEvent, *, language: str = "en") -> str:
     key = signing_key()
-    return _signed(receipt_payload(event, language=language, key=key), key)
+    return _signed(receipt_json(event, language=language, key=key), key)
 
 
 class ReceiptSigner:
@@ -300,7 +407,7 @@ class ReceiptSigner:
             if event.notice_id not in self.notices_ok:
                 self.notices_ok[event.notice_id] = ledger.notice_intact(event.notice)
             try:
-                payload = receipt_payload(
+                payload = receipt_json(
                     event,
                     language=self.language,
                     key=self.key,

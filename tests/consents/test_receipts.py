@@ -393,3 +393,76 @@ def test_a_receipt_made_a_moment_later_looks_its_place_up(
     assert ledger.recorded_just_now(event)
     again = ConsentEvent.objects.select_related("notice").get(pk=event.pk)
     assert not ledger.recorded_just_now(again)
+
+
+def _whole(event, language: str = "en") -> str:
+    """The payload encoded in one piece from its parts, as receipts were
+    before each notice had its template."""
+    site, paths = settings.SITE_URL, receipts._receipt_paths()
+    values = dict(
+        zip(
+            receipts._PER_EVENT,
+            (
+                int(event.created_at.timestamp()),
+                receipts.COLLECTION_METHODS[event.method],
+                str(event.uuid),
+                str(event.subject_id),
+                event.decision,
+                event.decision == Decision.GRANTED,
+                event.policy_version_id,
+            ),
+            strict=True,
+        )
+    )
+    shape = receipts._shape(
+        event.notice,
+        language=language,
+        key=receipts.signing_key(),
+        site=site,
+        paths=paths,
+        event=values,
+    )
+    shape |= receipts._ledger_position(event, site, paths)
+    return json.dumps(shape, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("language", ["en", "pt-br"])
+def test_a_receipt_from_its_notices_template_is_the_payload_to_the_byte(
+    customer, purposes, language
+):
+    granted = decide(customer, purposes["newsletter"])
+    withdrawn = decide(customer, purposes["newsletter"], Decision.WITHDRAWN)
+    sensitive = decide(customer, purposes["dietary-suggestions"])
+    ledger.seal()  # the first two are in the tree: their position carries a proof
+    for event in (granted, withdrawn, sensitive):
+        assert receipts.receipt_json(event, language=language) == _whole(event, language)
+    assert json.loads(receipts.receipt_json(granted))["inclusionProof"]["treeSize"] == 3
+
+
+def test_a_notice_text_that_looks_like_a_templates_gap_stays_text(customer, purposes):
+    """Staff write the notices: quotes, non-ASCII and the gaps' own prefix
+    are encoded as text, never taken for a place to fill."""
+    purpose = purposes["newsletter"]
+    services.purpose_update(
+        purpose=purpose,
+        acting_user=None,
+        values={"name": 'News "from the shop" (promoção) clareza-receipt-0000-consentTimestamp'},
+    )
+    event = decide(customer, purpose)
+    payload = json.loads(receipts.receipt_json(event))
+    assert payload["services"][0]["purposes"][0]["purpose"] == (
+        'News "from the shop" (promoção) clareza-receipt-0000-consentTimestamp'
+    )
+    assert payload["consentTimestamp"] == int(event.created_at.timestamp())
+    assert receipts.receipt_json(event) == _whole(event)
+
+
+def test_a_changed_controller_is_in_the_next_receipt(customer, purposes, settings):
+    event = decide(customer, purposes["newsletter"])
+    assert json.loads(receipts.receipt_json(event))["piiControllers"][0]["piiController"] == (
+        settings.CONTROLLER_NAME
+    )
+    settings.CONTROLLER_NAME = "Mercado Exemplo S.A."
+    payload = json.loads(receipts.receipt_json(event))
+    assert payload["piiControllers"][0]["piiController"] == "Mercado Exemplo S.A."
+    assert payload["services"][0]["service"] == "Mercado Exemplo S.A."
