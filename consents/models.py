@@ -254,8 +254,13 @@ class ConsentEvent(models.Model):
     purpose = models.ForeignKey(
         Purpose, on_delete=models.PROTECT, related_name="events", db_constraint=False
     )
+    # No index either (migration 0016): nothing looks events up by their notice.
     notice = models.ForeignKey(
-        PurposeNotice, on_delete=models.PROTECT, related_name="events", db_constraint=False
+        PurposeNotice,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_constraint=False,
+        db_index=False,
     )
     # The policy version in force: filled by the policies app.
     policy_version_id = models.BigIntegerField(null=True, blank=True)
