@@ -46,7 +46,8 @@ from datetime import UTC, datetime
 import psycopg
 from django.conf import settings
 from django.db import DataError, connection, transaction
-from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.postgresql.base import CursorDebugWrapper, ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -447,8 +448,18 @@ def _prepared_cursor():
         cursor = _Prepared(connection.connection)
     connection.validate_thread_sharing()
     if connection.queries_logged:
-        return connection.make_debug_cursor(cursor)
+        return _PreparedDebugWrapper(cursor, connection)
     return connection.make_cursor(cursor)
+
+
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Django's debug cursor, logging the statement as it was written (with
+    its %s and its parameters): a cursor that binds on the server has no
+    client-side text of the call to show."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(sql, params, use_last_executed_query=False):
+            return CursorWrapper.execute(self, sql, params)
 
 
 # An event this process recorded less than this long ago is taken to be not yet

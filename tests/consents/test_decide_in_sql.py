@@ -404,3 +404,14 @@ def test_the_decisions_call_is_not_prepared_when_the_connection_forbids_it(purpo
         assert _prepared_decisions() == before
     finally:
         raw.prepare_threshold = kept
+
+
+@needs_postgres
+def test_the_prepared_call_is_in_the_query_log_as_written(purposes):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        _grant(purposes["newsletter"])
+    calls = [q["sql"] for q in captured.captured_queries if "consents_decide(" in q["sql"]]
+    assert len(calls) == 1
+    assert "FROM consents_decide(%s, %s" in calls[0]
