@@ -201,6 +201,25 @@ class RightsRequest(models.Model):
         )
 
 
+class LimitLifted(models.Model):
+    """An objection or a restriction that stopped having effect: refused or
+    withdrawn, or a restriction answered (an objection upheld keeps having
+    effect). The audience's changes feed follows these rows by id, as it
+    follows the ledger's events and the requests themselves, so that a system
+    in step takes the person back in (integrations.api.selectors.audience_changes).
+    Written by rights.services only, under the lock a decision takes."""
+
+    request = models.ForeignKey(RightsRequest, on_delete=models.CASCADE, related_name="+")
+    lifted_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("objection or restriction lifted")
+        verbose_name_plural = _("objections and restrictions lifted")
+
+    def __str__(self) -> str:
+        return f"{self.request} lifted {self.lifted_at:%Y-%m-%d}"
+
+
 class ExportStatus(models.TextChoices):
     QUEUED = "queued", _("Waiting to be prepared")
     BUILDING = "building", _("Being prepared")

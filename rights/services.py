@@ -37,6 +37,7 @@ from rights.models import (
     IdentityCheck,
     Jurisdiction,
     Kind,
+    LimitLifted,
     RightsRequest,
     Status,
 )
@@ -546,10 +547,25 @@ def _done(request: RightsRequest, *, acting_user, now: datetime) -> None:
 
 
 def _close(request: RightsRequest, status: str, *, acting_user, fields: list[str]) -> None:
+    lifted = _lifts(request, status)
+    if lifted:
+        # As request_create takes it: the changes feed reads the lifts up to a
+        # barrier taken under this lock, so none is still being written behind it.
+        ledger.decision_lock(request.subject_id)
     request.status = status
     request.closed_at = timezone.now()
     request.closed_by = acting_user
     request.save(update_fields=["status", "closed_at", "closed_by", *fields])
+    if lifted:
+        LimitLifted.objects.create(request=request, lifted_at=request.closed_at)
+
+
+def _lifts(request: RightsRequest, status: str) -> bool:
+    """Whether closing the request with `status` ends an objection or a
+    restriction in effect (rights.selectors: an objection upheld stays)."""
+    if request.kind == Kind.RESTRICTION:
+        return True
+    return request.kind == Kind.OBJECTION and status != Status.DONE
 
 
 def _audit(request: RightsRequest, action: str, *, acting_user) -> None:

@@ -28,7 +28,7 @@ from consents import ledger
 from consents.models import ConsentEvent, ConsentState, Decision, NewsletterSignup, Purpose
 from integrations.api.compiled import Compiled
 from integrations.api.problems import ApiProblem
-from rights.models import Kind, RightsRequest
+from rights.models import Kind, LimitLifted, RightsRequest
 from rights.selectors import limited_pairs, limiting_requests
 
 # The DPV term (and the demo's key) of the data category that is an email address.
@@ -169,16 +169,18 @@ def _decode(cursor: str, kind: str, *sizes: int) -> list[int]:
 LIMITING_KINDS = (Kind.OBJECTION, Kind.RESTRICTION)
 
 
-def _barriers() -> tuple[int, int]:
+def _barriers() -> tuple[int, int, int]:
     """Where the changes feed may read up to: the ledger's committed barrier
-    and, under the same exclusive lock, the highest rights request id. An
-    objection or a restriction is written holding the ledger lock shared
-    (rights.services.request_create), so none with a lower id is still being
-    written once the lock is ours: the feed cannot pass one unseen."""
+    and, under the same exclusive lock, the highest rights request id and the
+    highest lift's. An objection or a restriction is written, and lifted,
+    holding the ledger lock shared (rights.services.request_create and
+    _close), so none with a lower id is still being written once the lock is
+    ours: the feed cannot pass one unseen."""
     with transaction.atomic():
         events = ledger.committed_barrier()
         requests = RightsRequest.objects.aggregate(m=Max("pk"))["m"] or 0
-    return events, requests
+        lifts = LimitLifted.objects.aggregate(m=Max("pk"))["m"] or 0
+    return events, requests, lifts
 
 
 @dataclass(frozen=True)
@@ -218,12 +220,13 @@ def audience_page(
     that the changes feed starts from, so that nothing decided during the walk
     is missed: the last page hands it over as `changes_cursor`."""
     if cursor:
-        pid, after, since, *rest = _decode(cursor, "a", 4, 3)
-        since_requests = rest[0] if rest else 0  # a cursor given before requests were followed
+        pid, after, since, *rest = _decode(cursor, "a", 5, 4, 3)
+        # A cursor given before requests, or their lifts, were followed: from the start.
+        since_requests, since_lifts = (*rest, 0, 0)[:2]
         if pid != purpose.pk:
             raise ApiProblem("invalid-cursor", "The cursor belongs to another purpose.")
     else:
-        after, (since, since_requests) = 0, _barriers()
+        after, (since, since_requests, since_lifts) = 0, _barriers()
     page = _in_audience(purpose, with_email).filter(pk__gt=after).order_by("pk")
     if connection.vendor == "postgresql":
         # Thousands of rows a page: the subject id comes as text from the
@@ -238,9 +241,9 @@ def audience_page(
         fetched = [(pk, str(subject), email) for pk, subject, email in rows]
     rows = [(subject, address) for _pk, subject, address in fetched]
     if len(fetched) == limit:
-        cursor = _encode("a", purpose.pk, fetched[-1][0], since, since_requests)
+        cursor = _encode("a", purpose.pk, fetched[-1][0], since, since_requests, since_lifts)
         return AudiencePage(rows, cursor, None)
-    return AudiencePage(rows, None, _encode("c", purpose.pk, since, since_requests))
+    return AudiencePage(rows, None, _encode("c", purpose.pk, since, since_requests, since_lifts))
 
 
 @dataclass(frozen=True)
@@ -251,24 +254,24 @@ class ChangesPage:
 
 
 def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: bool) -> ChangesPage:
-    """The people whose decision on the purpose changed since the cursor, or
-    who made an objection or a restriction covering it since, each once, with
-    whether they are in the audience now. Both are read only up to their
-    barrier (_barriers): one still being written cannot appear behind the
-    cursor once it has passed. A page holds at most `limit` events and
-    `limit` requests."""
-    pid, since, *rest = _decode(cursor, "c", 3, 2)
-    since_requests = rest[0] if rest else 0  # a cursor given before requests were followed
+    """The people whose decision on the purpose changed since the cursor, who
+    made an objection or a restriction covering it since, or whose objection
+    or restriction covering it was lifted since, each once, with whether they
+    are in the audience now. Each is read only up to its barrier (_barriers):
+    one still being written cannot appear behind the cursor once it has
+    passed. A page holds at most `limit` events, `limit` requests and `limit`
+    lifts."""
+    pid, since, *rest = _decode(cursor, "c", 4, 3, 2)
+    # A cursor given before requests, or their lifts, were followed: from the start.
+    since_requests, since_lifts = (*rest, 0, 0)[:2]
     if pid != purpose.pk:
         raise ApiProblem("invalid-cursor", "The cursor belongs to another purpose.")
-    barrier, requests_barrier = _barriers()
+    barrier, requests_barrier, lifts_barrier = _barriers()
     events = list(
         ConsentEvent.objects.filter(purpose_id=purpose.pk, pk__gt=since, pk__lte=barrier)
         .order_by("pk")
         .values_list("pk", "subject_id")[:limit]
     )
-    # Lifting one (a restriction answered, an objection refused or withdrawn)
-    # leaves no mark to follow: such a person comes back in the next walk.
     requests = list(
         RightsRequest.objects.filter(
             kind__in=LIMITING_KINDS,
@@ -279,10 +282,24 @@ def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: b
         .order_by("pk")
         .values_list("pk", "subject_id")[:limit]
     )
-    more_events, more_requests = len(events) == limit, len(requests) == limit
+    # Lifting one (a restriction answered, an objection refused or withdrawn)
+    # may bring the person back: they are a change too.
+    lifts = list(
+        LimitLifted.objects.filter(
+            request__purposes=purpose.pk, pk__gt=since_lifts, pk__lte=lifts_barrier
+        )
+        .order_by("pk")
+        .values_list("pk", "request__subject_id")[:limit]
+    )
+    more_events, more_requests, more_lifts = (
+        len(events) == limit,
+        len(requests) == limit,
+        len(lifts) == limit,
+    )
     next_since = events[-1][0] if more_events else max(since, barrier)
     next_requests = requests[-1][0] if more_requests else max(since_requests, requests_barrier)
-    subjects = list(dict.fromkeys(subject for _pk, subject in [*events, *requests]))
+    next_lifts = lifts[-1][0] if more_lifts else max(since_lifts, lifts_barrier)
+    subjects = list(dict.fromkeys(subject for _pk, subject in [*events, *requests, *lifts]))
     present = {}
     if subjects:
         present = dict(
@@ -293,8 +310,8 @@ def audience_changes(purpose: Purpose, *, cursor: str, limit: int, with_email: b
     rows = [(s, s in present, present.get(s)) for s in subjects]
     return ChangesPage(
         rows,
-        _encode("c", purpose.pk, next_since, next_requests),
-        more_events or more_requests,
+        _encode("c", purpose.pk, next_since, next_requests, next_lifts),
+        more_events or more_requests or more_lifts,
     )
 
 

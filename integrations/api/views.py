@@ -374,9 +374,10 @@ def audience_list(request: HttpRequest, key: PurposeKey, params: Query[AudienceP
     operation_id="audience_changes",
     summary=gettext_noop("Who joined or left a purpose's audience since a cursor"),
     description=gettext_noop(
-        "Each person whose decision on the purpose changed since the cursor, or who made "
-        "an objection or a restriction covering it since, once, with whether they are in "
-        "the audience now. A page holds at most `limit` decisions and `limit` such requests."
+        "Each person whose decision on the purpose changed since the cursor, who made an "
+        "objection or a restriction covering it since, or whose objection or restriction "
+        "covering it was lifted since, once, with whether they are in the audience now. A "
+        "page holds at most `limit` decisions, `limit` such requests and `limit` lifts."
     ),
     tags=["audience"],
     openapi_extra={"x-scope": ApiScope.AUDIENCE_READ.value},

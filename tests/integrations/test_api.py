@@ -453,3 +453,102 @@ def test_the_call_log_row_is_written_outside_any_transaction(
         customer.subject_id,
         "",
     )
+
+
+def _lift(request, how: str, staff, person) -> None:
+    if how == "answered":
+        rights_services.request_complete(request=request, acting_user=staff, answer="Checked.")
+    elif how == "refused":
+        rights_services.request_refuse(request=request, reason="Not founded.", acting_user=staff)
+    else:
+        rights_services.request_cancel(request=request, user=person)
+
+
+@pytest.mark.parametrize(
+    ("kind", "how", "back_in"),
+    [
+        (Kind.RESTRICTION, "answered", True),
+        (Kind.RESTRICTION, "refused", True),
+        (Kind.RESTRICTION, "withdrawn", True),
+        # An objection withdrew the grant when it was made: lifted, the person
+        # is a change, still out of the audience until they grant it again.
+        (Kind.OBJECTION, "refused", False),
+        (Kind.OBJECTION, "withdrawn", False),
+    ],
+)
+def test_a_lifted_objection_or_restriction_is_a_change(
+    api, purposes, people, staff, kind, how, back_in
+):
+    request = rights_services.request_create(
+        user=people[2], kind=kind, purposes=[purposes["newsletter"]]
+    )
+    other = rights_services.request_create(
+        user=people[3], kind=kind, purposes=[purposes["recommendations"]]
+    )
+    subjects, _emails, cursor = walk(api, "newsletter", limit=100)
+    assert str(people[2].subject_id) not in subjects
+    _lift(request, how, staff, people[2])
+    _lift(other, how, staff, people[3])  # another purpose's: no change here
+    items, cursor = changes(api, "newsletter", cursor)
+    assert items == [{"subject_id": str(people[2].subject_id), "in_audience": back_in}]
+    assert changes(api, "newsletter", cursor)[0] == []  # seen once
+    assert (str(people[2].subject_id) in walk(api, "newsletter", limit=100)[0]) is back_in
+
+
+def test_an_objection_upheld_is_not_lifted(api, purposes, people, staff):
+    request = rights_services.request_create(
+        user=people[2], kind=Kind.OBJECTION, purposes=[purposes["newsletter"]]
+    )
+    _subjects, _emails, cursor = walk(api, "newsletter", limit=100)
+    rights_services.request_complete(request=request, acting_user=staff, answer="Stopped.")
+    assert changes(api, "newsletter", cursor)[0] == []
+    grant(people[2], purposes["newsletter"])  # granting again does not undo the objection
+    items, _cursor = changes(api, "newsletter", cursor)
+    assert items == [{"subject_id": str(people[2].subject_id), "in_audience": False}]
+
+
+def test_lifts_come_in_pages_beside_decisions_and_requests(api, purposes, people, staff):
+    restrictions = [
+        rights_services.request_create(
+            user=person, kind=Kind.RESTRICTION, purposes=[purposes["newsletter"]]
+        )
+        for person in people[:3]
+    ]
+    _subjects, _emails, cursor = walk(api, "newsletter", limit=100)
+    for request in restrictions:
+        rights_services.request_cancel(request=request, user=request.user)
+    rights_services.request_create(
+        user=people[4], kind=Kind.RESTRICTION, purposes=[purposes["newsletter"]]
+    )
+    withdraw(people[5], purposes["newsletter"])
+    seen, pages = [], 0
+    while True:
+        page = api.get(
+            "/api/v1/purposes/newsletter/audience/changes", {"cursor": cursor, "limit": 2}
+        ).json()
+        assert len(page["items"]) <= 6  # at most `limit` of events, requests and lifts
+        seen += [(item["subject_id"], item["in_audience"]) for item in page["items"]]
+        cursor, pages = page["next_cursor"], pages + 1
+        if not page["more"]:
+            break
+    assert pages >= 2
+    expected = [(str(p.subject_id), True) for p in people[:3]]
+    expected += [(str(people[4].subject_id), False), (str(people[5].subject_id), False)]
+    assert sorted(seen) == sorted(expected)
+
+
+def test_a_changes_cursor_given_before_lifts_were_followed_still_works(
+    api, purposes, people, staff
+):
+    import base64
+
+    request = rights_services.request_create(
+        user=people[1], kind=Kind.RESTRICTION, purposes=[purposes["newsletter"]]
+    )
+    _subjects, _emails, cursor = walk(api, "newsletter", limit=100)
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    three = ".".join(raw.split(".")[:4])  # c, purpose, events, requests: no lifts yet
+    old = base64.urlsafe_b64encode(three.encode()).decode().rstrip("=")
+    rights_services.request_cancel(request=request, user=people[1])
+    items, _cursor = changes(api, "newsletter", old)
+    assert items == [{"subject_id": str(people[1].subject_id), "in_audience": True}]
