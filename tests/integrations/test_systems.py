@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import jsonschema
 import pytest
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from integrations import systems
 from integrations.api import services as api_services
@@ -650,3 +650,12 @@ def test_an_unknown_query_parameter_is_refused_not_ignored(world, client, purpos
     assert body["errors"] == [{"loc": ["query", "stat"], "msg": "Unknown parameter"}]
     assert call(client, "get", f"{TASKS}?status=all&limit=5", world.secret).status_code == 200
 
+
+def test_a_cancelled_task_reads_in_the_feminine_in_pt_br(world, customer):
+    request = rights_services.request_create(user=customer, kind=Kind.ACCESS)
+    rights_services.request_cancel(request=request, user=customer)
+    request.refresh_from_db()
+    with translation.override("pt-br"):
+        # A task (tarefa) is feminine; the request (pedido) keeps the masculine.
+        assert {row["status"] for row in systems.listed(request.pk)} == {"Cancelada"}
+        assert request.get_status_display() == "Cancelado"
