@@ -27,8 +27,8 @@ from portal import events
 
 NAME = "Demo shop"
 SCOPES = [ApiScope.CONSENTS_READ, ApiScope.AUDIENCE_READ, ApiScope.RIGHTS_HANDLE]
-# What the shop acts on; rights_request.assigned reaches a system's own
-# endpoint whatever it chose, and is named here where the portal has it.
+# What the shop acts on; rights_request.assigned and .cancelled reach a
+# system's own endpoint whatever it chose, and are named here where the portal has them.
 EVENTS = [
     events.CONSENT_GRANTED,
     events.CONSENT_WITHDRAWN,
@@ -36,7 +36,8 @@ EVENTS = [
     events.CONSENT_LAPSED,
     events.GPC_OPT_OUT,
     events.ACCOUNT_ERASED,
-    "rights_request.assigned",
+    events.RIGHTS_REQUEST_ASSIGNED,
+    events.RIGHTS_REQUEST_CANCELLED,
 ]
 STATE_FILE = "demo-shop-copy.json"
 

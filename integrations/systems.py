@@ -18,7 +18,12 @@
   decides whether the request is complete.
 - rights asks who a request still waits for through rights.waiting, which this
   module fills from IntegrationsConfig.ready(); a request cancelled or refused
-  calls off its tasks the same way. rights never imports this module.
+  calls off its tasks the same way, and each system with an endpoint whose
+  task is called off is sent `rights_request.cancelled` (to its own endpoint,
+  in that transaction), so that it stops before its next API call meets a
+  409. rights never imports this module.
+- Times a system reads (due_at, cancelled_at) are UTC, "...Z", to the second,
+  whichever time zone the value was made in.
 
 Lock order: the rights request, then its tasks (two systems confirming the
 last two tasks at once must not each see the other still open).
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.db.models import Max, Q
@@ -48,6 +53,7 @@ from rights.models import AuditAction, Kind, RightsRequest
 logger = logging.getLogger(__name__)
 
 ASSIGNED = events.RIGHTS_REQUEST_ASSIGNED
+CANCELLED = events.RIGHTS_REQUEST_CANCELLED
 DONE_MAX = 5000
 REASON_MAX = 5000
 # What a system may return for a person's copy, as JSON text.
@@ -166,6 +172,18 @@ def concerned_systems(request: RightsRequest) -> list[ConnectedSystem]:
     ]
 
 
+def utc_moment(moment: datetime) -> datetime:
+    """A time as systems read it: in UTC, to the second. A request made in
+    this process holds its due_at in the portal's zone (-03:00), one read
+    from the database in UTC: the same instant must read the same."""
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def utc_text(moment: datetime) -> str:
+    """utc_moment in ISO 8601 with "Z", as the API's JSON writes it too."""
+    return utc_moment(moment).isoformat().replace("+00:00", "Z")
+
+
 def task_payload(task: SystemTask) -> dict:
     """What a system reads of a task: the `data` of a rights_request.assigned
     message, and the fields the API's Task shares with it."""
@@ -176,22 +194,36 @@ def task_payload(task: SystemTask) -> dict:
         "kind": task.kind,
         "subject_id": str(request.subject_id),
         "purposes": sorted(p.key for p in request.purposes.all()),
-        "due_at": request.due_at.isoformat(),
+        "due_at": utc_text(request.due_at),
         "system": task.system.key,
     }
 
 
-def _send(task: SystemTask, *, now: datetime) -> None:
+def cancelled_payload(task: SystemTask, *, reason: str, now: datetime) -> dict:
+    """The `data` of a rights_request.cancelled message: which task is called
+    off, and why (rights.waiting.CLOSED_REASONS)."""
+    return {
+        "task": str(task.uuid),
+        "request": str(task.request.uuid),
+        "kind": task.kind,
+        "subject_id": str(task.request.subject_id),
+        "reason": reason,
+        "cancelled_at": utc_text(now),
+        "system": task.system.key,
+    }
+
+
+def _send(task: SystemTask, kind: str, data: dict, *, now: datetime) -> None:
     """The signed message to the system's own endpoint, through the outbox, in
     the caller's transaction (the same body on every retry)."""
     from integrations.webhooks.delivery import delivery_queue
 
     body = json.dumps(
-        {"type": ASSIGNED, "timestamp": now.isoformat(), "data": task_payload(task)},
+        {"type": kind, "timestamp": now.isoformat(), "data": data},
         separators=(",", ":"),
         sort_keys=True,
     )
-    message = WebhookMessage.objects.create(event_type=ASSIGNED, body=body, created_at=now)
+    message = WebhookMessage.objects.create(event_type=kind, body=body, created_at=now)
     delivery_queue(message=message, endpoint=task.system.webhook_endpoint)
 
 
@@ -218,7 +250,7 @@ def tasks_fan_out(
         )
         task.request, task.system = request, system
         if system.webhook_endpoint is not None:
-            _send(task, now=now)
+            _send(task, ASSIGNED, task_payload(task), now=now)
         made.append(task)
     if made:
         logger.info("request %s sent to %s", request.uuid, ", ".join(t.system.key for t in made))
@@ -274,12 +306,25 @@ def listed(request_id: int) -> list[dict]:
     ]
 
 
-def tasks_cancel(request_ids: list[int], now: datetime) -> int:
+def tasks_cancel(request_ids: list[int], now: datetime, *, reason: str) -> int:
     """The requests ended without their systems (cancelled, refused, or ended
-    by the person's erasure): their waiting tasks are called off."""
-    return SystemTask.objects.filter(
-        request_id__in=request_ids, status__in=WAITING_STATUSES
-    ).update(status=Status.CANCELLED, cancelled_at=now, person_emails="")
+    by the person's erasure): their waiting tasks are called off, and each
+    system with an endpoint is told, in the caller's transaction (a rollback
+    tells nobody). The caller holds the requests' locks, which a system's
+    answer takes first: no task is answered between the read and the update."""
+    waiting = SystemTask.objects.filter(request_id__in=request_ids, status__in=WAITING_STATUSES)
+    told = list(
+        waiting.filter(system__webhook_endpoint__isnull=False)
+        .select_related("request", "system__webhook_endpoint")
+        .select_for_update(of=("self",))
+        .order_by("pk")
+    )
+    count = waiting.update(status=Status.CANCELLED, cancelled_at=now, person_emails="")
+    for task in told:
+        _send(task, CANCELLED, cancelled_payload(task, reason=reason, now=now), now=now)
+    if told:
+        logger.info("tasks called off (%s): told %s", reason, ", ".join(t.system.key for t in told))
+    return count
 
 
 # Answers ----------------------------------------------------------------------------

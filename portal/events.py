@@ -36,8 +36,10 @@ RIGHTS_REQUEST_OPENED = "rights_request.opened"
 RIGHTS_REQUEST_DUE = "rights_request.due"
 RIGHTS_REQUEST_COMPLETED = "rights_request.completed"
 # Sent only to the connected system a request's task is assigned to, at its own
-# endpoint (integrations.systems), never published to every endpoint.
+# endpoint (integrations.systems), never published to every endpoint; and
+# likewise when that task is called off (the request cancelled or refused).
 RIGHTS_REQUEST_ASSIGNED = "rights_request.assigned"
+RIGHTS_REQUEST_CANCELLED = "rights_request.cancelled"
 ACCOUNT_ERASED = "account.erased"
 
 # Every kind, in the order staff see them, with what it means.
@@ -53,6 +55,10 @@ KINDS = {
     RIGHTS_REQUEST_COMPLETED: _("Rights request completed"),
     RIGHTS_REQUEST_ASSIGNED: _(
         "Rights request assigned to a connected system (sent to that system's endpoint only)"
+    ),
+    RIGHTS_REQUEST_CANCELLED: _(
+        "Rights request's task called off for a connected system (the request was cancelled "
+        "or refused; sent to that system's endpoint only)"
     ),
     ACCOUNT_ERASED: _("Account erased"),
 }

@@ -39,6 +39,7 @@ class RightsRequestAdmin(admin.ModelAdmin):
         "jurisdiction",
         "channel",
         "received_at",
+        "waiting_for",
     ]
     list_display_links = ["due_at"]
     list_filter = ["status", "kind", "jurisdiction", "channel"]
@@ -54,6 +55,23 @@ class RightsRequestAdmin(admin.ModelAdmin):
             "admin/rights/_deadline.html",
             {"urgency": selectors.urgency(obj), "request": obj},
         )
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """The page's requests, each with the systems it still waits for, read
+        for the whole page at once (rights.waiting, one query), not per row."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)  # evaluated once: the template reuses these rows
+        found = waiting.waiting_on_many(row.pk for row in rows)
+        for row in rows:
+            row.waiting_for_names = found.get(row.pk, [])
+        return changelist
+
+    @admin.display(description=gettext_lazy("Waiting for"))
+    def waiting_for(self, obj: RightsRequest) -> str | None:
+        names = getattr(obj, "waiting_for_names", None)
+        if names is None:  # a row not from the page's list
+            names = waiting.waiting_on(obj.pk)
+        return ", ".join(names) or None  # None: the admin's empty value
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # requests are proof that the rights were answered

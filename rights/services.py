@@ -350,7 +350,7 @@ def erasure_cancel(
         locked.closed_at = now
         locked.closed_by = None
         locked.save(update_fields=["status", "closed_at", "closed_by"])
-        waiting.closed([locked.pk], now=now)
+        waiting.closed([locked.pk], now=now, reason=waiting.CANCELLED)
     if user is not None:
         user.closed_at = None
     return locked
@@ -416,7 +416,7 @@ def erasure_carry_out(
         ).exclude(pk=locked.pk)
         ended = list(others.values_list("pk", flat=True))
         others.update(status=Status.CANCELLED, closed_at=now)
-        waiting.closed(ended, now=now)
+        waiting.closed(ended, now=now, reason=waiting.ENDED_BY_ERASURE)
         counts = erasure.erase(person)
         locked.email = ""
         locked.user = None
@@ -640,7 +640,7 @@ def request_refuse(*, request: RightsRequest, reason: str, acting_user) -> Right
         if locked.kind == Kind.ERASURE and locked.user_id is not None:
             # A refused erasure (a legal reason to keep the data) leaves the account open.
             get_user_model().objects.filter(pk=locked.user_id).update(closed_at=None)
-        waiting.closed([locked.pk], now=locked.closed_at)
+        waiting.closed([locked.pk], now=locked.closed_at, reason=waiting.REFUSED)
         emails.request_refused(request=locked)
         _audit(locked, AuditAction.REQUEST_REFUSE, acting_user=acting_user)
     return locked
@@ -723,7 +723,7 @@ def request_cancel(*, request: RightsRequest, user) -> RightsRequest:
             raise RightsError(_("This request is not yours."))
         _open(locked)
         _close(locked, Status.CANCELLED, acting_user=None, fields=[])
-        waiting.closed([locked.pk], now=locked.closed_at)
+        waiting.closed([locked.pk], now=locked.closed_at, reason=waiting.CANCELLED)
     return locked
 
 

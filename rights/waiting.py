@@ -18,9 +18,9 @@ imports it:
 - listed(request_id) -> [{"system", "kind", "status", "status_code", "manual",
   "done", "failure", "completed_at", "url"}]: what each reached, for the
   request's admin page (labels in the active language).
-- closed(request_ids, now) -> the requests ended without them (cancelled,
-  refused): whatever they still had to do is called off. Runs in the caller's
-  transaction.
+- closed(request_ids, now, reason) -> the requests ended without them: whatever
+  they still had to do is called off, and `reason` (one of CLOSED_REASONS)
+  says why, for the systems told of it. Runs in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -29,13 +29,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+# Why requests ended without their systems (closed()'s reason), as a system reads it.
+CANCELLED = "cancelled"  # by the person
+REFUSED = "refused"  # by staff
+ENDED_BY_ERASURE = "ended_by_erasure"  # the person's data was erased: their other requests end
+CLOSED_REASONS = (CANCELLED, REFUSED, ENDED_BY_ERASURE)
+
 
 @dataclass(frozen=True)
 class Party:
     reach: Callable[..., object]
     waiting_on: Callable[[list[int]], dict[int, list[str]]]
     last_answer_at: Callable[[int], datetime | None]
-    closed: Callable[[list[int], datetime], int]
+    closed: Callable[..., int]
     listed: Callable[[int], list[dict]]
 
 
@@ -79,8 +85,10 @@ def listed(request_id: int) -> list[dict]:
     return [row for party in _parties for row in party.listed(request_id)]
 
 
-def closed(request_ids: Iterable[int], *, now: datetime) -> int:
+def closed(request_ids: Iterable[int], *, now: datetime, reason: str) -> int:
+    if reason not in CLOSED_REASONS:
+        raise ValueError(f"unknown reason {reason!r}")
     ids = list(request_ids)
     if not ids:
         return 0
-    return sum(party.closed(ids, now) for party in _parties)
+    return sum(party.closed(ids, now, reason=reason) for party in _parties)

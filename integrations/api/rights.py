@@ -44,7 +44,9 @@ class TaskOut(Schema):
         )
     )
     due_at: datetime = Field(
-        description=gettext_noop("The request's deadline, which covers every system.")
+        description=gettext_noop(
+            "The request's deadline, which covers every system (UTC, to the second)."
+        )
     )
     status: Literal["open", "acknowledged", "completed", "failed", "cancelled"]
     acknowledged_at: datetime | None
@@ -126,7 +128,7 @@ def _out(task: SystemTask) -> dict:
         "kind": task.kind,
         "subject_id": payload["subject_id"],
         "purposes": payload["purposes"],
-        "due_at": task.request.due_at,
+        "due_at": systems.utc_moment(task.request.due_at),
         "status": task.status,
         "acknowledged_at": task.acknowledged_at,
         "completed_at": task.completed_at,

@@ -20,6 +20,9 @@ and its signed webhooks:
   open tasks at each resync): an erasure forgets the person, a copy answers
   with what is held, an objection or a restriction stops the purposes; each
   task is then completed through the API (POST /api/v1/rights/tasks/...).
+  A task called off in the portal (rights_request.cancelled: the request was
+  cancelled or refused) is dropped: a late or retried assignment of it, or
+  the task list, never has it carried out.
 
 The copy is a JSON file (--state), written atomically (a new file renamed
 over the old), readable by its owner only. Per person and purpose it holds
@@ -208,6 +211,7 @@ class Copy:
         self.cursors: dict[str, str] = data.get("cursors", {})
         self.seen: list[str] = data.get("webhooks_seen", [])
         self.tasks_done: list[str] = data.get("tasks_done", [])
+        self.tasks_cancelled: list[str] = data.get("tasks_cancelled", [])
 
     def save(self) -> None:
         """Atomically: a reader (or a crash) sees the old file or the new one."""
@@ -217,6 +221,7 @@ class Copy:
                 "cursors": self.cursors,
                 "webhooks_seen": self.seen[-SEEN_KEPT:],
                 "tasks_done": self.tasks_done[-SEEN_KEPT:],
+                "tasks_cancelled": self.tasks_cancelled[-SEEN_KEPT:],
             }
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
@@ -453,6 +458,8 @@ class ConsentSync:
             return "forgotten" if self.copy.forget(subject) else "not held, nothing to forget"
         if kind == "rights_request.assigned":
             return self.handle_task(data)
+        if kind == "rights_request.cancelled":
+            return self.drop_task(data)
         return "nothing to do"
 
     # Rights requests assigned to this system.
@@ -465,6 +472,8 @@ class ConsentSync:
         purposes = task.get("purposes") or []
         if not task_id or task_id in self.copy.tasks_done:
             return "done already"
+        if task_id in self.copy.tasks_cancelled:
+            return f"{kind} task {short(task_id)}: called off in the portal, not done"
         data = None
         if kind == "erasure":
             held = self.copy.forget(subject)
@@ -493,6 +502,21 @@ class ConsentSync:
             done = "closed in the portal already (completed or cancelled)"
         self.copy.tasks_done.append(task_id)
         return f"{kind} task {short(task_id)}: {done}"
+
+    def drop_task(self, cancelled: dict) -> str:
+        """The portal called a task off: whatever this system would still do
+        for it is dropped (its assignment may yet arrive, late or retried,
+        and is then ignored)."""
+        task_id, kind = cancelled.get("task"), cancelled.get("kind")
+        if not task_id:
+            return "no task named, nothing to drop"
+        reason = cancelled.get("reason") or "no reason given"
+        if task_id in self.copy.tasks_done:
+            return f"{kind} task {short(task_id)}: called off ({reason}), but done here already"
+        if task_id not in self.copy.tasks_cancelled:
+            self.copy.tasks_cancelled.append(task_id)
+            del self.copy.tasks_cancelled[:-SEEN_KEPT]
+        return f"{kind} task {short(task_id)}: called off ({reason}), dropped"
 
     def _task_call(self, task_id: str, action: str, body: dict | None = None) -> bool:
         """POST an action on a task; False when the portal answers 409 (the

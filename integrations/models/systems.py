@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 __all__ = ["ConnectedSystem", "SystemTask", "TaskKind", "TaskStatus"]
 
@@ -102,7 +103,8 @@ class TaskStatus(models.TextChoices):
     ACKNOWLEDGED = "acknowledged", _("Acknowledged")
     COMPLETED = "completed", _("Completed")
     FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
+    # Its own context: a task (pt-BR "tarefa") is feminine, a request's status is not.
+    CANCELLED = "cancelled", pgettext_lazy("system task status", "Cancelled")
 
 
 # Not yet confirmed: the request waits for these (a failure too, until the

@@ -14,20 +14,23 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from consents.demo import seed_inventory
 from consents.models import Decision, Method
 from consents.services import consent_record
 from integrations import demo_shop, systems
 from integrations.examples import consent_sync
-from integrations.models import SystemTask
+from integrations.models import SystemTask, WebhookDelivery
 from integrations.models import TaskStatus as Task
 from portal import outbox
+from portal.models import OutboxItem
 from rights import exports
 from rights import services as rights_services
 from rights.models import AuditAction, AuditEntry, DataExport, Kind, RightsRequest
 from rights.models import Status as RequestStatus
 from tests.integrations.test_consent_sync import PATH, Running
+from tests.integrations.test_webhooks import send_all
 
 pytestmark = pytest.mark.usefixtures("flushed_after")
 
@@ -184,3 +187,50 @@ def test_an_objection_whose_webhook_was_refused_is_caught_up_from_the_task_list(
     request.refresh_from_db()
     # An objection waits for staff's answer (and the CRM, if it holds the purpose's data).
     assert request.is_open
+
+
+def test_a_cancelled_objection_is_told_to_the_shop_which_drops_its_task(demo, customer, capsys):
+    """The shop missed the assignment (its webhook refused); the person
+    cancels: the shop hears of it by a verified webhook at once, and the
+    assignment retried afterwards is not carried out, nor is the task list's."""
+    sync, subject = demo.sync, str(customer.subject_id)
+    grant(customer, demo.purposes["newsletter"])
+    secrets, sync.secrets = sync.secrets, []  # the receiver refuses every signature meanwhile
+    request = rights_services.request_create(
+        user=customer, kind=Kind.OBJECTION, purposes=[demo.purposes["newsletter"]]
+    )
+    shop = tasks_of(request)["shop"]
+    assert shop.status == Task.OPEN
+    sync.secrets = secrets
+    capsys.readouterr()
+
+    rights_services.request_cancel(request=request, user=customer)
+
+    # Delivered as the cancellation committed, its signature checked by the script.
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "rights_request.cancelled" in line]
+    assert len(lines) == 1, out
+    assert f"subject {subject[:8]}: objection task {str(shop.uuid)[:8]}" in lines[0]
+    assert lines[0].endswith("called off (cancelled), dropped")
+    assert str(shop.uuid) in sync.copy.tasks_cancelled
+    told = WebhookDelivery.objects.get(message__event_type="rights_request.cancelled")
+    assert told.status == "succeeded" and told.endpoint_id == demo.shop.webhook_endpoint_id
+
+    # The refused assignment comes again (its retry): the script does nothing with it.
+    assigned = WebhookDelivery.objects.get(message__event_type="rights_request.assigned")
+    assert assigned.status == "pending"
+    OutboxItem.objects.filter(kind="webhook", status="pending").update(
+        next_attempt_at=timezone.now()
+    )
+    send_all()
+    assigned.refresh_from_db()
+    assert assigned.status == "succeeded"
+    out = capsys.readouterr().out
+    assert f"objection task {str(shop.uuid)[:8]}: called off in the portal, not done" in out
+    assert "Processing stopped" not in out  # the task was not carried out
+    # Nor does the next sync's task list bring it back.
+    sync.sync()
+    assert "objection task" not in capsys.readouterr().out
+    shop.refresh_from_db()
+    assert shop.status == Task.CANCELLED and shop.acknowledged_at is None
+    assert str(shop.uuid) not in sync.copy.tasks_done

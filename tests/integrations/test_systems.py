@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
-from django.utils import timezone
+from django.db import transaction
+from django.utils import timezone, translation
 
 from integrations import systems
 from integrations.api import services as api_services
@@ -32,6 +33,7 @@ from rights.models import AuditAction, AuditEntry, DataExport, ExportStatus, Kin
 from rights.models import Status as RequestStatus
 from tests.integrations.conftest import bearer
 from tests.integrations.test_webhooks import send_all, verified
+from tests.integrations.webhook_receiver import Receiver
 
 PROBLEM = "application/problem+json"
 TASKS = "/api/v1/rights/tasks"
@@ -84,6 +86,16 @@ def problem(response, status, code):
     assert response["Content-Type"] == PROBLEM
     assert response.json()["type"].endswith(f"#problem-{code}")
     return response.json()
+
+
+def utc_z(moment: datetime) -> str:
+    """A time as a system must read it: UTC, to the second, with "Z"."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def messages_of(world, kind: str) -> list[dict]:
+    send_all()
+    return [m for m in verified(world.hook.secret, world.receiver.received) if m["type"] == kind]
 
 
 def record_in_admin(staff_client, task, done="Deleted the contact.", data=""):
@@ -152,7 +164,7 @@ def test_a_copy_reaches_every_system_and_the_shop_by_signed_webhook(world, custo
         "kind": "copy",
         "subject_id": str(customer.subject_id),
         "purposes": [],
-        "due_at": request.due_at.isoformat(),
+        "due_at": utc_z(request.due_at),
         "system": "shop",
     }
     for _headers, body in world.receiver.received:
@@ -308,12 +320,79 @@ def test_cancelling_or_refusing_a_request_cancels_its_tasks(world, customer, sta
         systems.task_complete(task=tasks_of(copy)["crm"], done="Late.", acting_user=staff)
 
 
+def test_a_system_is_told_its_task_is_called_off_and_why(world, customer, staff, purposes):
+    warehouse = Receiver()
+    other = webhook_services.endpoint_create(
+        name="Warehouse", url=warehouse.url, events=list(events.KINDS), acting_user=staff
+    ).endpoint
+    objection = rights_services.request_create(
+        user=customer, kind=Kind.OBJECTION, purposes=[purposes["product-research"]]
+    )
+    shop = tasks_of(objection)["shop"]
+    rights_services.request_cancel(request=objection, user=customer)
+    copy = rights_services.request_create(user=customer, kind=Kind.ACCESS)
+    refused = rights_services.request_refuse(
+        request=copy, reason="Identity unclear.", acting_user=staff
+    )
+
+    told = messages_of(world, events.RIGHTS_REQUEST_CANCELLED)
+    shop.refresh_from_db()
+    assert told[0]["data"] == {
+        "task": str(shop.uuid),
+        "request": str(objection.uuid),
+        "kind": "objection",
+        "subject_id": str(customer.subject_id),
+        "reason": "cancelled",
+        "cancelled_at": utc_z(shop.cancelled_at),
+        "system": "shop",
+    }
+    assert told[1]["data"]["request"] == str(copy.uuid)
+    assert told[1]["data"]["reason"] == "refused"
+    assert told[1]["data"]["cancelled_at"] == utc_z(refused.closed_at)
+    assert len(told) == 2  # the CRM has no endpoint: its tasks wait, cancelled, in the admin
+    # Only to the system's own endpoint: another endpoint that chose every kind hears nothing.
+    cancelled = WebhookMessage.objects.filter(event_type=events.RIGHTS_REQUEST_CANCELLED)
+    assert not WebhookDelivery.objects.filter(message__in=cancelled, endpoint=other).exists()
+    assert WebhookDelivery.objects.filter(message__in=cancelled).count() == 2
+    assert warehouse.received  # it did hear of the requests themselves
+    assert events.RIGHTS_REQUEST_CANCELLED not in {m["type"] for m in warehouse.bodies()}
+    warehouse.close()
+
+
+def test_a_cancellation_rolled_back_tells_nobody(world, customer):
+    request = rights_services.request_create(user=customer, kind=Kind.ACCESS)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        rights_services.request_cancel(request=request, user=customer)
+        assert WebhookMessage.objects.filter(event_type=events.RIGHTS_REQUEST_CANCELLED).exists()
+        raise RuntimeError("the change fails after the cancellation")
+    assert not WebhookMessage.objects.filter(event_type=events.RIGHTS_REQUEST_CANCELLED).exists()
+    assert {t.status for t in tasks_of(request).values()} == {Task.OPEN}
+
+
+def test_due_at_reads_in_utc_for_a_copy_and_an_erasure_alike(world, customer, client):
+    copy = rights_services.request_create(user=customer, kind=Kind.ACCESS)
+    # Made in this process, the copy's deadline is in the portal's zone: -03:00.
+    assert copy.due_at.utcoffset() != timedelta(0)
+    erasure = rights_services.account_close(user=customer)
+    rights_services.erasures_due(now=erasure.erase_after + timedelta(minutes=1))
+    erasure.refresh_from_db()
+    assigned = messages_of(world, events.RIGHTS_REQUEST_ASSIGNED)
+    due = {m["data"]["kind"]: m["data"]["due_at"] for m in assigned}
+    assert due == {"copy": utc_z(copy.due_at), "erasure": utc_z(erasure.due_at)}
+    # The API says the same, to the character.
+    listed = call(client, "get", f"{TASKS}?status=all", world.secret).json()["items"]
+    assert {item["kind"]: item["due_at"] for item in listed} == due
+
+
 def test_an_erasure_cancels_the_persons_other_requests_tasks(world, customer):
     copy = rights_services.request_create(user=customer, kind=Kind.ACCESS)
     erasure = rights_services.account_close(user=customer)
     rights_services.erasures_due(now=erasure.erase_after + timedelta(minutes=1))
     assert {t.status for t in tasks_of(copy).values()} == {Task.CANCELLED}
     assert {t.status for t in tasks_of(erasure).values()} == {Task.OPEN}
+    (told,) = messages_of(world, events.RIGHTS_REQUEST_CANCELLED)
+    assert told["data"]["request"] == str(copy.uuid)
+    assert told["data"]["reason"] == "ended_by_erasure"
 
 
 def test_the_daily_notice_names_the_systems_still_pending(world, customer):
@@ -570,3 +649,13 @@ def test_an_unknown_query_parameter_is_refused_not_ignored(world, client, purpos
     body = problem(call(client, "get", f"{TASKS}?stat=all", world.secret), 422, "validation")
     assert body["errors"] == [{"loc": ["query", "stat"], "msg": "Unknown parameter"}]
     assert call(client, "get", f"{TASKS}?status=all&limit=5", world.secret).status_code == 200
+
+
+def test_a_cancelled_task_reads_in_the_feminine_in_pt_br(world, customer):
+    request = rights_services.request_create(user=customer, kind=Kind.ACCESS)
+    rights_services.request_cancel(request=request, user=customer)
+    request.refresh_from_db()
+    with translation.override("pt-br"):
+        # A task (tarefa) is feminine; the request (pedido) keeps the masculine.
+        assert {row["status"] for row in systems.listed(request.pk)} == {"Cancelada"}
+        assert request.get_status_display() == "Cancelado"
