@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from consents import emails as consent_emails
 from consents.models import NewsletterSignup
 from consents.panel import login_required
-from rights import emails, erasure, exports, selectors, services
+from rights import emails, erasure, exports, selectors, services, waiting
 from rights.forms import RequestForm
 from rights.models import DataExport, ExportStatus, Kind, RightsRequest
 
@@ -45,11 +45,63 @@ def _with_link(export: DataExport | None) -> DataExport | None:
     return export
 
 
+def _state(item: RightsRequest, *, waits: bool, export: DataExport | None = None) -> str:
+    """What a request's "State" says to the person. An open request that waits
+    for the company's other systems (rights.waiting) says so in plain words,
+    with what the portal has done already, by kind, rather than "Received"
+    the whole time; a copy says whether the portal's part is ready or being
+    prepared (`export`: the latest copy, when it is this request's). The
+    systems are not named: they are the company's inside."""
+    if not item.is_open:
+        return item.get_status_display()
+    preparing = export is not None and export.is_open
+    ready = export is not None and export.status == ExportStatus.READY
+    if item.kind == Kind.ACCESS and waits and ready:
+        return _(
+            "In progress: the portal's part of your copy is ready; waiting for our other systems."
+        )
+    if item.kind == Kind.ACCESS and waits and preparing:
+        return _(
+            "In progress: we are preparing the portal's part of your copy; "
+            "waiting for our other systems too."
+        )
+    if item.kind == Kind.ACCESS and preparing:
+        return _("In progress: we are preparing your copy.")
+    if not waits:
+        return item.get_status_display()
+    if item.kind == Kind.OBJECTION:
+        return _(
+            "In progress: this portal has stopped the uses concerned; "
+            "waiting for our other systems to confirm they have stopped them too."
+        )
+    if item.kind == Kind.RESTRICTION:
+        return _(
+            "In progress: this portal has paused the uses concerned; "
+            "waiting for our other systems to confirm they have paused them too."
+        )
+    if item.kind == Kind.ERASURE and item.erased_at is not None:
+        return _(
+            "In progress: your data is erased from this portal; "
+            "waiting for our other systems to confirm they have erased theirs."
+        )
+    return _("In progress: waiting for our other systems.")
+
+
+def _with_states(rights_requests: list[RightsRequest], export: DataExport | None) -> None:
+    """Each request's `state` (_state), with one question to rights.waiting
+    for them all."""
+    waits = waiting.waiting_on_many(r.pk for r in rights_requests if r.is_open)
+    for item in rights_requests:
+        own = export if export is not None and export.request_id == item.pk else None
+        item.state = _state(item, waits=item.pk in waits, export=own)
+
+
 def _page(request: HttpRequest, form: RequestForm, *, status: int = 200) -> HttpResponse:
     subject_id = request.user.subject_id
     rights_requests = list(selectors.requests_for(subject_id=subject_id))
     limited = selectors.limited_purpose_ids(subject_id=subject_id)
     export = _with_link(selectors.latest_export(subject_id=subject_id))
+    _with_states(rights_requests, export)
     open_copy_requests = {export.request_id} if export is not None and export.is_open else set()
     return render(
         request,
@@ -230,10 +282,17 @@ def erasure_cancel_link(request: HttpRequest, token: str) -> HttpResponse:
             status = 409
         else:
             cancelled = True
+    # Carried out here, it may still wait for the other systems: say so.
+    waits = found.is_open and found.erased_at is not None and bool(waiting.waiting_on(found.pk))
     return render(
         request,
         "rights/erasure_cancel.html",
-        {"erasure": found, "cancelled": cancelled, "token": token},
+        {
+            "erasure": found,
+            "cancelled": cancelled,
+            "token": token,
+            "state": _state(found, waits=True) if waits else "",
+        },
         status=status,
     )
 

@@ -149,6 +149,22 @@ def flushable_db(transactional_db) -> Iterator[None]:
 
 
 @pytest.fixture
+def no_eager_tasks():
+    """Tasks go to a queue nobody consumes (purged afterwards): a build runs
+    where the test says (or never), so that a page can be seen while it waits."""
+    from portal.celery import app as celery_app
+    from tests.worker_support import default_queue, new_queue_name
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    try:
+        with default_queue(new_queue_name()):
+            yield
+    finally:
+        celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def open_page(browser, live_server, flushable_db) -> Iterator:
     """open_page(**context options) -> Watched, in a context closed after the test.
     Every page fails the test if it logged a console error or broke the CSP."""

@@ -13,31 +13,16 @@ import pytest
 from django.db import connection
 
 from portal import outbox
-from portal.celery import app as celery_app
 from rights import export_sections, exports
 from rights.models import DataExport, ExportStatus
 from tests.browser.conftest import PHONE, focus_is_visible, log_in, make_customer, seed_shop
 from tests.conftest import PASSWORD
-from tests.worker_support import default_queue, new_queue_name
 
 
 @pytest.fixture
 def ana(live_server, flushable_db):
     seed_shop()
     return make_customer("ana@example.com", first_name="Ana", granted=frozenset({"newsletter"}))
-
-
-@pytest.fixture
-def no_eager_tasks():
-    """Tasks go to a queue nobody consumes (purged afterwards): the build runs
-    where the test says, so that the page can be seen while it is under way."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = False
-    try:
-        with default_queue(new_queue_name()):
-            yield
-    finally:
-        celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture
@@ -87,6 +72,16 @@ def tab_until(page, selector: str, *, limit: int = 80) -> None:
     raise AssertionError(f"Tab never reached {selector}")
 
 
+def says_how_it_updates(page, javascript: bool) -> None:
+    """ "This page updates by itself" only while htmx polls (static/js/polling.js
+    shows it); otherwise how to see progress by hand."""
+    updates = page.get_by_text("This page updates by itself.")
+    by_hand = page.get_by_text("Reload this page, or use Check again, to see whether it is ready.")
+    shown, hidden = (updates, by_hand) if javascript else (by_hand, updates)
+    shown.wait_for()
+    assert hidden.is_hidden()
+
+
 @pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
 def test_a_copy_is_asked_for_watched_and_downloaded_with_the_keyboard_on_a_phone(
     open_page, ana, no_eager_tasks, held_build, javascript, tmp_path
@@ -102,15 +97,20 @@ def test_a_copy_is_asked_for_watched_and_downloaded_with_the_keyboard_on_a_phone
     page.keyboard.press("Enter")
     page.get_by_text("Your copy is waiting to be prepared.").wait_for()
     assert DataExport.objects.get().status == ExportStatus.QUEUED
+    says_how_it_updates(page, javascript)
     no_sideways_scroll(page)
 
     thread = run_build()
+    preparing = page.locator("#copy-status").get_by_text("We are preparing your copy.")
     if javascript:  # htmx asks every 2 s (on a busy machine, give it a few turns)
-        page.get_by_text("We are preparing your copy.").wait_for(timeout=20_000)
+        preparing.wait_for(timeout=20_000)
     else:  # a plain link
         page.get_by_role("link", name="Check again").click()
-        page.get_by_text("We are preparing your copy.").wait_for()
+        preparing.wait_for()
     assert 0 <= int(page.locator("#copy-progress").get_attribute("value")) < 100
+    says_how_it_updates(page, javascript)  # in the part htmx swapped in
+    page.reload()
+    says_how_it_updates(page, javascript)  # and in the page as served
     no_sideways_scroll(page)
 
     release.set()

@@ -10,11 +10,14 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
 from django.conf import settings
+from django.utils import timezone
 
+from insight import services as insight_services
 from policies.models import Policy, PolicyVersion
 from policies.notices import notices_of
 from tests.browser.conftest import PHONE, log_in, make_staff, seed_shop, totp_code
@@ -166,3 +169,26 @@ def watch_the_bar(page, *, timeout: float) -> list[int]:
             return seen
         page.wait_for_timeout(250)
     raise AssertionError(f"the delivery bar never filled: {seen}")
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["javascript", "no-javascript"])
+def test_the_evidence_page_says_it_updates_by_itself_only_while_htmx_polls(
+    open_page, staff_member, no_eager_tasks, javascript
+):
+    """An export waiting for a worker: with JavaScript htmx polls and the page
+    says so (static/js/polling.js); without it, how to see progress by hand."""
+    user, secret = staff_member
+    yesterday = timezone.localdate() - timedelta(days=1)
+    export = insight_services.evidence_request(
+        acting_user=user, date_from=yesterday, date_to=yesterday
+    )
+    page = open_page(java_script_enabled=javascript).page
+    status = f"/admin/insight/evidenceexport/{export.uuid}/"
+    log_in(page, user.email, totp_secret=secret, next_url=status)
+    page.goto(status)
+    page.get_by_text("This export is waiting for a worker.").wait_for()
+    updates = page.get_by_text("This page updates by itself.")
+    by_hand = page.get_by_text("Reload this page, or use Check again, to see whether it is ready.")
+    shown, hidden = (updates, by_hand) if javascript else (by_hand, updates)
+    shown.wait_for()
+    assert hidden.is_hidden()

@@ -30,6 +30,7 @@ from portal import outbox
 from rights.models import AuditAction, AuditEntry
 from rights.retention import retention_enforce
 from tests.conftest import PASSWORD, make_user
+from tests.html_support import shown_text
 from tests.insight.conftest import local
 from tests.rights.conftest import grant
 
@@ -120,11 +121,18 @@ def test_staff_ask_watch_reauthenticate_download_and_the_export_verifies(
 
     waiting = client.get(status_url(export)).content.decode()
     assert "waiting for a worker" in waiting and "Check again" in waiting
+    # Without JavaScript nothing polls: the page says how to see progress, and
+    # static/js/polling.js shows the hidden claim only once htmx polls.
+    assert "Reload this page, or use Check again" in shown_text(waiting)
+    assert "updates by itself" not in shown_text(waiting)
+    assert "<span data-when-polling hidden>This page updates by itself.</span>" in waiting
+    assert '<script src="/static/js/polling.js" defer></script>' in waiting
     assert 'hx-trigger="every 2s"' in waiting
     assert '<progress id="evidence-progress" max="100" value="0">' in waiting
     # The part htmx polls, alone.
     part = client.get(status_url(export), HTTP_HX_REQUEST="true").content.decode()
     assert part.lstrip().startswith('<div id="evidence-status"')
+    assert "updates by itself" not in shown_text(part) and "Reload this page" in shown_text(part)
 
     export = built(export)
     assert export.progress == 100 and export.events == history.count() == 9

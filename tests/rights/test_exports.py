@@ -12,9 +12,11 @@ import io
 import json
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import jsonschema
 import pytest
+from django.contrib.staticfiles import finders
 from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
@@ -32,6 +34,7 @@ from rights.models import DataExport, ExportStatus, Kind, RightsRequest, Status
 from rights.retention import retention_enforce
 from shop.demo import seed_catalogue
 from tests.conftest import PASSWORD, make_user
+from tests.html_support import shown_text
 from tests.rights.conftest import ask, emails, grant
 
 PAGE = reverse("me_requests")
@@ -98,6 +101,38 @@ def test_asking_writes_the_request_the_copy_and_its_outbox_row_and_builds_nothin
     assert "waiting to be prepared" in page
     assert f'hx-get="{status_url(export)}"' in page and 'hx-trigger="every 2s"' in page
     assert "Check again" in page  # without JavaScript: a plain link
+
+
+UPDATES = "This page updates by itself."
+RELOAD = "Reload this page, or use Check again, to see whether it is ready."
+
+
+def test_without_javascript_the_page_does_not_claim_to_update_by_itself(client, customer):
+    """The claim is sent hidden; static/js/polling.js shows it once htmx polls
+    (tests/browser/test_export.py sees both ways in Chromium)."""
+    client.force_login(customer)
+    export = asked(customer)
+    page = client.get(PAGE).content.decode()
+    part = client.get(status_url(export), HTTP_HX_REQUEST="true").content.decode()
+    for html in (page, part):
+        assert f"<span data-when-polling hidden>{UPDATES}</span>" in html
+        assert f"<span data-when-not-polling>{RELOAD}</span>" in html
+        shown = shown_text(html)
+        assert RELOAD in shown and "Check again" in shown
+        assert "updates by itself" not in shown
+    assert '<script src="/static/js/polling.js" defer></script>' in page
+
+
+def test_the_polling_script_swaps_the_two_sentences_once_htmx_polls():
+    """What the browser runs: a static file of our own (script-src 'self', no
+    inline code), acting on htmx's own signal that it has set a part up, and
+    only inside a part that polls."""
+    found = finders.find("js/polling.js")
+    assert found, "static/js/polling.js is not among the static files"
+    script = Path(found).read_text()
+    assert 'addEventListener("htmx:load"' in script
+    assert """closest('[hx-trigger*="every"]')""" in script
+    assert 'note.hidden = note.hasAttribute("data-when-not-polling")' in script
 
 
 def test_the_access_kind_of_the_request_form_asks_for_a_copy_too(client, customer):
