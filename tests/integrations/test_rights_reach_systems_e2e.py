@@ -164,21 +164,29 @@ def test_a_copy_holds_what_the_shop_answered_under_connected_systems(demo, custo
     assert answers["CRM"]["done"] == "Exported the contact."
 
 
-def test_an_objection_whose_webhook_was_refused_is_caught_up_from_the_task_list(
-    demo, customer, staff
-):
-    sync, subject = demo.sync, str(customer.subject_id)
+def _objection_the_shop_missed(demo, customer):
+    """An objection to the newsletter granted before, whose assignment the
+    shop's receiver refused (every signature, meanwhile): its task stays open,
+    the webhook to be retried. The receiver takes signatures again after."""
+    sync = demo.sync
     grant(customer, demo.purposes["newsletter"])
-    secrets, sync.secrets = sync.secrets, []  # the receiver refuses every signature meanwhile
-
+    secrets, sync.secrets = sync.secrets, []
     request = rights_services.request_create(
         user=customer, kind=Kind.OBJECTION, purposes=[demo.purposes["newsletter"]]
     )
     shop = tasks_of(request)["shop"]
     assert shop.status == Task.OPEN  # the webhook was answered 401: retried later
+    sync.secrets = secrets
+    return request, shop
+
+
+def test_an_objection_whose_webhook_was_refused_is_caught_up_from_the_task_list(
+    demo, customer, staff
+):
+    sync, subject = demo.sync, str(customer.subject_id)
+    request, shop = _objection_the_shop_missed(demo, customer)
 
     # At its next sync the script reads its open tasks from GET /api/v1/rights/tasks.
-    sync.secrets = secrets
     sync.sync()
     shop.refresh_from_db()
     assert shop.status == Task.COMPLETED and shop.acknowledged_at is not None
@@ -194,14 +202,7 @@ def test_a_cancelled_objection_is_told_to_the_shop_which_drops_its_task(demo, cu
     cancels: the shop hears of it by a verified webhook at once, and the
     assignment retried afterwards is not carried out, nor is the task list's."""
     sync, subject = demo.sync, str(customer.subject_id)
-    grant(customer, demo.purposes["newsletter"])
-    secrets, sync.secrets = sync.secrets, []  # the receiver refuses every signature meanwhile
-    request = rights_services.request_create(
-        user=customer, kind=Kind.OBJECTION, purposes=[demo.purposes["newsletter"]]
-    )
-    shop = tasks_of(request)["shop"]
-    assert shop.status == Task.OPEN
-    sync.secrets = secrets
+    request, shop = _objection_the_shop_missed(demo, customer)
     capsys.readouterr()
 
     rights_services.request_cancel(request=request, user=customer)

@@ -11,11 +11,11 @@ import pytest
 import standardwebhooks
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from integrations.webhooks import sealing, services
 from tests.integrations.test_webhooks import endpoint_for, grant, send_all, verified
+from tests.migration_support import migrate, migrate_to_the_end
 
 
 @pytest.fixture(autouse=True)
@@ -129,12 +129,6 @@ class _Out:
         pass
 
 
-def _migrate(targets) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return executor
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_seals_existing_secrets_and_going_back_unseals_them(
     sealing_dir, flushed_after
@@ -143,7 +137,7 @@ def test_the_migration_seals_existing_secrets_and_going_back_unseals_them(
 
     before = [("integrations", "0002_webhooks")]
     after = [("integrations", "0004_webhook_secrets_sealed")]
-    executor = _migrate(before)
+    executor = migrate(before)
     Endpoint = executor.loader.project_state(before).apps.get_model(
         "integrations", "WebhookEndpoint"
     )
@@ -153,7 +147,7 @@ def test_the_migration_seals_existing_secrets_and_going_back_unseals_them(
         secret=secret, previous_secret=previous,
     )  # fmt: skip
 
-    executor = _migrate(after)
+    executor = migrate(after)
     Endpoint = executor.loader.project_state(after).apps.get_model(
         "integrations", "WebhookEndpoint"
     )
@@ -168,11 +162,10 @@ def test_the_migration_seals_existing_secrets_and_going_back_unseals_them(
         previous
     )
 
-    executor = _migrate(before)
+    executor = migrate(before)
     Endpoint = executor.loader.project_state(before).apps.get_model(
         "integrations", "WebhookEndpoint"
     )
     back = Endpoint.objects.get(pk=plain.pk)
     assert (back.secret, back.previous_secret) == (secret, previous)
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    migrate_to_the_end()

@@ -11,14 +11,13 @@ import pytest
 from allauth.account import app_settings as allauth_settings
 from django.conf import settings
 from django.core import mail
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from consents.services import NEWSLETTER_CONFIRMATION_DAYS
 from portal import outbox, tasks
 from portal.mail import EMAIL, outbound_email_queue
 from portal.models import OutboxItem
+from tests.migration_support import migrate, migrate_to_the_end
 
 RESET_LINK = "/accounts/password/reset/key/"
 
@@ -140,37 +139,26 @@ def test_the_admin_shows_an_emails_metadata_and_never_its_body(client, staff):
     assert email.message_id.replace("<", "&lt;").replace(">", "&gt;") in html
 
 
-def _migrate(targets) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return executor
-
-
-def _migrate_to_the_end() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())  # as the other tests expect
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_clears_the_bodies_of_emails_already_sent():
     before, after = (
         [("portal", "0002_outboundemail_kind")],
         [("portal", "0003_clear_sent_email_bodies")],
     )
-    executor = _migrate(before)
+    executor = migrate(before)
     Email = executor.loader.project_state(before).apps.get_model("portal", "OutboundEmail")
     sent = Email.objects.create(
         to="a@example.com", subject="Reset", body_text=RESET_LINK, status="sent", kind="k"
     )
     pending = Email.objects.create(to="b@example.com", subject="Reset", body_text=RESET_LINK)
 
-    executor = _migrate(after)
+    executor = migrate(after)
 
     Email = executor.loader.project_state(after).apps.get_model("portal", "OutboundEmail")
     sent = Email.objects.get(pk=sent.pk)
     assert (sent.body_text, sent.subject, sent.to, sent.kind) == ("", "Reset", "a@example.com", "k")
     assert Email.objects.get(pk=pending.pk).body_text == RESET_LINK
-    _migrate_to_the_end()
+    migrate_to_the_end()
     # And in the one outbox, the sent one still without its body, the other with it.
     rows = OutboxItem.objects.filter(kind=EMAIL)
     assert rows.get(recipient="a@example.com").payload == {}
@@ -186,7 +174,7 @@ def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing(flushed_
     from policies.notices import message_id, notice_get, notices_of
 
     before = [("portal", "0004_outboxitem"), ("policies", "0003_published_versions_hashed")]
-    executor = _migrate(before)
+    executor = migrate(before)
     old = executor.loader.project_state(before).apps
     Email = old.get_model("portal", "OutboundEmail")
     Notification = old.get_model("policies", "Notification")
@@ -221,7 +209,7 @@ def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing(flushed_
         headers={"X-H": "1"}, kind="account/email/password_reset_key",
     )  # fmt: skip
 
-    _migrate_to_the_end()
+    migrate_to_the_end()
 
     rows = notices_of(version.pk)
     assert sorted(rows.values_list("pk", flat=True)) == [7, 8, 9, 10]
@@ -253,7 +241,7 @@ def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing(flushed_
     new = OutboxItem.objects.create(kind=EMAIL, recipient="c@example.com")
     assert new.pk > max(emails_moved.exclude(pk=new.pk).values_list("pk", flat=True))
 
-    executor = _migrate(before)  # and back
+    executor = migrate(before)  # and back
     old = executor.loader.project_state(before).apps
     Notification = old.get_model("policies", "Notification")
     assert sorted(Notification.objects.values_list("pk", "email", "status")) == [
@@ -262,7 +250,7 @@ def test_the_two_old_outboxes_move_into_the_one_and_back_losing_nothing(flushed_
     Email = old.get_model("portal", "OutboundEmail")
     assert Email.objects.get(uuid=waiting.uuid).body_text == RESET_LINK
     assert Email.objects.count() == 3
-    _migrate_to_the_end()
+    migrate_to_the_end()
 
 
 def signing_loads(token: str):

@@ -8,27 +8,20 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from rights.models import LimitLifted
+from tests.migration_support import migrate, migrate_to_the_end
 
 BEFORE = [("rights", "0011_audit_webhook_views")]
 AFTER = [("rights", "0012_limits_lifted")]
-
-
-def _migrate(targets) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return executor
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_lifts_before_the_migration_are_written_in_the_order_they_were_closed(
     flushed_after,
 ):
-    executor = _migrate(BEFORE)
+    executor = migrate(BEFORE)
     Request = executor.loader.project_state(BEFORE).apps.get_model("rights", "RightsRequest")
     now = timezone.now()
 
@@ -52,9 +45,8 @@ def test_the_lifts_before_the_migration_are_written_in_the_order_they_were_close
     request("restriction", "received")  # open: in effect
     request("access", "done", closed_minutes_ago=1)  # not a limit at all
 
-    _migrate(AFTER)
+    migrate(AFTER)
     lifts = list(LimitLifted.objects.order_by("pk").values_list("request_id", "lifted_at"))
     assert [pk for pk, _at in lifts] == [refused.pk, withdrawn.pk, answered.pk]
     assert [at for _pk, at in lifts] == sorted(at for _pk, at in lifts)
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())  # as the other tests expect
+    migrate_to_the_end()

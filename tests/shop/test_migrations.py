@@ -9,30 +9,18 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from shop.models import Interest, Product, ProductCategory
+from tests.migration_support import migrate, migrate_to_the_end
 
 BEFORE = [("consents", "0014_ledger_keys_unconstrained"), ("shop", None)]
 AFTER = [("consents", "0015_shop_models_moved"), ("shop", "0001_initial")]
 
 
-def _migrate(targets) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return executor
-
-
-def _migrate_to_the_end() -> None:
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())  # as the other tests expect
-
-
 @pytest.mark.django_db(transaction=True)
 def test_moving_the_models_keeps_the_products_and_the_interests(flushed_after):
     product_type = ContentType.objects.get_for_model(Product).pk
-    executor = _migrate(BEFORE)
+    executor = migrate(BEFORE)
     old = executor.loader.project_state(BEFORE[:1]).apps
     with pytest.raises(LookupError):
         old.get_model("shop", "Interest")
@@ -48,13 +36,13 @@ def test_moving_the_models_keeps_the_products_and_the_interests(flushed_after):
     # Before the move, the admin's content type names the consents app.
     assert ContentType.objects.get(pk=product_type).app_label == "consents"
 
-    executor = _migrate(AFTER)
+    executor = migrate(AFTER)
     new = executor.loader.project_state(AFTER).apps
     with pytest.raises(LookupError):
         new.get_model("consents", "Interest")
     moved = new.get_model("shop", "Interest").objects.get(pk=interest.pk)
     assert (moved.subject_id, moved.category_id) == (subject, "books")
-    _migrate_to_the_end()
+    migrate_to_the_end()
 
     # The same rows, read through today's models.
     assert Product.objects.get(pk=product.pk).category.key == "books"
