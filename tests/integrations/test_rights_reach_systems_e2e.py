@@ -17,8 +17,6 @@ import pytest
 from django.utils import timezone
 
 from consents.demo import seed_inventory
-from consents.models import Decision, Method
-from consents.services import consent_record
 from integrations import demo_shop, systems
 from integrations.examples import consent_sync
 from integrations.models import SystemTask, WebhookDelivery
@@ -29,6 +27,7 @@ from rights import exports
 from rights import services as rights_services
 from rights.models import AuditAction, AuditEntry, DataExport, Kind, RightsRequest
 from rights.models import Status as RequestStatus
+from tests.integrations.conftest import grant
 from tests.integrations.test_consent_sync import PATH, Running
 from tests.integrations.test_webhooks import send_all
 
@@ -64,15 +63,6 @@ def demo(live_server, settings, staff, tmp_path):
 def staff_client(client, staff):
     client.force_login(staff)
     return client
-
-
-def grant(person, purpose):
-    return consent_record(
-        subject_id=person.subject_id,
-        purpose=purpose,
-        decision=Decision.GRANTED,
-        method=Method.PANEL,
-    )
 
 
 def tasks_of(request) -> dict[str, SystemTask]:

@@ -30,6 +30,19 @@ ROOT = Path(__file__).resolve().parents[2]
 DELIVER = "portal.tasks.outbox_send"
 
 
+def _beside_the_demo(demo, code: str) -> None:
+    """Python run by `manage.py shell` against the running demo's database,
+    its tasks queued to the demo's own worker (the filesystem broker)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env={**demo.env, "TASK_BROKER": "filesystem"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
 def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment `make run` gives its processes, on a database of this test's own."""
     env = {
@@ -174,14 +187,7 @@ def test_make_run_sends_a_views_email_from_its_worker_and_stops_it_on_ctrl_c(dem
         "consent_record(subject_id=ana.subject_id, purpose=Purpose.objects.get(key='newsletter'), "
         "decision=Decision.WITHDRAWN, method=Method.PANEL)"
     )
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", withdraw],
-        cwd=ROOT,
-        env={**demo.env, "TASK_BROKER": "filesystem"},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    _beside_the_demo(demo, withdraw)
     demo.wait_for(r"shop   \| .*consent\.withdrawn +subject \w+ newsletter: stopped \(panel\)")
 
     # Staff delete João's account in the admin (the erasure at once): the shop
@@ -192,14 +198,7 @@ def test_make_run_sends_a_views_email_from_its_worker_and_stops_it_on_ctrl_c(dem
         "user_erase(user=User.objects.get(email='joao@example.com'), "
         "acting_user=User.objects.get(email='staff@example.com'))"
     )
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", erase],
-        cwd=ROOT,
-        env={**demo.env, "TASK_BROKER": "filesystem"},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    _beside_the_demo(demo, erase)
     demo.wait_for(
         r"shop   \| .*rights_request\.assigned +subject \w+: erasure task \w+: Erased", timeout=60
     )
